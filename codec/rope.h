@@ -1,0 +1,21 @@
+// Rotary position embedding (RoPE) exactly as llama2.c applies it: consecutive pairs (2i, 2i+1)
+// within each head rotate by angle pos * theta^(-2i/head_dim), computed in float as run.c does,
+// so keys match the reference implementation bit for bit.
+//
+// Contract: `row` points at one token's n_heads * head_dim values; head_dim is even.
+// rope_rotate(..., inverse=true) undoes the rotation (up to float rounding), turning post-RoPE
+// keys into pre-RoPE keys. The KvCache helpers convert a whole cache whose token t sits at
+// position start_pos + t and flip keys_pre_rope accordingly.
+#pragma once
+#include "codec/kv_cache.h"
+
+namespace kvstream {
+
+void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bool inverse = false);
+
+// Pre-RoPE keys -> post-RoPE keys at positions start_pos, start_pos+1, ... (no-op if already post).
+void rope_apply_to_keys(KvCache& kv, int start_pos = 0);
+// Post-RoPE keys (at positions start_pos...) -> pre-RoPE keys (no-op if already pre).
+void rope_remove_from_keys(KvCache& kv, int start_pos = 0);
+
+}  // namespace kvstream
