@@ -1,0 +1,99 @@
+// chunk_codec.h: encodes one chunk of a KV cache (a run of consecutive token positions) at one
+// level into a self-contained blob, and decodes a blob back into a KvCache at its positions.
+//
+// Methods (a blob says which it is):
+//   Quant    profile level: pre-RoPE keys, per-lane mean and fixed step from the profile, rANS with
+//            the profile's per-lane tables over `streams` interleaved streams (value i of the chunk
+//            belongs to stream i % streams), escapes for values outside a table's range.
+//   Fp16     raw IEEE half values (keys post-RoPE), the "no compression" reference.
+//   Q8, Q4   CacheGen-style per-token symmetric quantization: one fp16 absmax scale per
+//            (layer, kind, token), 255 / 15 levels, 8 / 4 bits per value, no entropy coding.
+//   ZstdFp16 zstd (level 3) over the Fp16 body.
+//   Text     the chunk's token ids (the receiver recomputes KV from text).
+// Value order inside a chunk: i = ((layer * 2 + kind) * tokens + t) * kv_dim + channel, which is
+// the KvCache memory order of each (layer, kind) block.
+//
+// Contract: encode_chunk() reads kv tokens [begin, end) (keys pre- or post-RoPE as kv says; token
+// t sits at position pos0 + t - begin) and throws std::invalid_argument on bad ranges, shape or
+// non-finite values where the method cannot carry them. decode_chunk() checks magic, version,
+// CRC32C, profile hash, every length and count, and each rANS stream's end state; on any mismatch
+// it throws CorruptBlob and leaves `out` possibly partially written but never reads or writes out of
+// bounds. `out` must have the profile's shape; it grows to hold the blob's positions; keys are
+// written post-RoPE or pre-RoPE as out.keys_pre_rope says. Token ids are written only by Text.
+// Byte layout: docs/FORMAT.md.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "codec/kv_cache.h"
+#include "codec/profile.h"
+
+namespace kvstream::codec {
+
+inline constexpr uint8_t kBlobVersion = 1;
+inline constexpr size_t kBlobHeaderBytes = 24;  // fixed header before the method body
+inline constexpr size_t kBlobTrailerBytes = 4;  // CRC32C
+
+struct CorruptBlob : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class Method : uint8_t { Quant = 1, Fp16 = 2, Q8 = 3, Q4 = 4, ZstdFp16 = 5, Text = 6 };
+const char* method_name(Method m);  // "quant", "fp16", "q8", "q4", "zstd-fp16", "text"
+Method parse_method(const std::string& s);  // inverse; throws std::invalid_argument
+
+struct EncodeOptions {
+  // Quant: streams per chunk = ceil(values / symbols_per_stream), clamped to [1, 65535]; every
+  // stream stays <= 32767 symbols. Larger chunks or models get more streams (one CUDA thread each).
+  int symbols_per_stream = 4096;
+  int zstd_level = 3;
+};
+
+// Fixed header fields of a blob (parse_blob_header validates them against the blob length).
+struct BlobHeader {
+  Method method{};
+  uint8_t level = 0;          // Quant: index into the profile's levels
+  uint16_t tokens = 0;        // tokens in the chunk (1..65535)
+  uint32_t first_pos = 0;     // position of the chunk's first token
+  uint64_t profile_hash = 0;  // Quant: hash of the profile it needs; 0 otherwise
+  KvShape shape;              // n_layers, n_kv_heads, head_dim (u8 each)
+};
+BlobHeader parse_blob_header(std::span<const uint8_t> blob);  // also checks the CRC
+
+// A Quant blob's layout after validation (offsets into the blob), for CPU and CUDA decoders.
+struct QuantLayout {
+  uint32_t streams = 0;
+  uint64_t values = 0;                // 2 * n_layers * tokens * kv_dim
+  std::vector<uint32_t> final_state;  // [stream]
+  std::vector<uint32_t> offset;       // [stream + 1] byte offsets of stream data in the blob
+  uint32_t escapes = 0;               // escaped values
+  size_t escape_offset = 0, escape_end = 0;  // byte range of the escape list
+  size_t side_info_bytes = 0;         // header + stream directory + counts + CRC
+};
+QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& h);
+
+// Encodes kv tokens [begin, end) at positions pos0... Quant needs profile + level; the baselines
+// and Text ignore them (profile may be null).
+std::vector<uint8_t> encode_chunk(const KvCache& kv, size_t begin, size_t end, uint32_t pos0,
+                                  Method method, const Profile* profile, int level,
+                                  const EncodeOptions& opt = {});
+
+// Decodes a blob into out at its positions (see contract). `tables` may be given to skip rebuilding
+// the level's decode tables (must be build_decode_tables(profile, header.level)).
+void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache& out,
+                  const LevelDecodeTables* tables = nullptr);
+
+// Statistics of an encoded Quant chunk (for bench): ideal bits = -sum log2 p(symbol) under the
+// tables used, coded payload bits, side info bytes.
+struct BlobStats {
+  size_t bytes = 0;
+  size_t side_info_bytes = 0;
+  double ideal_bits = 0;
+  double coded_bits = 0;  // stream words + final states, in bits
+};
+BlobStats blob_stats(std::span<const uint8_t> blob, const Profile* profile);
+
+}  // namespace kvstream::codec
