@@ -91,8 +91,8 @@ class Model {
     // Weights transposed to [in][out] so that matmuls stream contiguous output rows.
     std::vector<float> rms_att, wqkv_t, wo_t, rms_ffn, w13_t, w2_t;
   };
-  void forward(const KvCache& past, std::span<const int32_t> tokens, float* const* new_k,
-               float* const* new_v, bool store_pre_rope, LogitsMode mode, float* logits,
+  void forward(const KvCache& past, size_t past_tokens, std::span<const int32_t> tokens,
+               float* const* new_k, float* const* new_v, bool store_pre_rope, LogitsMode mode, float* logits,
                ScoreResult* score) const;
 
   Config config_;

@@ -1,0 +1,27 @@
+#include "model/file_bytes.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace kvstream::model {
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error("cannot open " + what + " " + path + ": not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + what + " " + path + ": " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw std::runtime_error("cannot read " + what + " " + path);
+  in.seekg(0);
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+    throw std::runtime_error("cannot read " + what + " " + path + ": short read");
+  return bytes;
+}
+
+}  // namespace kvstream::model

@@ -1,0 +1,173 @@
+#include "model/tokenizer.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "model/file_bytes.h"
+
+namespace kvstream::model {
+
+namespace {
+[[noreturn]] void fail(const std::string& what, const std::string& why) {
+  throw std::runtime_error(what + ": invalid llama2.c tokenizer: " + why);
+}
+constexpr int kMaxTokenLength = 1 << 16;
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  return parse(read_file_bytes(path, "tokenizer"), path);
+}
+
+Tokenizer Tokenizer::parse(const std::vector<uint8_t>& bytes, const std::string& what) {
+  Tokenizer t;
+  if (bytes.size() < 4) fail(what, "file is " + std::to_string(bytes.size()) + " bytes, shorter than the 4-byte header");
+  int32_t max_len;
+  std::memcpy(&max_len, bytes.data(), 4);
+  if (max_len <= 0 || max_len > kMaxTokenLength)
+    fail(what, "max_token_length " + std::to_string(max_len) + " is out of range (1.." +
+                   std::to_string(kMaxTokenLength) + ")");
+  t.max_token_length_ = max_len;
+  size_t off = 4;
+  while (off < bytes.size()) {
+    const size_t id = t.pieces_.size();
+    if (bytes.size() - off < 8)
+      fail(what, "entry " + std::to_string(id) + " at byte " + std::to_string(off) +
+                     " is truncated (needs 8 bytes of score and length, " +
+                     std::to_string(bytes.size() - off) + " left)");
+    float score;
+    int32_t len;
+    std::memcpy(&score, bytes.data() + off, 4);
+    std::memcpy(&len, bytes.data() + off + 4, 4);
+    off += 8;
+    if (len < 0 || len > max_len)
+      fail(what, "entry " + std::to_string(id) + " has length " + std::to_string(len) +
+                     " outside 0..max_token_length " + std::to_string(max_len));
+    if (bytes.size() - off < size_t(len))
+      fail(what, "entry " + std::to_string(id) + " is truncated (piece of " + std::to_string(len) +
+                     " bytes, " + std::to_string(bytes.size() - off) + " left)");
+    t.pieces_.emplace_back(reinterpret_cast<const char*>(bytes.data() + off), size_t(len));
+    t.scores_.push_back(score);
+    off += size_t(len);
+  }
+  if (t.pieces_.size() < 3) fail(what, "vocabulary has " + std::to_string(t.pieces_.size()) + " tokens (need at least <unk>, BOS, EOS)");
+  t.index_.reserve(t.pieces_.size() * 2);
+  for (size_t i = 0; i < t.pieces_.size(); ++i)
+    t.index_.emplace(t.pieces_[i], static_cast<int32_t>(i));  // first id wins on duplicates
+  return t;
+}
+
+const std::string& Tokenizer::piece(int32_t id) const {
+  if (id < 0 || size_t(id) >= pieces_.size())
+    throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary of " +
+                            std::to_string(pieces_.size()));
+  return pieces_[id];
+}
+
+float Tokenizer::score(int32_t id) const {
+  piece(id);
+  return scores_[id];
+}
+
+int32_t Tokenizer::lookup(std::string_view p) const {
+  auto it = index_.find(std::string(p));
+  return it == index_.end() ? -1 : it->second;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool bos, bool eos) const {
+  if (auto nul = text.find('\0'); nul != std::string_view::npos) text = text.substr(0, nul);
+  std::vector<int32_t> tokens;
+  tokens.reserve(text.size() + 3);
+  if (bos) tokens.push_back(kBos);
+  if (!text.empty()) {
+    const int32_t dummy = lookup(" ");
+    if (dummy < 0) throw std::runtime_error("tokenizer has no \" \" piece for the dummy prefix");
+    tokens.push_back(dummy);
+  }
+  // UTF-8 codepoints (at most 4 bytes) looked up whole, else byte fallback (+3), as run.c.
+  std::string buf;
+  for (size_t c = 0; c < text.size(); ++c) {
+    if ((uint8_t(text[c]) & 0xC0) != 0x80) buf.clear();
+    buf.push_back(text[c]);
+    const uint8_t next = c + 1 < text.size() ? uint8_t(text[c + 1]) : 0;
+    if ((next & 0xC0) == 0x80 && buf.size() < 4) continue;
+    const int32_t id = lookup(buf);
+    if (id != -1) {
+      tokens.push_back(id);
+    } else {
+      for (char b : buf) {
+        const int32_t byte_id = int32_t(uint8_t(b)) + 3;
+        if (byte_id >= vocab_size())
+          throw std::runtime_error("tokenizer has no byte-fallback token for byte " + std::to_string(uint8_t(b)));
+        tokens.push_back(byte_id);
+      }
+    }
+    buf.clear();
+  }
+  // Greedy merges: repeatedly merge the adjacent pair whose merged piece has the highest score
+  // (leftmost on ties, scores must beat -1e10 as in run.c). merged[i] caches pair (i, i+1).
+  auto pair_id = [&](size_t i) {
+    return lookup(pieces_[tokens[i]] + pieces_[tokens[i + 1]]);
+  };
+  std::vector<int32_t> merged(tokens.size() > 1 ? tokens.size() - 1 : 0);
+  for (size_t i = 0; i + 1 < tokens.size(); ++i) merged[i] = pair_id(i);
+  while (true) {
+    float best_score = -1e10f;
+    long best = -1;
+    for (size_t i = 0; i < merged.size(); ++i)
+      if (merged[i] != -1 && scores_[merged[i]] > best_score) {
+        best_score = scores_[merged[i]];
+        best = long(i);
+      }
+    if (best < 0) break;
+    const size_t b = size_t(best);
+    tokens[b] = merged[b];
+    tokens.erase(tokens.begin() + b + 1);
+    merged.erase(merged.begin() + b);
+    if (b < merged.size()) merged[b] = pair_id(b);
+    if (b > 0) merged[b - 1] = pair_id(b - 1);
+  }
+  if (eos) tokens.push_back(kEos);
+  return tokens;
+}
+
+std::string Tokenizer::decode(int32_t prev, int32_t token) const {
+  std::string_view p = piece(token);
+  if (prev == kBos && !p.empty() && p[0] == ' ') p.remove_prefix(1);
+  // run.c: sscanf(piece, "<0x%02hhX>", &byte) == 1 -> the raw byte
+  if (p.size() >= 4 && p.substr(0, 3) == "<0x") {
+    auto hex = [](char ch) -> int {
+      if (ch >= '0' && ch <= '9') return ch - '0';
+      if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+      if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+      return -1;
+    };
+    const int h0 = hex(p[3]);
+    if (h0 >= 0) {
+      const int h1 = p.size() > 4 ? hex(p[4]) : -1;
+      const int byte = h1 >= 0 ? h0 * 16 + h1 : h0;
+      return byte == 0 ? std::string() : std::string(1, char(byte));  // C string: NUL prints nothing
+    }
+  }
+  return std::string(p);
+}
+
+std::string Tokenizer::printable(int32_t prev, int32_t token) const {
+  std::string s = decode(prev, token);
+  if (s.size() == 1) {
+    const uint8_t b = uint8_t(s[0]);
+    const bool print = b >= 0x20 && b <= 0x7E;
+    const bool space = b == ' ' || (b >= '\t' && b <= '\r');
+    if (!print && !space) return {};
+  }
+  // A C string stops at its first NUL.
+  if (auto nul = s.find('\0'); nul != std::string::npos) s.resize(nul);
+  return s;
+}
+
+std::string Tokenizer::detokenize(const std::vector<int32_t>& tokens) const {
+  std::string out;
+  for (size_t i = 1; i < tokens.size(); ++i) out += printable(tokens[i - 1], tokens[i]);
+  return out;
+}
+
+}  // namespace kvstream::model
