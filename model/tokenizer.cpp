@@ -1,5 +1,6 @@
 #include "model/tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -103,28 +104,53 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool bos, bool eos
     }
     buf.clear();
   }
-  // Greedy merges: repeatedly merge the adjacent pair whose merged piece has the highest score
-  // (leftmost on ties, scores must beat -1e10 as in run.c). merged[i] caches pair (i, i+1).
-  auto pair_id = [&](size_t i) {
-    return lookup(pieces_[tokens[i]] + pieces_[tokens[i + 1]]);
-  };
-  std::vector<int32_t> merged(tokens.size() > 1 ? tokens.size() - 1 : 0);
-  for (size_t i = 0; i + 1 < tokens.size(); ++i) merged[i] = pair_id(i);
-  while (true) {
-    float best_score = -1e10f;
-    long best = -1;
-    for (size_t i = 0; i < merged.size(); ++i)
-      if (merged[i] != -1 && scores_[merged[i]] > best_score) {
-        best_score = scores_[merged[i]];
-        best = long(i);
-      }
-    if (best < 0) break;
-    const size_t b = size_t(best);
-    tokens[b] = merged[b];
-    tokens.erase(tokens.begin() + b + 1);
-    merged.erase(merged.begin() + b);
-    if (b < merged.size()) merged[b] = pair_id(b);
-    if (b > 0) merged[b - 1] = pair_id(b - 1);
+  // Greedy merges as run.c: repeatedly merge the adjacent pair whose merged piece has the highest
+  // score (leftmost on ties; scores must beat -1e10). run.c rescans all pairs per merge (O(n^2));
+  // this keeps the candidates in a heap over a linked list, which picks the same pair each time:
+  // list order equals original-position order, so "leftmost" is "smallest original position".
+  const int n = static_cast<int>(tokens.size());
+  if (n >= 2) {
+    std::vector<int> prev(n), next(n);
+    std::vector<uint32_t> ver(n, 0);
+    std::vector<char> alive(n, 1);
+    for (int i = 0; i < n; ++i) prev[i] = i - 1, next[i] = i + 1 < n ? i + 1 : -1;
+    struct Cand {
+      float score;
+      int left, right, merged;
+      uint32_t vl, vr;
+    };
+    auto worse = [](const Cand& a, const Cand& b) {  // heap top = best score, then leftmost
+      if (a.score != b.score) return a.score < b.score;
+      return a.left > b.left;
+    };
+    std::vector<Cand> heap;
+    auto push = [&](int left) {
+      if (left < 0 || next[left] < 0) return;
+      const int right = next[left];
+      const int32_t id = lookup(pieces_[tokens[left]] + pieces_[tokens[right]]);
+      if (id == -1 || !(scores_[id] > -1e10f)) return;
+      heap.push_back({scores_[id], left, right, id, ver[left], ver[right]});
+      std::push_heap(heap.begin(), heap.end(), worse);
+    };
+    for (int i = 0; i + 1 < n; ++i) push(i);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), worse);
+      const Cand c = heap.back();
+      heap.pop_back();
+      if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || ver[c.left] != c.vl ||
+          ver[c.right] != c.vr)
+        continue;  // stale: one side was merged since
+      tokens[c.left] = c.merged;
+      ++ver[c.left];
+      alive[c.right] = 0;
+      next[c.left] = next[c.right];
+      if (next[c.left] >= 0) prev[next[c.left]] = c.left;
+      push(prev[c.left]);
+      push(c.left);
+    }
+    int out = 0;
+    for (int i = 0; i >= 0; i = next[i]) tokens[out++] = tokens[i];
+    tokens.resize(out);
   }
   if (eos) tokens.push_back(kEos);
   return tokens;
