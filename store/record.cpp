@@ -1,0 +1,90 @@
+#include "store/record.h"
+
+#include <array>
+#include <cstring>
+#include <string>
+
+namespace kvstream::store {
+namespace {
+
+constexpr char kMagic[8] = {'K', 'V', 'S', 'R', 'E', 'C', '0', '1'};
+
+std::array<uint32_t, 256> make_table() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+
+template <typename T>
+T get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc) {
+  static const std::array<uint32_t, 256> table = make_table();
+  crc = ~crc;
+  for (uint8_t b : data) crc = table[(crc ^ b) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+uint64_t Record::stored_bytes() const {
+  return kRecordOverhead + 4ull * tokens.size() + payload.size();
+}
+
+std::vector<uint8_t> serialize_record(const Record& r) {
+  if (r.tokens.empty()) throw std::invalid_argument("serialize_record: a record needs tokens");
+  if (r.tokens.size() > kMaxRecordTokens)
+    throw std::invalid_argument("serialize_record: too many tokens");
+  // Written at fixed offsets into a buffer of the final size (little-endian hosts: x86-64, aarch64).
+  std::vector<uint8_t> out(r.stored_bytes());
+  uint8_t* p = out.data();
+  auto put = [&](const void* src, size_t n) {
+    if (n) std::memcpy(p, src, n);
+    p += n;
+  };
+  const uint32_t n_tokens = static_cast<uint32_t>(r.tokens.size());
+  const uint64_t payload = r.payload.size();
+  put(kMagic, 8);
+  put(&n_tokens, 4);
+  put(&payload, 8);
+  put(&r.key.hi, 8);
+  put(&r.key.lo, 8);
+  put(r.tokens.data(), 4ull * n_tokens);
+  put(r.payload.data(), r.payload.size());
+  const uint32_t crc = crc32c(std::span<const uint8_t>(out.data(), out.size() - 4));
+  put(&crc, 4);
+  return out;
+}
+
+Record parse_record(std::span<const uint8_t> b, const PrefixHasher* hasher) {
+  if (b.size() < kRecordOverhead) throw CorruptRecord("record: truncated (" + std::to_string(b.size()) + " bytes)");
+  if (std::memcmp(b.data(), kMagic, 8) != 0) throw CorruptRecord("record: bad magic");
+  const uint32_t n_tokens = get<uint32_t>(b.data() + 8);
+  const uint64_t payload = get<uint64_t>(b.data() + 12);
+  if (n_tokens == 0 || n_tokens > kMaxRecordTokens) throw CorruptRecord("record: bad token count");
+  // Sizes must add up exactly; checked without overflow before anything is allocated.
+  const uint64_t fixed = kRecordOverhead + 4ull * n_tokens;
+  if (fixed > b.size() || payload != b.size() - fixed)
+    throw CorruptRecord("record: declared sizes do not match the " + std::to_string(b.size()) + " bytes present");
+  const size_t body = b.size() - 4;
+  if (crc32c(b.first(body)) != get<uint32_t>(b.data() + body)) throw CorruptRecord("record: checksum mismatch");
+  Record r;
+  r.key.hi = get<uint64_t>(b.data() + 20);
+  r.key.lo = get<uint64_t>(b.data() + 28);
+  r.tokens.resize(n_tokens);
+  std::memcpy(r.tokens.data(), b.data() + 36, 4ull * n_tokens);
+  const uint8_t* p = b.data() + 36 + 4ull * n_tokens;
+  r.payload.assign(p, p + payload);
+  if (hasher && hasher->key_of(r.tokens) != r.key) throw CorruptRecord("record: key does not match its tokens");
+  return r;
+}
+
+}  // namespace kvstream::store

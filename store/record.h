@@ -1,0 +1,42 @@
+// Record: one stored encoded context (its token ids plus an opaque payload, normally a codec
+// container with every chunk at every level) and its on-disk / in-memory byte format.
+//
+// Format (little-endian): magic "KVSREC01" | u32 n_tokens | u64 payload_bytes | 16-byte key
+// (hi, lo) | i32 tokens[n_tokens] | payload | u32 CRC-32C of everything before it.
+// Contract: parse_record() accepts only what serialize_record() writes: it checks the magic, that
+// the declared sizes add up to exactly the buffer's size (before allocating anything), the
+// checksum, and that the key is the PrefixHasher key of the tokens when a hasher is given; any
+// mismatch throws CorruptRecord. A record's tokens are never empty.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include "store/key.h"
+
+namespace kvstream::store {
+
+struct CorruptRecord : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Record {
+  PrefixKey key;
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> payload;
+  // Size of serialize_record()'s output: what the record occupies in either tier.
+  uint64_t stored_bytes() const;
+};
+using RecordPtr = std::shared_ptr<const Record>;
+
+inline constexpr size_t kRecordOverhead = 8 + 4 + 8 + 16 + 4;
+inline constexpr uint32_t kMaxRecordTokens = 1u << 24;
+
+std::vector<uint8_t> serialize_record(const Record& r);
+Record parse_record(std::span<const uint8_t> bytes, const PrefixHasher* hasher = nullptr);
+
+uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
+
+}  // namespace kvstream::store
