@@ -34,7 +34,7 @@
 namespace kvstream::codec {
 
 inline constexpr uint8_t kBlobVersion = 1;
-inline constexpr size_t kBlobHeaderBytes = 24;  // fixed header before the method body
+inline constexpr size_t kBlobHeaderBytes = 28;  // fixed header before the method body
 inline constexpr size_t kBlobTrailerBytes = 4;  // CRC32C
 
 struct CorruptBlob : std::runtime_error {
@@ -59,7 +59,7 @@ struct BlobHeader {
   uint16_t tokens = 0;        // tokens in the chunk (1..65535)
   uint32_t first_pos = 0;     // position of the chunk's first token
   uint64_t profile_hash = 0;  // Quant: hash of the profile it needs; 0 otherwise
-  KvShape shape;              // n_layers, n_kv_heads, head_dim (u8 each)
+  KvShape shape;              // n_layers, n_kv_heads, head_dim (u16 each)
 };
 BlobHeader parse_blob_header(std::span<const uint8_t> blob);  // also checks the CRC
 
@@ -81,10 +81,11 @@ std::vector<uint8_t> encode_chunk(const KvCache& kv, size_t begin, size_t end, u
                                   Method method, const Profile* profile, int level,
                                   const EncodeOptions& opt = {});
 
-// Decodes a blob into out at its positions (see contract). `tables` may be given to skip rebuilding
-// the level's decode tables (must be build_decode_tables(profile, header.level)).
+// Decodes a blob into out at its positions (see contract): the token at position p goes to row
+// p - pos_base (CorruptBlob if the blob starts before pos_base). `tables` may be given to skip
+// rebuilding the level's decode tables (must be build_decode_tables(profile, header.level)).
 void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache& out,
-                  const LevelDecodeTables* tables = nullptr);
+                  const LevelDecodeTables* tables = nullptr, uint32_t pos_base = 0);
 
 // Statistics of an encoded Quant chunk (for bench): ideal bits = -sum log2 p(symbol) under the
 // tables used, coded payload bits, side info bytes.

@@ -22,6 +22,32 @@ void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bo
   }
 }
 
+void rope_rotate_rows(float* const* bases, int n_bases, size_t n_rows, int n_heads, int head_dim,
+                      int pos0, float theta, bool inverse) {
+  if (head_dim % 2 != 0) throw std::invalid_argument("rope_rotate_rows: head_dim must be even");
+  const int half = head_dim / 2, row = n_heads * head_dim;
+  float fcr[512], fci[512];
+  if (half > 512) throw std::invalid_argument("rope_rotate_rows: head_dim over 1024");
+  for (size_t r = 0; r < n_rows; ++r) {
+    const int pos = pos0 + static_cast<int>(r);
+    for (int i = 0; i < head_dim; i += 2) {  // exactly rope_rotate()'s expressions
+      const float freq = 1.0f / powf(theta, i / static_cast<float>(head_dim));
+      const float val = pos * freq;
+      fcr[i / 2] = cosf(val);
+      fci[i / 2] = inverse ? -sinf(val) : sinf(val);
+    }
+    for (int b = 0; b < n_bases; ++b) {
+      float* x = bases[b] + r * row;
+      for (int h = 0; h < n_heads; ++h, x += head_dim)
+        for (int j = 0; j < half; ++j) {
+          const float v0 = x[2 * j], v1 = x[2 * j + 1];
+          x[2 * j] = v0 * fcr[j] - v1 * fci[j];
+          x[2 * j + 1] = v0 * fci[j] + v1 * fcr[j];
+        }
+    }
+  }
+}
+
 static void rotate_all_keys(KvCache& kv, int start_pos, bool inverse) {
   for (int l = 0; l < kv.shape.n_layers; ++l)
     for (size_t t = 0; t < kv.num_tokens(); ++t)

@@ -13,6 +13,12 @@ namespace kvstream {
 
 void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bool inverse = false);
 
+// Rotates rows r = 0..n_rows-1 (row r at position pos0 + r, each n_heads * head_dim floats,
+// consecutive) of every array in `bases` (e.g. one per layer): the same values as rope_rotate()
+// row by row, with each angle's cos/sin computed once per position instead of per row and head.
+void rope_rotate_rows(float* const* bases, int n_bases, size_t n_rows, int n_heads, int head_dim,
+                      int pos0, float theta, bool inverse = false);
+
 // Pre-RoPE keys -> post-RoPE keys at positions start_pos, start_pos+1, ... (no-op if already post).
 void rope_apply_to_keys(KvCache& kv, int start_pos = 0);
 // Post-RoPE keys (at positions start_pos...) -> pre-RoPE keys (no-op if already pre).
