@@ -1,0 +1,227 @@
+// Wire protocol: frame and message round trips, and malformed frames rejected with clear errors.
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "streamer/wire.h"
+
+using namespace kvstream::streamer;
+
+namespace {
+
+Frame parse_one(const std::vector<uint8_t>& bytes) {
+  FrameReader r;
+  r.feed(bytes.data(), bytes.size());
+  auto f = r.next();
+  REQUIRE(f.has_value());
+  REQUIRE(r.buffered() == 0);
+  return *f;
+}
+
+Manifest sample_manifest() {
+  Manifest m;
+  m.context_id = "story-1";
+  m.profile_hash = "0123456789abcdef";
+  m.profile_bytes = 12345;
+  m.num_tokens = 100;
+  m.levels = {{0, "hi", 0.99, 0.5}, {1, "lo", 0.9, 3.0}, {7, "q8", 0.995, 0.1}};
+  m.chunks = {{0, 64, 130, {4000, 2000, 20000}}, {64, 36, 74, {2300, 1100, 11600}}};
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("crc32c matches the Castagnoli check value", "[wire]") {
+  const std::string s = "123456789";
+  REQUIRE(crc32c(reinterpret_cast<const uint8_t*>(s.data()), s.size()) == 0xE3069283u);
+}
+
+TEST_CASE("every message round-trips through frames", "[wire]") {
+  Hello h{1, 1, "test-agent"};
+  auto hh = decode_hello(parse_one(encode(h)));
+  REQUIRE(hh.agent == "test-agent");
+  REQUIRE(hh.min_version == 1);
+
+  HelloAck a{1, 1u << 20, "srv"};
+  REQUIRE(decode_hello_ack(parse_one(encode(a))).max_chunk_bytes == (1u << 20));
+
+  Request q{"ctx_1.a-b", 250, "adaptive"};
+  auto qq = decode_request(parse_one(encode(q)));
+  REQUIRE(qq.context_id == q.context_id);
+  REQUIRE(qq.slo_ms == 250);
+  REQUIRE(qq.policy == "adaptive");
+
+  Manifest m = sample_manifest();
+  Manifest mm = decode_manifest(parse_one(encode(m)));
+  REQUIRE(mm.context_id == m.context_id);
+  REQUIRE(mm.profile_hash == m.profile_hash);
+  REQUIRE(mm.levels.size() == 3);
+  REQUIRE(mm.levels[2].id == 7);
+  REQUIRE(mm.levels[1].agreement == Approx(0.9));
+  REQUIRE(mm.chunks[1].level_bytes[2] == 11600);
+  REQUIRE(mm.chunks[1].text_bytes == 74);
+  REQUIRE(manifest_level_index(mm, 7) == 2);
+  REQUIRE(manifest_level_index(mm, 3) == -1);
+
+  REQUIRE(decode_profile_get(parse_one(encode(ProfileGet{"abcdef"}))).profile_hash == "abcdef");
+  ProfileData pd{"abcdef", {1, 2, 3, 4, 5}};
+  REQUIRE(decode_profile(parse_one(encode(pd))).bytes == pd.bytes);
+
+  ChunkGet g{5, kTextLevel};
+  auto gg = decode_chunk_get(parse_one(encode(g)));
+  REQUIRE(gg.index == 5);
+  REQUIRE(gg.level == kTextLevel);
+
+  std::vector<uint8_t> blob(100000);
+  std::mt19937 rng(7);
+  for (auto& b : blob) b = uint8_t(rng());
+  ChunkData cd{3, 1, blob};
+  auto cc = decode_chunk_data(parse_one(encode(cd)));
+  REQUIRE(cc.blob == blob);
+  REQUIRE(cc.index == 3);
+
+  ErrorMsg e{ErrorCode::kUnknownContext, "no context 'x'"};
+  auto ee = decode_error(parse_one(encode(e)));
+  REQUIRE(ee.code == ErrorCode::kUnknownContext);
+  REQUIRE(ee.message == e.message);
+  REQUIRE(parse_one(encode_end()).type == FrameType::kEnd);
+}
+
+TEST_CASE("the frame reader reassembles frames fed byte by byte", "[wire]") {
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < 5; ++i) {
+    auto f = encode(ChunkGet{uint32_t(i), uint16_t(i)});
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  FrameReader r;
+  int got = 0;
+  for (uint8_t b : stream) {
+    r.feed(&b, 1);
+    while (auto f = r.next()) {
+      REQUIRE(decode_chunk_get(*f).index == uint32_t(got));
+      ++got;
+    }
+  }
+  REQUIRE(got == 5);
+}
+
+TEST_CASE("malformed frames are rejected", "[wire]") {
+  auto good = encode(Request{"ctx", 100, "adaptive"});
+  auto expect_reject = [](std::vector<uint8_t> bytes, const std::string& what) {
+    FrameReader r;
+    r.feed(bytes.data(), bytes.size());
+    try {
+      r.next();
+      FAIL("accepted a malformed frame");
+    } catch (const ProtocolError& e) {
+      REQUIRE_THAT(e.what(), Catch::Contains(what));
+    }
+  };
+  SECTION("bad magic") {
+    auto b = good;
+    b[0] = 'X';
+    expect_reject(b, "magic");
+  }
+  SECTION("wrong version") {
+    auto b = good;
+    b[4] = 9;
+    expect_reject(b, "version");
+  }
+  SECTION("unknown type") {
+    auto b = good;
+    b[6] = 77;
+    expect_reject(b, "unknown frame type");
+  }
+  SECTION("nonzero flags") {
+    auto b = good;
+    b[7] = 1;
+    expect_reject(b, "flags");
+  }
+  SECTION("length over the type's limit, rejected from the header alone") {
+    std::vector<uint8_t> b(good.begin(), good.begin() + kHeaderSize);
+    b[8] = 0xFF; b[9] = 0xFF; b[10] = 0xFF; b[11] = 0x7F;
+    expect_reject(b, "exceeds its limit");
+  }
+  SECTION("flipped payload bit fails the checksum") {
+    auto b = good;
+    b[kHeaderSize + 3] ^= 0x10;
+    expect_reject(b, "checksum");
+  }
+  SECTION("flipped length fails the checksum") {
+    auto b = good;
+    b.push_back(0);
+    b[8] += 1;
+    expect_reject(b, "checksum");
+  }
+}
+
+TEST_CASE("malformed messages are rejected field by field", "[wire]") {
+  auto reframe = [](FrameType t, std::vector<uint8_t> payload) { return Frame{t, std::move(payload)}; };
+  SECTION("truncated and trailing bytes") {
+    auto f = parse_one(encode(ChunkGet{1, 2}));
+    auto t = f;
+    t.payload.pop_back();
+    REQUIRE_THROWS_WITH(decode_chunk_get(t), Catch::Contains("truncated"));
+    t = f;
+    t.payload.push_back(0);
+    REQUIRE_THROWS_WITH(decode_chunk_get(t), Catch::Contains("trailing"));
+  }
+  SECTION("wrong frame type for the decoder") {
+    auto f = parse_one(encode(ChunkGet{1, 2}));
+    REQUIRE_THROWS_WITH(decode_request(f), Catch::Contains("expected REQUEST"));
+  }
+  SECTION("invalid context ids") {
+    REQUIRE_THROWS_AS(encode(Request{"../etc", 1, ""}), ProtocolError);
+    REQUIRE_THROWS_AS(encode(Request{"", 1, ""}), ProtocolError);
+    REQUIRE_THROWS_AS(encode(Request{"a/b", 1, ""}), ProtocolError);
+    // hand-built REQUEST with a slash in the id
+    std::vector<uint8_t> p = {3, 0, 'a', '/', 'b', 1, 0, 0, 0, 0, 0};
+    REQUIRE_THROWS_WITH(decode_request(reframe(FrameType::kRequest, p)), Catch::Contains("context id"));
+  }
+  SECTION("manifest consistency") {
+    auto f = parse_one(encode(sample_manifest()));
+    Manifest m = sample_manifest();
+    m.chunks[1].token_begin = 65;  // gap
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("contiguous"));
+    m = sample_manifest();
+    m.num_tokens = 101;
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("sum"));
+    m = sample_manifest();
+    m.levels[0].agreement = 1.5;
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("agreement"));
+    m = sample_manifest();
+    m.levels[1].id = 7;
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("duplicate"));
+    m = sample_manifest();
+    m.profile_hash = "XYZ";
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("hex"));
+    m = sample_manifest();
+    m.chunks[0].level_bytes[0] = 0;
+    REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("size"));
+    // A chunk count far beyond the payload is caught before allocating.
+    auto t = f;
+    const size_t count_at = t.payload.size() - 2 * (12 + 3 * 4) - 4;
+    t.payload[count_at + 2] = 0x0F;  // 0x000F0002 chunks
+    REQUIRE_THROWS_AS(decode_manifest(t), ProtocolError);
+  }
+  SECTION("error code out of range") {
+    std::vector<uint8_t> p = {99, 0, 0, 0};
+    REQUIRE_THROWS_WITH(decode_error(reframe(FrameType::kError, p)), Catch::Contains("unknown code"));
+  }
+  SECTION("random garbage never crashes the reader") {
+    std::mt19937 rng(1);
+    for (int i = 0; i < 2000; ++i) {
+      std::vector<uint8_t> b(size_t(rng() % 64));
+      for (auto& x : b) x = uint8_t(rng());
+      if (b.size() >= 4 && (i % 2)) std::copy(kMagic.begin(), kMagic.end(), b.begin());
+      FrameReader r;
+      r.feed(b.data(), b.size());
+      try {
+        while (auto f = r.next()) {
+          (void)f;
+        }
+      } catch (const ProtocolError&) {
+      }
+    }
+  }
+}
