@@ -331,9 +331,9 @@ PrefixKey TieredStore::put(std::vector<int32_t> tokens, std::vector<uint8_t> pay
   Entry e;
   e.key = rec->key;
   e.chain = hasher_.chain(tokens);
-  e.bytes = rec->stored_bytes();
   e.tokens = tokens;
   rec->tokens = std::move(tokens);
+  e.bytes = rec->stored_bytes();
   const PrefixKey key = e.key;
 
   std::lock_guard lock(mu_);
