@@ -9,7 +9,9 @@
 // data, or when `timeout_s` passes (everything is torn down first; nothing hangs).
 #pragma once
 #include <cstdint>
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,5 +46,26 @@ struct BulkResult {
 };
 
 BulkResult run_bulk_transfer(const Trace& trace, const BulkOptions& options);
+
+}  // namespace kvstream::netsim
+
+namespace kvstream::netsim {
+
+// The issue-4 benchmark: for each trace spec (file or const:), a bulk transfer of the bytes the
+// trace can carry in its first `seconds` seconds (so it lasts >= seconds), through the relay with
+// real sockets, side by side with the simulator. `jobs` transfers run at once (each has its own
+// relay and link). Returns {"runs": [...BulkResult...], "summary": {...}}; `progress` (may be
+// null) gets one line per finished run.
+struct BenchOptions {
+  double seconds = 10.5;
+  double scale = 1.0;
+  TimeNs delay_ns = 20'000'000;
+  std::uint64_t queue_bytes = 4u << 20;
+  int jobs = 1;
+  double efficiency_goal = 0.95;  // achieved / capacity
+  double sim_tolerance = 0.05;    // |sim_s / relay_s - 1|
+};
+nlohmann::json bench_netsim(const std::vector<std::string>& specs, const BenchOptions& options,
+                            std::ostream* progress);
 
 }  // namespace kvstream::netsim

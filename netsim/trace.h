@@ -60,6 +60,10 @@ struct TraceStats {
 
 class Trace {
  public:
+  // An empty trace (no data): only empty() may be called on it; LinkModel, Simulator and Relay
+  // reject it with TraceError.
+  Trace() = default;
+  bool empty() const { return d_ == nullptr; }
   // A path to a Mahimahi or cooked file, or a "const:<rate>" spec.
   static Trace load(const std::string& spec, double scale = 1.0);
   // Parse file content (format auto-detected). `name` is used in messages and name().
@@ -91,8 +95,9 @@ class Trace {
 
   TraceStats stats() const;
 
+  struct Data;  // implementation detail (opaque)
+
  private:
-  struct Data;
   explicit Trace(std::shared_ptr<const Data> d) : d_(std::move(d)) {}
   std::shared_ptr<const Data> d_;
 };

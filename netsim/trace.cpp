@@ -1,0 +1,368 @@
+// netsim/trace.cpp — trace parsing (Mahimahi / cooked / const), scaling, looping capacity queries.
+#include "netsim/trace.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace kvstream::netsim {
+
+struct Trace::Data {
+  std::string name;
+  TraceFormat format = TraceFormat::kMahimahi;
+  double scale = 1.0;
+  TimeNs period = 0;
+  std::vector<TimeNs> offset;        // strictly increasing, in [0, period)
+  std::vector<std::uint64_t> cum;    // inclusive prefix sum of scaled bytes, cum.back() = total
+  std::uint64_t total() const { return cum.empty() ? 0 : cum.back(); }
+};
+
+namespace {
+
+std::string where(const std::string& name, std::size_t line) {
+  return name + ":" + std::to_string(line) + ": ";
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> fields(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    std::size_t j = i;
+    while (j < s.size() && !std::isspace(static_cast<unsigned char>(s[j]))) ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+bool parse_double(std::string_view s, double& v) {
+  // std::from_chars for double is available in libstdc++ 11+.
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() && std::isfinite(v);
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& v) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+// Split content into (line number, trimmed text) for non-empty, non-comment lines.
+std::vector<std::pair<std::size_t, std::string_view>> content_lines(std::string_view content) {
+  std::vector<std::pair<std::size_t, std::string_view>> out;
+  std::size_t line = 0, pos = 0;
+  while (pos <= content.size()) {
+    std::size_t nl = content.find('\n', pos);
+    if (nl == std::string_view::npos) nl = content.size();
+    ++line;
+    std::string_view l = trim(content.substr(pos, nl - pos));
+    if (!l.empty() && l.front() != '#') out.emplace_back(line, l);
+    pos = nl + 1;
+  }
+  return out;
+}
+
+// Apply `scale` to unscaled per-opportunity bytes (cumulative rounding), merge equal offsets and
+// drop zero-byte opportunities. Input offsets must be sorted, in [0, period).
+std::shared_ptr<Trace::Data> finish(std::string name, TraceFormat format, double scale, TimeNs period,
+                                    const std::vector<TimeNs>& offsets, const std::vector<std::uint64_t>& bytes) {
+  if (!(scale > 0) || !std::isfinite(scale))
+    throw TraceError(name + ": scale must be a positive finite number (got " + std::to_string(scale) + ")");
+  if (period <= 0) throw TraceError(name + ": trace period is zero (need a last timestamp > 0)");
+  auto d = std::make_shared<Trace::Data>();
+  d->name = std::move(name);
+  d->format = format;
+  d->scale = scale;
+  d->period = period;
+  long double unscaled = 0;
+  std::uint64_t prev = 0;
+  for (std::size_t i = 0; i < offsets.size(); ++i) {
+    unscaled += static_cast<long double>(bytes[i]);
+    long double s = unscaled * static_cast<long double>(scale);
+    if (s > 1e18L) throw TraceError(d->name + ": capacity too large after scaling");
+    std::uint64_t c = static_cast<std::uint64_t>(std::llround(s));
+    if (c == prev) continue;
+    if (!d->offset.empty() && d->offset.back() == offsets[i]) {
+      d->cum.back() = c;
+    } else {
+      d->offset.push_back(offsets[i]);
+      d->cum.push_back(c);
+    }
+    prev = c;
+  }
+  if (d->total() == 0)
+    throw TraceError(d->name + ": trace has zero capacity" + (scale != 1.0 ? " (after scaling)" : ""));
+  return d;
+}
+
+std::shared_ptr<Trace::Data> parse_mahimahi(const std::vector<std::pair<std::size_t, std::string_view>>& lines,
+                                            const std::string& name, double scale) {
+  std::vector<std::uint64_t> ms;
+  ms.reserve(lines.size());
+  for (auto& [ln, text] : lines) {
+    std::uint64_t v = 0;
+    auto f = fields(text);
+    if (f.size() != 1 || !parse_u64(f[0], v))
+      throw TraceError(where(name, ln) + "expected one non-negative integer millisecond timestamp, got '" +
+                       std::string(text.substr(0, 60)) + "'");
+    if (v > 1'000'000'000'000ull) throw TraceError(where(name, ln) + "timestamp too large");
+    if (!ms.empty() && v < ms.back())
+      throw TraceError(where(name, ln) + "non-monotonic time: " + std::to_string(v) + " ms after " +
+                       std::to_string(ms.back()) + " ms");
+    ms.push_back(v);
+  }
+  const TimeNs period = static_cast<TimeNs>(ms.back()) * 1'000'000;
+  if (period <= 0) throw TraceError(name + ": trace period is zero (last timestamp must be > 0 ms)");
+  // Offsets in [0, period): the last timestamp (== period) is offset 0 of the next loop.
+  std::vector<TimeNs> off;
+  std::vector<std::uint64_t> bytes;
+  std::uint64_t at_period = 0;
+  for (std::uint64_t v : ms) {
+    TimeNs t = static_cast<TimeNs>(v) * 1'000'000;
+    if (t == period) {
+      ++at_period;
+      continue;
+    }
+    if (!off.empty() && off.back() == t) {
+      bytes.back() += kMtuBytes;
+    } else {
+      off.push_back(t);
+      bytes.push_back(kMtuBytes);
+    }
+  }
+  if (at_period) {
+    if (!off.empty() && off.front() == 0) {
+      bytes.front() += at_period * kMtuBytes;
+    } else {
+      off.insert(off.begin(), 0);
+      bytes.insert(bytes.begin(), at_period * kMtuBytes);
+    }
+  }
+  return finish(name, TraceFormat::kMahimahi, scale, period, off, bytes);
+}
+
+std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_t, std::string_view>>& lines,
+                                          const std::string& name, double scale) {
+  std::vector<double> t, mbps;
+  for (auto& [ln, text] : lines) {
+    auto f = fields(text);
+    double a = 0, b = 0;
+    if (f.size() != 2 || !parse_double(f[0], a) || !parse_double(f[1], b))
+      throw TraceError(where(name, ln) + "expected 'time_s bandwidth_Mbps' (two finite numbers), got '" +
+                       std::string(text.substr(0, 60)) + "'");
+    if (a < 0 || b < 0) throw TraceError(where(name, ln) + "negative time or bandwidth");
+    if (!t.empty() && a <= t.back())
+      throw TraceError(where(name, ln) + "non-monotonic time: " + std::to_string(a) + " s after " +
+                       std::to_string(t.back()) + " s");
+    if (a > 1e8) throw TraceError(where(name, ln) + "time too large");
+    if (b > 1e7) throw TraceError(where(name, ln) + "bandwidth too large");
+    t.push_back(a);
+    mbps.push_back(b);
+  }
+  const std::size_t n = t.size();
+  std::vector<double> len(n);
+  for (std::size_t i = 0; i + 1 < n; ++i) len[i] = t[i + 1] - t[i];
+  len[n - 1] = n > 1 ? len[n - 2] : 1.0;
+  const double period_s = (t[n - 1] - t[0]) + len[n - 1];
+  const TimeNs period = seconds_to_ns(period_s);
+  if (period <= 0) throw TraceError(name + ": trace period is zero");
+  // Place one 1500-byte opportunity wherever cumulative bits cross a multiple of 12000.
+  const double pkt_bits = 8.0 * kMtuBytes;
+  std::vector<TimeNs> off;
+  std::vector<std::uint64_t> bytes;
+  double bits = 0;       // cumulative bits at the start of interval i
+  double next = pkt_bits;  // next crossing
+  for (std::size_t i = 0; i < n; ++i) {
+    const double rate = mbps[i] * 1e6;
+    const double start = t[i] - t[0];
+    const double end_bits = bits + rate * len[i];
+    if (rate > 0) {
+      while (next <= end_bits + 1e-9) {
+        double at = start + (next - bits) / rate;
+        TimeNs o = seconds_to_ns(at);
+        if (o >= period) o -= period;  // the period instant is offset 0 of the next loop
+        if (o < 0) o = 0;
+        off.push_back(o);
+        bytes.push_back(kMtuBytes);
+        next += pkt_bits;
+      }
+    }
+    bits = end_bits;
+  }
+  // Sort (wrapped ones moved to 0) and merge equal instants.
+  std::vector<std::size_t> idx(off.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return off[a] < off[b]; });
+  std::vector<TimeNs> o2;
+  std::vector<std::uint64_t> b2;
+  for (std::size_t i : idx) {
+    if (!o2.empty() && o2.back() == off[i]) {
+      b2.back() += bytes[i];
+    } else {
+      o2.push_back(off[i]);
+      b2.push_back(bytes[i]);
+    }
+  }
+  if (o2.empty()) throw TraceError(name + ": trace has zero capacity (less than one 1500-byte packet per loop)");
+  return finish(name, TraceFormat::kCooked, scale, period, o2, b2);
+}
+
+}  // namespace
+
+double parse_rate_bps(std::string_view rate) {
+  std::string s;
+  for (char c : rate) s.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  std::size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.' || s[i] == 'e' ||
+                          ((s[i] == '+' || s[i] == '-') && i > 0 && s[i - 1] == 'e')))
+    ++i;
+  // 'e' may have been swallowed from a unit; back off if the unit part does not parse.
+  std::string num = s.substr(0, i), unit = s.substr(i);
+  double v = 0;
+  if (num.empty() || !parse_double(num, v))
+    throw TraceError("bad rate '" + std::string(rate) + "': expected <number><unit>, e.g. 50mbit");
+  double mult = 0;
+  if (unit == "bit" || unit == "bps") mult = 1;
+  else if (unit == "kbit") mult = 1e3;
+  else if (unit == "mbit") mult = 1e6;
+  else if (unit == "gbit") mult = 1e9;
+  else throw TraceError("bad rate unit in '" + std::string(rate) + "': use bit, kbit, mbit or gbit");
+  const double bps = v * mult;
+  if (!(bps > 0) || !std::isfinite(bps) || bps > 1e13)
+    throw TraceError("bad rate '" + std::string(rate) + "': must be > 0 and <= 10 Tbit");
+  return bps;
+}
+
+Trace Trace::constant(double bits_per_second, double scale) {
+  if (!(bits_per_second > 0) || !std::isfinite(bits_per_second))
+    throw TraceError("constant trace: rate must be > 0 bits/s");
+  const double period_s = 8.0 * kMtuBytes / bits_per_second;
+  if (period_s > 1e6) throw TraceError("constant trace: rate too low");
+  TimeNs period = seconds_to_ns(period_s);
+  if (period < 1) period = 1;
+  std::ostringstream nm;
+  nm << "const:" << bits_per_second / 1e6 << "mbit";
+  return Trace(finish(nm.str(), TraceFormat::kConstant, scale, period, {0}, {kMtuBytes}));
+}
+
+Trace Trace::from_opportunities(std::vector<TimeNs> offsets_ns, std::vector<std::uint64_t> bytes, TimeNs period_ns,
+                                const std::string& name) {
+  if (offsets_ns.size() != bytes.size()) throw TraceError(name + ": offsets and bytes differ in length");
+  for (std::size_t i = 0; i < offsets_ns.size(); ++i) {
+    if (offsets_ns[i] < 0 || offsets_ns[i] >= period_ns)
+      throw TraceError(name + ": opportunity offset outside [0, period)");
+    if (i && offsets_ns[i] < offsets_ns[i - 1]) throw TraceError(name + ": non-monotonic opportunity offsets");
+  }
+  return Trace(finish(name, TraceFormat::kMahimahi, 1.0, period_ns, offsets_ns, bytes));
+}
+
+Trace Trace::parse(std::string_view content, double scale, const std::string& name) {
+  if (!(scale > 0) || !std::isfinite(scale))
+    throw TraceError(name + ": scale must be a positive finite number");
+  auto lines = content_lines(content);
+  if (lines.empty()) throw TraceError(name + ": empty trace (no data lines)");
+  const auto first = fields(lines.front().second);
+  if (first.size() == 1) return Trace(parse_mahimahi(lines, name, scale));
+  if (first.size() == 2) return Trace(parse_cooked(lines, name, scale));
+  throw TraceError(where(name, lines.front().first) +
+                   "unknown trace format: expected 'ms' (Mahimahi) or 'time_s Mbps' (cooked) per line");
+}
+
+Trace Trace::load(const std::string& spec, double scale) {
+  if (spec.rfind("const:", 0) == 0) return constant(parse_rate_bps(spec.substr(6)), scale);
+  std::ifstream in(spec, std::ios::binary);
+  if (!in) throw TraceError("cannot open trace file '" + spec + "'");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw TraceError("cannot read trace file '" + spec + "'");
+  if (size > (std::streamoff(1) << 30)) throw TraceError("trace file '" + spec + "' is larger than 1 GiB");
+  in.seekg(0);
+  std::string content(static_cast<std::size_t>(size), '\0');
+  in.read(content.data(), size);
+  if (!in) throw TraceError("cannot read trace file '" + spec + "'");
+  return parse(content, scale, spec);
+}
+
+const std::string& Trace::name() const { return d_->name; }
+TraceFormat Trace::format() const { return d_->format; }
+double Trace::scale() const { return d_->scale; }
+TimeNs Trace::period_ns() const { return d_->period; }
+std::uint64_t Trace::bytes_per_period() const { return d_->total(); }
+double Trace::mean_bps() const { return 8.0 * static_cast<double>(d_->total()) / ns_to_seconds(d_->period); }
+std::size_t Trace::opportunities_per_period() const { return d_->offset.size(); }
+
+std::uint64_t Trace::cumulative_bytes(TimeNs t) const {
+  if (t < 0) return 0;
+  const auto& d = *d_;
+  const TimeNs k = t / d.period;
+  const TimeNs r = t - k * d.period;
+  // number of opportunities with offset <= r
+  const auto it = std::upper_bound(d.offset.begin(), d.offset.end(), r);
+  const std::size_t n = static_cast<std::size_t>(it - d.offset.begin());
+  return static_cast<std::uint64_t>(k) * d.total() + (n ? d.cum[n - 1] : 0);
+}
+
+std::uint64_t Trace::bytes_deliverable(TimeNs t0, TimeNs t1) const {
+  if (t1 <= t0) return 0;
+  return cumulative_bytes(t1) - cumulative_bytes(t0);
+}
+
+TimeNs Trace::time_at_cumulative(std::uint64_t position) const {
+  if (position == 0) return 0;
+  const auto& d = *d_;
+  const std::uint64_t k = (position - 1) / d.total();
+  const std::uint64_t rem = position - k * d.total();  // in [1, total]
+  const auto it = std::lower_bound(d.cum.begin(), d.cum.end(), rem);
+  const std::size_t i = static_cast<std::size_t>(it - d.cum.begin());
+  if (k > static_cast<std::uint64_t>(std::numeric_limits<TimeNs>::max() / d.period - 1))
+    throw TraceError(d.name + ": time overflow (transfer too large for this trace)");
+  return static_cast<TimeNs>(k) * d.period + d.offset[i];
+}
+
+TimeNs Trace::time_to_deliver(TimeNs t0, std::uint64_t bytes) const {
+  if (bytes == 0) return t0;
+  const std::uint64_t start = t0 > 0 ? cumulative_bytes(t0 - 1) : 0;  // opportunities before t0 are gone
+  return time_at_cumulative(start + bytes);
+}
+
+TraceStats Trace::stats() const {
+  TraceStats s;
+  const auto& d = *d_;
+  s.duration_s = ns_to_seconds(d.period);
+  s.mean_mbps = mean_bps() / 1e6;
+  std::vector<double> bins;
+  const TimeNs whole = d.period / kNsPerSec;
+  if (whole == 0) {
+    bins.push_back(s.mean_mbps);
+  } else {
+    // Capacity in [i, i+1) s: opportunities at times in [i s, (i+1) s).
+    for (TimeNs i = 0; i < whole; ++i) {
+      const TimeNs a = i * kNsPerSec, b = (i + 1) * kNsPerSec;
+      const std::uint64_t bytes = cumulative_bytes(b - 1) - (a > 0 ? cumulative_bytes(a - 1) : 0);
+      bins.push_back(8.0 * static_cast<double>(bytes) / 1e6);
+    }
+  }
+  s.bins = bins.size();
+  double sum = 0, mn = bins[0], mx = bins[0];
+  for (double v : bins) sum += v, mn = std::min(mn, v), mx = std::max(mx, v);
+  const double mean = sum / static_cast<double>(bins.size());
+  double var = 0;
+  for (double v : bins) var += (v - mean) * (v - mean);
+  var /= static_cast<double>(bins.size());
+  s.min_mbps = mn;
+  s.max_mbps = mx;
+  s.cv = mean > 0 ? std::sqrt(var) / mean : 0;
+  return s;
+}
+
+}  // namespace kvstream::netsim
