@@ -1,0 +1,55 @@
+// `kvstream eval`: quality of every ladder level and baseline on held-out contexts (model/kv_quality).
+#include <iomanip>
+#include <iostream>
+
+#include "cli/command_registry.h"
+#include "model/kv_quality.h"
+
+KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every codec level and baseline",
+                 ([](CLI::App& sub) -> kvstream::cli::Action {
+  struct Opts {
+    std::string model, tokenizer, profile, text;
+    int contexts = 16, context_tokens = 384, continuation_tokens = 96, threads = 0;
+    uint32_t chunk_tokens = 64;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  sub.add_option("--model", o->model)->required();
+  sub.add_option("--tokenizer", o->tokenizer)->required();
+  sub.add_option("--profile", o->profile)->required();
+  sub.add_option("--text-file", o->text, "contexts come from its last half (never calibration)")->required();
+  sub.add_option("--contexts", o->contexts);
+  sub.add_option("--context-tokens", o->context_tokens);
+  sub.add_option("--continuation-tokens", o->continuation_tokens);
+  sub.add_option("--chunk-tokens", o->chunk_tokens);
+  sub.add_option("--threads", o->threads);
+  sub.add_flag("--json", o->json);
+  return [o] {
+    const auto m = kvstream::model::Model::load(o->model);
+    const auto tok = kvstream::model::Tokenizer::load(o->tokenizer);
+    const auto p = kvstream::codec::load_profile(o->profile);
+    const auto rep = kvstream::model::evaluate_codec(m, tok, p, kvstream::model::read_text_file(o->text),
+                                                     o->contexts, o->context_tokens,
+                                                     o->continuation_tokens, o->chunk_tokens, o->threads);
+    if (o->json) {
+      nlohmann::json j = {{"contexts", rep.contexts}, {"context_tokens", o->context_tokens},
+                          {"continuation_tokens", o->continuation_tokens}, {"chunk_tokens", o->chunk_tokens},
+                          {"entries", nlohmann::json::array()}};
+      for (const auto& e : rep.entries)
+        j["entries"].push_back({{"name", e.name}, {"kind", e.kind}, {"bits_per_value", e.q.bits_per_value},
+                                {"ratio_vs_q8", e.ratio_vs_q8}, {"ppl_delta_pct", e.q.ppl_delta_pct},
+                                {"greedy_agreement", e.q.greedy_agreement}});
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << "contexts " << rep.contexts << " (" << o->context_tokens << " + " << o->continuation_tokens
+              << " tokens)\n";
+    std::cout << std::left << std::setw(15) << "name" << std::setw(10) << "kind" << std::right << std::setw(10)
+              << "bits/val" << std::setw(10) << "vs q8" << std::setw(12) << "ppl d%" << std::setw(10) << "top-1\n";
+    for (const auto& e : rep.entries)
+      std::cout << std::left << std::setw(15) << e.name << std::setw(10) << e.kind << std::right << std::fixed
+                << std::setprecision(3) << std::setw(10) << e.q.bits_per_value << std::setw(10) << e.ratio_vs_q8
+                << std::setw(12) << e.q.ppl_delta_pct << std::setw(10) << e.q.greedy_agreement << "\n";
+    return 0;
+  };
+}));

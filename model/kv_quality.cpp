@@ -1,0 +1,303 @@
+// Codec quality measured with the model, and the profiler (see kv_quality.h).
+#include "model/kv_quality.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+
+#include "codec/rope.h"
+#include "codec/thread_pool.h"
+
+namespace kvstream::model {
+
+using codec::Kind;
+using codec::Method;
+using codec::parallel_for;
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open text file " + path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
+                                      int count, int context_tokens, int continuation_tokens) {
+  if (count <= 0 || context_tokens < 2 || continuation_tokens < 1)
+    throw std::invalid_argument("cut_contexts: need count > 0, context >= 2, continuation >= 1");
+  const size_t lo = size_t(range.begin_frac * double(text.size()));
+  const size_t hi = size_t(range.end_frac * double(text.size()));
+  const size_t need = size_t(context_tokens + continuation_tokens);
+  std::vector<EvalContext> out;
+  for (int i = 0; i < count; ++i) {
+    size_t start = lo + (hi - lo) * size_t(i) / size_t(count);
+    if (start > 0) {  // snap to the next story boundary
+      const size_t b = text.find("\n\n", start);
+      if (b == std::string::npos) throw std::runtime_error("cut_contexts: text too short");
+      start = b;
+    }
+    start = text.find_first_not_of(" \n\r\t", start);
+    if (start == std::string::npos || start >= hi) throw std::runtime_error("cut_contexts: text range too short");
+    std::vector<int32_t> ids;
+    for (size_t chars = need * 6; ; chars *= 2) {
+      ids = tok.encode(text.substr(start, chars), /*bos=*/true);
+      if (ids.size() >= need) break;
+      if (start + chars >= text.size())
+        throw std::runtime_error("cut_contexts: text too short for " + std::to_string(need) + " tokens");
+    }
+    EvalContext c;
+    c.context.assign(ids.begin(), ids.begin() + context_tokens);
+    c.continuation.assign(ids.begin() + context_tokens, ids.begin() + ptrdiff_t(need));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<PreparedContext> prepare_contexts(const Model& m, const std::vector<EvalContext>& ctxs,
+                                              int threads) {
+  std::vector<PreparedContext> out(ctxs.size());
+  parallel_for(ctxs.size(), threads, [&](size_t i) {
+    PreparedContext& p = out[i];
+    p.ctx = ctxs[i];
+    p.kv = m.new_cache(false);
+    m.prefill(p.kv, std::span(p.ctx.context).first(p.ctx.context.size() - 1), LogitsMode::None);
+    p.scored.push_back(p.ctx.context.back());
+    p.scored.insert(p.scored.end(), p.ctx.continuation.begin(), p.ctx.continuation.end());
+    p.base = m.score(p.kv, p.scored);
+  });
+  return out;
+}
+
+QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>& prepared,
+                              const RoundTrip& codec, int threads) {
+  std::vector<double> dppl(prepared.size()), agree(prepared.size());
+  std::vector<size_t> bytes(prepared.size(), 0);
+  size_t values = 0;
+  for (const auto& p : prepared) values += p.kv.num_tokens() * p.kv.values_per_token();
+  parallel_for(prepared.size(), threads, [&](size_t i) {
+    const PreparedContext& p = prepared[i];
+    const KvCache kv = codec(p.kv, bytes[i]);
+    const ScoreResult s = m.score(kv, p.scored);
+    dppl[i] = 100.0 * (s.perplexity / p.base.perplexity - 1.0);
+    agree[i] = top1_agreement(p.base, s);
+  });
+  QualityResult q;
+  q.contexts = int(prepared.size());
+  for (size_t i = 0; i < prepared.size(); ++i)
+    q.ppl_delta_pct += dppl[i], q.greedy_agreement += agree[i], q.bytes += bytes[i];
+  q.ppl_delta_pct /= double(prepared.size());
+  q.greedy_agreement /= double(prepared.size());
+  q.bits_per_value = 8.0 * double(q.bytes) / double(values);
+  return q;
+}
+
+RoundTrip chunk_round_trip(const codec::Profile* profile, Method method, int level, uint32_t chunk_tokens) {
+  auto tables = std::make_shared<codec::LevelDecodeTables>();
+  if (method == Method::Quant) *tables = codec::build_decode_tables(*profile, level);
+  return [=](const KvCache& kv, size_t& bytes) {
+    KvCache out(kv.shape, kv.model_name, kv.rope_theta, false);
+    out.resize(kv.num_tokens());
+    out.tokens = kv.tokens;
+    for (size_t b = 0; b < kv.num_tokens(); b += chunk_tokens) {
+      const size_t e = std::min<size_t>(kv.num_tokens(), b + chunk_tokens);
+      const auto blob = codec::encode_chunk(kv, b, e, uint32_t(b), method, profile, level);
+      bytes += blob.size();
+      codec::decode_chunk(blob, profile, out, method == Method::Quant ? tables.get() : nullptr);
+    }
+    return out;
+  };
+}
+
+// ---- profiler ----
+namespace {
+
+struct Candidate {
+  codec::LevelRecipe recipe;
+  codec::ProfileLevel level;
+  QualityResult q;
+};
+
+// Per-lane sensitivity: mean squared change of the continuation's log-probs per unit of squared
+// error when uniform noise of rms `alpha * rms[lane]` is added to that lane (pre-RoPE keys) over
+// the whole context. Keys' RoPE pairs (2i, 2i+1) share a value (rotation mixes them).
+std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedContext>& prep,
+                                    const codec::LaneStats& st, int threads, bool verbose) {
+  const KvShape s = m.kv_shape();
+  const int lanes = codec::lane_count(s), d = s.kv_dim();
+  const double alpha = 0.5;
+  std::vector<KvCache> pre;
+  for (const auto& p : prep) {
+    KvCache kv = p.kv;
+    rope_remove_from_keys(kv, 0);
+    pre.push_back(std::move(kv));
+  }
+  std::vector<double> sens(lanes, 0);
+  parallel_for(size_t(lanes), threads, [&](size_t lane) {
+    const int layer = int(lane) / (2 * d), kind = (int(lane) / d) % 2, c = int(lane) % d;
+    const double sigma = alpha * std::max(1e-6f, st.rms[lane]);
+    std::mt19937 rng(uint32_t(lane) * 7919u + 1);
+    std::uniform_real_distribution<double> u(-std::sqrt(3.0) * sigma, std::sqrt(3.0) * sigma);
+    double acc = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < pre.size(); ++i) {
+      KvCache kv = pre[i];
+      auto& x = kind == 0 ? kv.k[layer] : kv.v[layer];
+      for (size_t t = 0; t < kv.num_tokens(); ++t) x[t * d + c] += float(u(rng));
+      const ScoreResult r = m.score(kv, prep[i].scored);
+      for (size_t j = 0; j < r.count(); ++j) {
+        const double dl = r.logprob[j] - prep[i].base.logprob[j];
+        acc += dl * dl, ++n;
+      }
+    }
+    sens[lane] = acc / double(n) / (sigma * sigma);
+  });
+  for (int lane = 0; lane < lanes; ++lane)  // RoPE pairs of keys
+    if ((lane / d) % 2 == 0 && lane % 2 == 0) sens[lane] = sens[lane + 1] = 0.5 * (sens[lane] + sens[lane + 1]);
+  std::vector<float> w(lanes);
+  for (int k = 0; k < lanes; ++k) w[k] = float(std::sqrt(std::max(sens[k], 0.0)));
+  std::vector<float> sorted = w;
+  std::nth_element(sorted.begin(), sorted.begin() + lanes / 2, sorted.end());
+  const float med = std::max(sorted[lanes / 2], 1e-12f);
+  for (auto& x : w) x = std::max(x / med, 0.05f);  // median 1; floor bounds the largest step
+  if (verbose) std::cerr << "profile: sensitivities measured on " << prep.size() << " contexts\n";
+  return w;
+}
+
+struct Target {
+  const char* name;
+  double max_ppl_pct, min_agree;
+};
+
+}  // namespace
+
+codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::string& text,
+                             const ProfileOptions& opt) {
+  const KvShape s = m.kv_shape();
+  const int lanes = codec::lane_count(s);
+  const int total = opt.calibration_contexts + opt.selection_contexts;
+  auto all = cut_contexts(tok, text, kCalibrationRange, total, opt.context_tokens, opt.continuation_tokens);
+  // Interleave: every (total / selection)-th context goes to selection, the rest to calibration.
+  std::vector<EvalContext> cal_ctx, sel_ctx;
+  for (int i = 0; i < total; ++i)
+    ((i % (total / std::max(1, opt.selection_contexts)) == 0 && int(sel_ctx.size()) < opt.selection_contexts)
+         ? sel_ctx : cal_ctx).push_back(all[i]);
+  if (opt.verbose) std::cerr << "profile: " << cal_ctx.size() << " calibration + " << sel_ctx.size() << " selection contexts\n";
+  std::vector<PreparedContext> cal = prepare_contexts(m, cal_ctx, opt.threads);
+  std::vector<PreparedContext> sel = prepare_contexts(m, sel_ctx, opt.threads);
+  std::vector<KvCache> cal_kv;
+  for (auto& p : cal) cal_kv.push_back(p.kv);
+  const codec::LaneStats st = codec::lane_stats(cal_kv);
+  std::vector<PreparedContext> sens_set(sel.begin(), sel.begin() + std::min<size_t>(sel.size(), 6));
+  const std::vector<float> weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose);
+
+  codec::Profile p;
+  p.shape = s;
+  p.model_name = m.name();
+  p.rope_theta = m.config().rope_theta;
+  p.mean = st.mean;
+  p.weight = weight;
+
+  // Candidate grid: base step (absolute units at weight 1) x V/K step ratio.
+  std::vector<float> rms_sorted = st.rms;
+  std::sort(rms_sorted.begin(), rms_sorted.end());
+  const float rms_med = rms_sorted[lanes / 2];
+  std::vector<Candidate> cands;
+  for (int k = -12; k <= 4; ++k)
+    for (float ratio : {0.7f, 1.0f, 1.4f}) {
+      Candidate c;
+      c.recipe.name = "cand";
+      c.recipe.k_step = rms_med * std::pow(2.0f, k / 2.0f);
+      c.recipe.v_step = c.recipe.k_step * ratio;
+      c.recipe.scale_bits = opt.scale_bits;
+      cands.push_back(std::move(c));
+    }
+  std::atomic<int> done{0};
+  for (auto& c : cands) {
+    c.level = codec::build_level(s, cal_kv, p.mean, p.weight, c.recipe);
+    codec::Profile tmp = p;
+    tmp.levels = {c.level};
+    c.q = measure_quality(m, sel, chunk_round_trip(&tmp, Method::Quant, 0, opt.chunk_tokens), opt.threads);
+    if (opt.verbose)
+      std::cerr << "profile: candidate " << ++done << "/" << cands.size() << " k_step " << c.recipe.k_step
+                << " v_step " << c.recipe.v_step << ": " << c.q.bits_per_value << " bits/value, ppl "
+                << c.q.ppl_delta_pct << "%, top-1 " << c.q.greedy_agreement << "\n";
+  }
+  const QualityResult q8 = measure_quality(m, sel, chunk_round_trip(nullptr, Method::Q8, 0, opt.chunk_tokens), opt.threads);
+  // Ladder: for each target, the smallest candidate meeting it (|ppl delta| and agreement, with
+  // margins below the goals so that held-out text still meets them).
+  const Target targets[] = {{"max", 0.1, 0.997},      {"near-lossless", 0.25, 0.993},
+                            {"high", 0.5, 0.98},      {"standard", 0.6, 0.965},
+                            {"low", 2.5, 0.9},        {"min", 8.0, 0.8}};
+  const Candidate* prev = nullptr;
+  for (const Target& t : targets) {
+    const Candidate* best = nullptr;
+    for (const auto& c : cands)
+      if (std::abs(c.q.ppl_delta_pct) <= t.max_ppl_pct && c.q.greedy_agreement >= t.min_agree &&
+          (!best || c.q.bits_per_value < best->q.bits_per_value))
+        best = &c;
+    if (!best || best == prev) continue;
+    if (prev && best->q.bits_per_value >= prev->q.bits_per_value) continue;
+    prev = best;
+    codec::ProfileLevel L = best->level;
+    L.name = t.name;
+    L.quality.bits_per_value = best->q.bits_per_value;
+    L.quality.ratio_vs_q8 = double(q8.bytes) / double(best->q.bytes);
+    L.quality.ppl_delta_pct = best->q.ppl_delta_pct;
+    L.quality.greedy_agreement = best->q.greedy_agreement;
+    L.quality.contexts = best->q.contexts;
+    p.levels.push_back(std::move(L));
+  }
+  if (p.levels.empty()) throw std::runtime_error("profile: no candidate met any ladder target");
+  nlohmann::json grid = nlohmann::json::array();
+  for (const auto& c : cands)
+    grid.push_back({{"k_step", c.recipe.k_step}, {"v_step", c.recipe.v_step},
+                    {"bits_per_value", c.q.bits_per_value}, {"ppl_delta_pct", c.q.ppl_delta_pct},
+                    {"greedy_agreement", c.q.greedy_agreement}});
+  p.provenance = {{"tool", "kvstream profile"},
+                  {"text_range", {kCalibrationRange.begin_frac, kCalibrationRange.end_frac}},
+                  {"calibration_contexts", cal.size()}, {"selection_contexts", sel.size()},
+                  {"context_tokens", opt.context_tokens}, {"continuation_tokens", opt.continuation_tokens},
+                  {"chunk_tokens", opt.chunk_tokens}, {"q8_bits_per_value", q8.bits_per_value},
+                  {"sensitivity", "per-lane noise injection, step = base / sqrt(sensitivity)"},
+                  {"grid", grid}};
+  p.validate();
+  return p;
+}
+
+EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
+                          const std::string& text, int contexts, int context_tokens,
+                          int continuation_tokens, uint32_t chunk_tokens, int threads) {
+  if (!(profile.shape == m.kv_shape())) throw std::invalid_argument("eval: profile is for another model");
+  const auto prep = prepare_contexts(
+      m, cut_contexts(tok, text, kEvalRange, contexts, context_tokens, continuation_tokens), threads);
+  EvalReport rep;
+  rep.contexts = contexts;
+  for (size_t l = 0; l < profile.levels.size(); ++l)
+    rep.entries.push_back({profile.levels[l].name, "level",
+                           measure_quality(m, prep, chunk_round_trip(&profile, Method::Quant, int(l), chunk_tokens), threads), 0});
+  for (Method b : {Method::Fp16, Method::Q8, Method::Q4, Method::ZstdFp16})
+    rep.entries.push_back({codec::method_name(b), "baseline",
+                           measure_quality(m, prep, chunk_round_trip(nullptr, b, 0, chunk_tokens), threads), 0});
+  // Text: the receiver recomputes the KV from the tokens, exactly.
+  RoundTrip text_rt = [&](const KvCache& kv, size_t& bytes) {
+    for (size_t b = 0; b < kv.num_tokens(); b += chunk_tokens)
+      bytes += codec::encode_chunk(kv, b, std::min<size_t>(kv.num_tokens(), b + chunk_tokens), uint32_t(b),
+                                   Method::Text, nullptr, 0).size();
+    KvCache out = m.new_cache(false);
+    m.recompute(out, kv.tokens);
+    return out;
+  };
+  rep.entries.push_back({"text", "baseline", measure_quality(m, prep, text_rt, threads), 0});
+  size_t q8 = 0;
+  for (auto& e : rep.entries)
+    if (e.name == "q8") q8 = e.q.bytes;
+  for (auto& e : rep.entries) e.ratio_vs_q8 = double(q8) / double(e.q.bytes);
+  return rep;
+}
+
+}  // namespace kvstream::model

@@ -1,0 +1,100 @@
+// kv_quality.h: how much a lossy KV codec hurts the model, measured with the model itself, and the
+// profiler that builds a codec profile (codec/profile.h) from calibration text.
+//
+// Quality of a codec on one context: prefill the context's first n-1 tokens, then teacher-force
+// [last context token] + continuation with score() twice — once with the original KV and once with
+// the codec's round-tripped KV — and compare: perplexity change in % and the fraction of
+// continuation positions whose top-1 token is unchanged ("greedy agreement").
+//
+// Contract: contexts are cut from a byte range [begin_frac, end_frac) of the text, each starting at
+// a story boundary (blank line), BOS + tokens; calibration and evaluation use disjoint ranges
+// (kCalibrationRange / kEvalRange), so a profile never sees evaluation text. Throws
+// std::invalid_argument / std::runtime_error on unusable input (text too short, bad sizes).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "codec/container.h"
+#include "codec/profile.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+namespace kvstream::model {
+
+struct TextRange {
+  double begin_frac = 0, end_frac = 1;
+};
+inline constexpr TextRange kCalibrationRange{0.0, 0.35};  // profile: tables, sensitivities, ladder
+inline constexpr TextRange kEvalRange{0.5, 1.0};          // eval: never seen by a profile
+
+struct EvalContext {
+  std::vector<int32_t> context;       // BOS + context tokens
+  std::vector<int32_t> continuation;  // scored tokens following the context
+};
+
+// `count` contexts evenly spread over `range` of the text.
+std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
+                                      int count, int context_tokens, int continuation_tokens);
+std::string read_text_file(const std::string& path);
+
+// A prefilled context: its KV (post-RoPE, positions 0..) and the baseline score.
+struct PreparedContext {
+  EvalContext ctx;
+  KvCache kv;               // KV of context[0 .. n-1)
+  std::vector<int32_t> scored;  // context.back() + continuation
+  ScoreResult base;
+};
+std::vector<PreparedContext> prepare_contexts(const Model& m, const std::vector<EvalContext>& ctxs,
+                                              int threads = 0);
+
+// A codec round trip: takes the original KV, returns the decoded KV and adds the bytes it used.
+using RoundTrip = std::function<KvCache(const KvCache& kv, size_t& bytes)>;
+
+struct QualityResult {
+  double ppl_delta_pct = 0;     // mean over contexts of 100 * (ppl_decoded / ppl_original - 1)
+  double greedy_agreement = 0;  // mean over contexts
+  double bits_per_value = 0;    // total bytes * 8 / total K/V values
+  size_t bytes = 0;
+  int contexts = 0;
+};
+QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>& prepared,
+                              const RoundTrip& codec, int threads = 0);
+
+// Round trip through the chunk codec at one method/level with `chunk_tokens`-token chunks.
+RoundTrip chunk_round_trip(const codec::Profile* profile, codec::Method method, int level,
+                           uint32_t chunk_tokens = 64);
+
+// ---- profiling ----
+struct ProfileOptions {
+  int calibration_contexts = 32;  // tables and means
+  int selection_contexts = 16;    // sensitivities and ladder quality (disjoint from the above)
+  int context_tokens = 384;
+  int continuation_tokens = 96;
+  uint32_t chunk_tokens = 64;
+  int scale_bits = 11;
+  int threads = 0;
+  bool verbose = false;           // progress on stderr
+};
+// Runs the whole profiler (see kv_quality.cpp): per-lane sensitivities by perturbation, a grid of
+// candidate step sizes, and a ladder of named levels picked from the measured size/quality front.
+codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::string& text,
+                             const ProfileOptions& opt);
+
+// ---- evaluation (kvstream eval) ----
+struct EvalEntry {
+  std::string name;
+  std::string kind;  // "level" | "baseline"
+  QualityResult q;
+  double ratio_vs_q8 = 0;
+};
+struct EvalReport {
+  int contexts = 0;
+  std::vector<EvalEntry> entries;  // ladder levels best -> smallest, then baselines, then text
+};
+EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
+                          const std::string& text, int contexts, int context_tokens,
+                          int continuation_tokens, uint32_t chunk_tokens = 64, int threads = 0);
+
+}  // namespace kvstream::model
