@@ -1,0 +1,452 @@
+// CUDA decoder host side: staging, streams, pipelining, table upload, error checks (cuda_decoder.h).
+// Compiled by the C++ compiler against the CUDA runtime API; kernels live in kernels.cu.
+#include "codec/cuda/cuda_decoder.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "codec/cuda/kernels.h"
+#include "codec/decode_prep.h"
+
+namespace kvstream::codec::cuda {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+#define KV_CUDA(expr) check((expr), #expr)
+
+constexpr size_t kAlign = 16;
+size_t align_up(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
+constexpr uint32_t kMaxBatchChunks = 4096;            // chunks per launch (grid y <= 65535)
+constexpr size_t kMaxBatchBytes = size_t(256) << 20;  // staging bytes per launch
+constexpr uint32_t kMaxCachedRopePos = 1u << 20;      // host cos/sin cache covers positions below
+
+struct PinnedBuf {
+  uint8_t* p = nullptr;
+  size_t cap = 0;
+  void reserve(size_t n) {
+    if (n <= cap) return;
+    if (p) cudaFreeHost(p), p = nullptr, cap = 0;
+    KV_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1 << 16), cudaHostAllocDefault));
+    cap = std::max<size_t>(n, 1 << 16);
+  }
+  ~PinnedBuf() { if (p) cudaFreeHost(p); }
+};
+
+struct DeviceBuf {
+  uint8_t* p = nullptr;
+  size_t cap = 0;
+  void reserve(size_t n) {
+    if (n <= cap) return;
+    if (p) cudaFree(p), p = nullptr, cap = 0;
+    KV_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1 << 16)));
+    cap = std::max<size_t>(n, 1 << 16);
+  }
+  ~DeviceBuf() { if (p) cudaFree(p); }
+};
+
+struct Slot {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t start = nullptr, h2d_done = nullptr, done = nullptr;
+  PinnedBuf host, status_host;
+  DeviceBuf dev, scratch;
+  bool busy = false;
+  std::vector<uint32_t> escapes;   // [chunk] listed escapes
+  std::vector<size_t> blob_index;  // [chunk] submission index
+  size_t status_offset = 0;        // status words' offset in dev
+};
+
+struct DevLevel {
+  DeviceBuf slots, lanes;
+};
+
+class CudaDecoder final : public Decoder {
+ public:
+  explicit CudaDecoder(const CudaDecoderOptions& opt) {
+    KV_CUDA(cudaSetDevice(opt.device));
+    cudaDeviceProp prop{};
+    KV_CUDA(cudaGetDeviceProperties(&prop, opt.device));
+    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+    slots_.resize(size_t(std::max(1, opt.in_flight)));
+    for (Slot& s : slots_) {
+      KV_CUDA(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+      KV_CUDA(cudaEventCreate(&s.start));
+      KV_CUDA(cudaEventCreate(&s.h2d_done));
+      KV_CUDA(cudaEventCreate(&s.done));
+    }
+  }
+  ~CudaDecoder() override {
+    for (Slot& s : slots_) {
+      if (s.stream) cudaStreamSynchronize(s.stream);
+      if (s.start) cudaEventDestroy(s.start);
+      if (s.h2d_done) cudaEventDestroy(s.h2d_done);
+      if (s.done) cudaEventDestroy(s.done);
+      if (s.stream) cudaStreamDestroy(s.stream);
+    }
+  }
+
+  std::string name() const override { return "cuda"; }
+  using Decoder::submit;
+  std::string device_name() const override { return device_name_; }
+  bool wants_device_memory() const override { return true; }
+
+  void set_profile(const Profile& p) override {
+    p.validate();
+    finish();
+    profile_ = std::make_unique<Profile>(p);
+    profile_hash_ = p.hash();
+    cpu_.set_profile(p);
+    KV_CUDA(cudaDeviceSynchronize());
+    dev_levels_.clear();
+    dev_levels_.resize(p.levels.size());
+    host_levels_.assign(p.levels.size(), HdLevel{});
+    levels_arr_.reserve(std::max<size_t>(1, p.levels.size()) * sizeof(HdLevel));
+  }
+
+  void submit(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    dst.validate();
+    if (!dst.on_device) throw std::invalid_argument("cuda decoder: destination must be device memory (KvDest::on_device)");
+    check_device_pointer(dst.k[0]);
+    std::vector<BlobHeader> hs(blobs.size());
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      try {
+        hs[i] = parse_blob_header(blobs[i]);
+      } catch (const CorruptBlob& e) {
+        throw CorruptBlob("blob " + std::to_string(submitted_ + i) + ": " + e.what());
+      }
+      check_dest_fits(hs[i], dst);
+    }
+    std::vector<size_t> batch;
+    size_t batch_bytes = 0;
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      if (hs[i].method != Method::Quant) {
+        host_path(blobs[i], dst, submitted_ + i);
+        continue;
+      }
+      const size_t est = blobs[i].size() * 2 + 4096;
+      if (!batch.empty() && (batch.size() >= kMaxBatchChunks || batch_bytes + est > kMaxBatchBytes))
+        enqueue(blobs, hs, batch, dst), batch.clear(), batch_bytes = 0;
+      batch.push_back(i);
+      batch_bytes += est;
+    }
+    if (!batch.empty()) enqueue(blobs, hs, batch, dst);
+    submitted_ += blobs.size();
+    stats_.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  void finish() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string first_error;
+    bool corrupt = false;
+    for (size_t k = 0; k < slots_.size(); ++k) {  // oldest first
+      Slot& s = slots_[(next_ + k) % slots_.size()];
+      try {
+        wait_slot(s);
+      } catch (const CorruptBlob& e) {
+        if (first_error.empty()) first_error = e.what(), corrupt = true;
+      } catch (const std::exception& e) {
+        if (first_error.empty()) first_error = e.what();
+      }
+    }
+    submitted_ = 0;
+    stats_.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!first_error.empty()) {
+      if (corrupt) throw CorruptBlob(first_error);
+      throw std::runtime_error(first_error);
+    }
+  }
+
+  KvBuffer allocate(const KvShape& shape, Dtype dtype, uint32_t capacity, uint32_t pos_base,
+                    bool keys_pre_rope, float rope_theta) override {
+    if (shape.n_layers <= 0 || shape.kv_dim() <= 0 || capacity == 0)
+      throw std::invalid_argument("allocate: empty shape or capacity");
+    const size_t tensor = size_t(capacity) * size_t(shape.kv_dim()) * dest_elem_bytes(dtype);
+    const size_t total = tensor * 2 * size_t(shape.n_layers);
+    void* mem = nullptr;
+    KV_CUDA(cudaMalloc(&mem, total));
+    std::shared_ptr<void> owner(mem, [](void* p) { cudaFree(p); });
+    KV_CUDA(cudaMemset(mem, 0, total));
+    KvBuffer b;
+    b.dest.shape = shape;
+    b.dest.dtype = dtype;
+    b.dest.on_device = true;
+    b.dest.capacity = capacity;
+    b.dest.pos_base = pos_base;
+    b.dest.keys_pre_rope = keys_pre_rope;
+    b.dest.rope_theta = rope_theta;
+    for (int l = 0; l < shape.n_layers; ++l) {
+      b.dest.k.push_back(static_cast<uint8_t*>(mem) + 2 * size_t(l) * tensor);
+      b.dest.v.push_back(static_cast<uint8_t*>(mem) + (2 * size_t(l) + 1) * tensor);
+    }
+    b.owner = owner;
+    return b;
+  }
+
+  std::vector<uint8_t> read_back(const KvDest& dst, int layer, int kind, uint32_t rows) override {
+    dst.validate();
+    if (!dst.on_device) throw std::invalid_argument("cuda decoder: read_back of host memory");
+    if (layer < 0 || layer >= dst.shape.n_layers || kind < 0 || kind > 1 || rows > dst.capacity)
+      throw std::invalid_argument("read_back: bad layer, kind or rows");
+    std::vector<uint8_t> out(size_t(rows) * size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype));
+    KV_CUDA(cudaMemcpy(out.data(), kind == 0 ? dst.k[size_t(layer)] : dst.v[size_t(layer)], out.size(),
+                       cudaMemcpyDeviceToHost));
+    return out;
+  }
+
+ private:
+  static void check_device_pointer(const void* p) {
+    cudaPointerAttributes a{};
+    KV_CUDA(cudaPointerGetAttributes(&a, p));
+    if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)
+      throw std::invalid_argument("cuda decoder: destination pointers are not CUDA device memory");
+  }
+
+  // Baselines: decode on the host, copy the rows up (synchronous).
+  void host_path(std::span<const uint8_t> blob, const KvDest& dst, size_t index) {
+    const BlobHeader h = parse_blob_header(blob);
+    KvBuffer tmp = cpu_.allocate(dst.shape, dst.dtype, h.tokens, h.first_pos, dst.keys_pre_rope, dst.rope_theta);
+    try {
+      cpu_.submit(blob, tmp.dest);
+    } catch (const CorruptBlob& e) {
+      throw CorruptBlob("blob " + std::to_string(index) + ": " + e.what());
+    }
+    const uint32_t row0 = check_dest_fits(h, dst);
+    const size_t row_bytes = size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype);
+    for (int l = 0; l < dst.shape.n_layers; ++l)
+      for (int kind = 0; kind < 2; ++kind) {
+        auto* to = static_cast<uint8_t*>(kind == 0 ? dst.k[size_t(l)] : dst.v[size_t(l)]) + row0 * row_bytes;
+        const void* from = kind == 0 ? tmp.dest.k[size_t(l)] : tmp.dest.v[size_t(l)];
+        KV_CUDA(cudaMemcpy(to, from, h.tokens * row_bytes, cudaMemcpyHostToDevice));
+      }
+    stats_.blobs += 1;
+    stats_.blob_bytes += blob.size();
+    stats_.output_bytes += 2 * size_t(dst.shape.n_layers) * h.tokens * row_bytes;
+  }
+
+  // Waits for a slot's batch and checks its status words (throws CorruptBlob for the first bad chunk).
+  void wait_slot(Slot& s) {
+    if (!s.busy) return;
+    s.busy = false;
+    KV_CUDA(cudaEventSynchronize(s.done));
+    float h2d = 0, all = 0;
+    if (cudaEventElapsedTime(&h2d, s.start, s.h2d_done) == cudaSuccess &&
+        cudaEventElapsedTime(&all, s.start, s.done) == cudaSuccess)
+      stats_.h2d_ms += h2d, stats_.kernel_ms += all - h2d;
+    const auto* st = reinterpret_cast<const uint32_t*>(s.status_host.p);
+    for (size_t c = 0; c < s.escapes.size(); ++c) check_chunk_status(st + 2 * c, s.escapes[c], s.blob_index[c]);
+  }
+
+  const HdLevel* ensure_level(uint8_t level) {
+    if (!profile_) throw std::invalid_argument("cuda decoder: quant blob but no profile set (set_profile)");
+    if (level >= dev_levels_.size()) throw CorruptBlob("chunk blob: level not in profile");
+    if (!dev_levels_[level]) {
+      const LevelLanes lv = build_level_lanes(*profile_, level);
+      auto d = std::make_unique<DevLevel>();
+      d->slots.reserve(lv.slots.size() * 4);
+      d->lanes.reserve(lv.lanes.size() * sizeof(LaneParam));
+      KV_CUDA(cudaMemcpy(d->slots.p, lv.slots.data(), lv.slots.size() * 4, cudaMemcpyHostToDevice));
+      KV_CUDA(cudaMemcpy(d->lanes.p, lv.lanes.data(), lv.lanes.size() * sizeof(LaneParam), cudaMemcpyHostToDevice));
+      host_levels_[level] = HdLevel{reinterpret_cast<const uint32_t*>(d->slots.p),
+                                    reinterpret_cast<const LaneParam*>(d->lanes.p), lv.scale_bits};
+      KV_CUDA(cudaMemcpy(levels_arr_.p + level * sizeof(HdLevel), &host_levels_[level], sizeof(HdLevel),
+                         cudaMemcpyHostToDevice));
+      dev_levels_[level] = std::move(d);
+    }
+    return reinterpret_cast<const HdLevel*>(levels_arr_.p);
+  }
+
+  // cos/sin rows of positions [pos0, pos0 + n) for the destination's theta and head_dim.
+  const float* rope_rows(float theta, int head_dim, uint32_t pos0, uint32_t n, std::vector<float>& tmp) {
+    const size_t row = size_t(head_dim);  // head_dim/2 pairs of (cos, sin)
+    if (uint64_t(pos0) + n > kMaxCachedPos()) {
+      tmp.resize(size_t(n) * row);
+      rope_cs_rows(theta, head_dim, pos0, n, false, tmp.data());
+      return tmp.data();
+    }
+    if (theta != cs_theta_ || head_dim != cs_head_dim_) cs_.clear(), cs_theta_ = theta, cs_head_dim_ = head_dim;
+    const size_t have = cs_.size() / row, want = size_t(pos0) + n;
+    if (want > have) {
+      const size_t grow = std::min<size_t>(kMaxCachedPos(), std::max(want, 2 * have));
+      cs_.resize(grow * row);
+      rope_cs_rows(theta, head_dim, uint32_t(have), uint32_t(grow - have), false, cs_.data() + have * row);
+    }
+    return cs_.data() + size_t(pos0) * row;
+  }
+  static constexpr uint64_t kMaxCachedPos() { return kMaxCachedRopePos; }
+
+  void enqueue(std::span<const std::span<const uint8_t>> blobs, const std::vector<BlobHeader>& hs,
+               const std::vector<size_t>& idx, const KvDest& dst) {
+    Slot& s = slots_[next_];
+    next_ = (next_ + 1) % slots_.size();
+    wait_slot(s);  // the slot's previous batch is done with its buffers
+    const KvShape& shape = dst.shape;
+    const uint32_t n = uint32_t(idx.size()), d = uint32_t(shape.kv_dim()), L = uint32_t(shape.n_layers);
+    const bool rope = !dst.keys_pre_rope;
+    // Host preparation (all validation that can happen on the host).
+    std::vector<PreparedQuantChunk> pcs(n);
+    std::vector<std::vector<float>> cs_tmp(n);
+    std::vector<const float*> cs(n, nullptr);
+    const HdLevel* levels = nullptr;
+    size_t bytes = align_up(n * sizeof(HdChunk)) + align_up(2 * L * sizeof(void*));
+    size_t scratch_floats = 0;
+    for (uint32_t c = 0; c < n; ++c) {
+      const size_t i = idx[c];
+      try {
+        levels = ensure_level(hs[i].level);
+        pcs[c] = prepare_quant_chunk(blobs[i], hs[i], *profile_, profile_hash_);
+      } catch (const CorruptBlob& e) {
+        throw CorruptBlob("blob " + std::to_string(submitted_ + i) + ": " + e.what());
+      }
+      const auto& lay = pcs[c].layout;
+      bytes += align_up((lay.streams + 1) * 4) + align_up(lay.streams * 4) + 2 * align_up(lay.escapes * 4) +
+               align_up(blobs[i].size());
+      if (rope) {
+        bytes += align_up(size_t(hs[i].tokens) * shape.head_dim * sizeof(float));
+        cs[c] = rope_rows(dst.rope_theta, shape.head_dim, hs[i].first_pos, hs[i].tokens, cs_tmp[c]);
+        scratch_floats += size_t(L) * hs[i].tokens * d;
+      }
+    }
+    s.status_offset = bytes;
+    s.host.reserve(bytes);
+    s.dev.reserve(bytes + size_t(n) * 8);
+    s.status_host.reserve(size_t(n) * 8);
+    if (rope) s.scratch.reserve(scratch_floats * sizeof(float));
+    uint8_t* const hb = s.host.p;
+    uint8_t* const db = s.dev.p;
+    auto dev_of = [&](const uint8_t* hp) { return db + (hp - hb); };
+    size_t pos = 0;
+    auto put = [&](const void* src, size_t len) {
+      uint8_t* p = hb + pos;
+      if (len) std::memcpy(p, src, len);
+      pos += align_up(len);
+      return p;
+    };
+    auto* chunks = reinterpret_cast<HdChunk*>(hb);
+    pos = align_up(n * sizeof(HdChunk));
+    std::vector<void*> base;
+    for (uint32_t l = 0; l < L; ++l) base.push_back(dst.k[l]), base.push_back(dst.v[l]);
+    const uint8_t* base_h = put(base.data(), base.size() * sizeof(void*));
+    auto* status_dev = reinterpret_cast<uint32_t*>(db + s.status_offset);
+    size_t scratch_at = 0;
+    uint32_t max_streams = 0, max_pairs = 0;
+    s.escapes.assign(n, 0);
+    s.blob_index.assign(n, 0);
+    for (uint32_t c = 0; c < n; ++c) {
+      const size_t i = idx[c];
+      const BlobHeader& h = hs[i];
+      const PreparedQuantChunk& pc = pcs[c];
+      HdChunk hc;
+      hc.offset = reinterpret_cast<const uint32_t*>(dev_of(put(pc.layout.offset.data(), pc.layout.offset.size() * 4)));
+      hc.final_state = reinterpret_cast<const uint32_t*>(
+          dev_of(put(pc.layout.final_state.data(), pc.layout.final_state.size() * 4)));
+      hc.esc_index = reinterpret_cast<const uint32_t*>(dev_of(put(pc.esc_index.data(), pc.esc_index.size() * 4)));
+      hc.esc_q = reinterpret_cast<const int32_t*>(dev_of(put(pc.esc_q.data(), pc.esc_q.size() * 4)));
+      hc.data = dev_of(put(blobs[i].data(), blobs[i].size()));
+      hc.escapes = pc.layout.escapes;
+      hc.streams = pc.layout.streams;
+      hc.values = uint32_t(pc.layout.values);
+      hc.block = uint32_t(h.tokens) * d;
+      hc.kv_dim = d;
+      hc.head_dim = uint32_t(shape.head_dim);
+      hc.n_layers = L;
+      hc.dst_row0 = h.first_pos - dst.pos_base;
+      hc.level = h.level;
+      if (rope) {
+        hc.rope_cs = reinterpret_cast<const float*>(
+            dev_of(put(cs[c], size_t(h.tokens) * shape.head_dim * sizeof(float))));
+        hc.k_scratch = reinterpret_cast<float*>(s.scratch.p) + scratch_at;
+        scratch_at += size_t(L) * hc.block;
+      }
+      hc.status = status_dev + 2 * c;
+      chunks[c] = hc;
+      max_streams = std::max(max_streams, hc.streams);
+      max_pairs = std::max(max_pairs, key_pairs_hd(hc));
+      s.escapes[c] = pc.layout.escapes;
+      s.blob_index[c] = submitted_ + i;
+      stats_.blobs += 1;
+      stats_.blob_bytes += blobs[i].size();
+      stats_.output_bytes += size_t(hc.values) * dest_elem_bytes(dst.dtype);
+    }
+    const HdOut out{reinterpret_cast<void* const*>(dev_of(base_h)), hd_dtype(dst.dtype), rope ? 1u : 0u};
+    KV_CUDA(cudaEventRecord(s.start, s.stream));
+    KV_CUDA(cudaMemcpyAsync(db, hb, pos, cudaMemcpyHostToDevice, s.stream));
+    KV_CUDA(cudaEventRecord(s.h2d_done, s.stream));
+    KV_CUDA(cudaMemsetAsync(status_dev, 0, size_t(n) * 8, s.stream));
+    const auto* chunks_dev = reinterpret_cast<const HdChunk*>(db);
+    KV_CUDA(launch_decode_streams(chunks_dev, n, max_streams, levels, out, s.stream));
+    if (rope) KV_CUDA(launch_finish_keys(chunks_dev, n, max_pairs, out, s.stream));
+    KV_CUDA(cudaMemcpyAsync(s.status_host.p, status_dev, size_t(n) * 8, cudaMemcpyDeviceToHost, s.stream));
+    KV_CUDA(cudaEventRecord(s.done, s.stream));
+    s.busy = true;
+    stats_.batches += 1;
+  }
+
+  std::string device_name_;
+  std::vector<Slot> slots_;
+  size_t next_ = 0;        // next slot to use
+  size_t submitted_ = 0;   // blobs submitted since the last finish() (error messages)
+  std::unique_ptr<Profile> profile_;
+  uint64_t profile_hash_ = 0;
+  CpuDecoder cpu_;         // baselines (non-Quant blobs)
+  std::vector<std::unique_ptr<DevLevel>> dev_levels_;
+  std::vector<HdLevel> host_levels_;
+  DeviceBuf levels_arr_;   // HdLevel[levels] on the device
+  std::vector<float> cs_;  // host cos/sin rows for positions [0, cs_.size() / head_dim)
+  float cs_theta_ = 0;
+  int cs_head_dim_ = 0;
+};
+
+}  // namespace
+
+CudaProbe probe() {
+  CudaProbe p;
+  p.compiled = true;
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    p.message = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(e);
+    cudaGetLastError();  // reset the runtime's last-error slot
+    return p;
+  }
+  if (n <= 0) {
+    p.message = "cudaGetDeviceCount found no CUDA device";
+    return p;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    p.message = "cudaGetDeviceProperties failed for device 0";
+    return p;
+  }
+  if (prop.major < 8) {
+    p.message = std::string(prop.name) + " is sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+                "; the decoder is built for sm_80 and sm_90";
+    return p;
+  }
+  p.devices = n;
+  p.message = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
+              std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+  return p;
+}
+
+std::unique_ptr<Decoder> make_cuda_decoder(const CudaDecoderOptions& opt) {
+  const CudaProbe p = probe();
+  if (p.devices == 0) throw std::runtime_error("CUDA decoder: " + p.message);
+  return std::make_unique<CudaDecoder>(opt);
+}
+
+namespace {
+const bool registered = [] {
+  register_cuda_backend(CudaBackend{&probe, +[]() -> std::unique_ptr<Decoder> { return make_cuda_decoder(); }});
+  return true;
+}();
+}  // namespace
+
+}  // namespace kvstream::codec::cuda
