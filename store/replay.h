@@ -1,0 +1,85 @@
+// Multi-turn replay: serves a workload's turns in arrival order against a real TieredStore (real
+// memory tier, real files in a directory) and reports hit rates, modelled TTFT and bytes moved.
+//
+// Per turn of a session (history H = the tokens whose KV the session stored last turn, empty at
+// first; request R = H + prompt):
+// 1. Look-ahead (scheduler policy only): the keys of the next `lookahead` queued requests go to the
+//    store; the prefetcher thread promotes the nearest ones from disk to memory; the replay waits
+//    for it (prefetch happens while the request waits in the queue, off the request path).
+// 2. store.get(R): a real lookup; a hit reuses the matched prefix of H.
+// 3. Truncation (decoupled positional encoding): if |H| + |prompt| + |response| exceeds the model
+//    window, the oldest ceil-multiple of truncate_ratio * window tokens of H are dropped; the kept
+//    stored KV is reused at new positions (pre-RoPE keys are rotated where they now sit).
+// 4. TTFT. Hit: load + decode + prefill of what was not reused. load = bytes * kv_scale / bandwidth:
+//    a memory hit moves the chosen level's chunk bytes host->GPU at mem_bw; a disk hit first reads
+//    the whole record (all levels) at disk_bw, then the level bytes at mem_bw. decode = real
+//    measured time of ContextCodec::decode of the reused range. prefill = tokens / prefill_rate.
+//    Miss and the recompute-everything baseline: (kept history + prompt) / prefill_rate.
+//    kv_scale scales stories260K's bytes to the model whose rates are given (default 409.6 =
+//    Llama-2-7B fp16 KV bytes per token / stories260K fp32 KV bytes per token).
+// 5. The model computes the session's new KV (real forward pass, pre-RoPE keys) and an async save
+//    job (bounded SaveQueue) encodes it with every level and puts it, replacing the old entry. The
+//    replay flushes the queue before the next request so results are deterministic; saving is not
+//    counted in TTFT (it is off the critical path).
+// hit_rate counts hits over turns that have a history (a session's first turn cannot hit).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "store/context_codec.h"
+#include "store/kv_engine.h"
+#include "store/policy.h"
+#include "store/save_queue.h"
+#include "store/workload.h"
+
+namespace kvstream::store {
+
+struct ReplayOptions {
+  PolicyKind policy = PolicyKind::Lru;
+  uint64_t mem_bytes = 8ull << 20;
+  uint64_t disk_bytes = 32ull << 20;
+  std::string dir;              // disk tier directory; empty: a fresh temp dir, removed afterwards
+  double prefill_rate = 4000;   // tokens/s of the modelled serving GPU
+  double mem_bw = 25e9;         // bytes/s host memory -> GPU (PCIe 4.0 x16 class)
+  double disk_bw = 3e9;         // bytes/s SSD -> host memory (NVMe class)
+  double kv_scale = 409.6;      // modelled KV bytes per stories260K KV byte
+  int level = 0;                // ContextCodec level decoded on a hit
+  double truncate_ratio = 0.5;  // fraction of the window dropped per truncation
+  size_t lookahead = 256;       // queued requests visible to the scheduler
+  int chunk_tokens = 64;        // prefix-key chunk
+  size_t save_queue = 8;
+  Overflow overflow = Overflow::Block;
+  bool fsync = true;
+  bool verify_decode = true;    // check decoded tokens against the request
+  bool per_turn = false;        // keep per-turn records in the result
+};
+
+struct ReplayTurn {
+  int session = 0, turn = 0;
+  size_t history = 0, prompt = 0, dropped = 0, reused = 0;
+  std::string tier;  // "memory", "disk" or "miss"
+  double ttft_ms = 0, recompute_ttft_ms = 0, decode_ms = 0;
+};
+
+struct ReplayResult {
+  std::string policy, codec, level;
+  size_t turns = 0, eligible_turns = 0, hits_mem = 0, hits_disk = 0, truncations = 0;
+  double mean_ttft_ms = 0, recompute_mean_ttft_ms = 0, mean_decode_ms = 0;
+  uint64_t prefill_tokens_saved = 0, prefill_tokens_recompute = 0;
+  uint64_t bytes_read_mem = 0, bytes_read_disk = 0, bytes_prefetched = 0, bytes_written_disk = 0;
+  uint64_t demotions = 0, dropped = 0, prefetched = 0, saves_dropped = 0;
+  uint64_t mean_entry_bytes = 0;
+  size_t prefetch_window = 0, eviction_window = 0;
+  double wall_s = 0;
+  std::vector<ReplayTurn> per_turn;
+  double hit_rate() const { return eligible_turns ? double(hits_mem + hits_disk) / eligible_turns : 0; }
+  nlohmann::json to_json(const ReplayOptions& o) const;
+};
+
+ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCodec& codec,
+                    const ReplayOptions& opt);
+
+}  // namespace kvstream::store
