@@ -17,6 +17,7 @@
 using namespace kvstream;
 using namespace kvstream::codec;
 using kvstream::testing::DecoderFixture;
+using kvstream::testing::byte_diff;
 using kvstream::testing::dest_bytes;
 using kvstream::testing::encode_chunks;
 
@@ -153,7 +154,7 @@ TEST_CASE("CPU Decoder equals the codec's own decode_chunk on real chunks", "[co
                          all.begin() + std::ptrdiff_t(h.first_pos * row + tensor));
             }
           INFO("level " << level << " dtype " << dtype_name(dt) << " pre " << pre << " pos " << h.first_pos);
-          REQUIRE(got == want);
+          REQUIRE(byte_diff(got, want) == 0);
         }
         // And the decoded values are close to the original cache (sanity: it is a real decode).
         if (dt == Dtype::F32 && !pre && level == 0) {
@@ -188,7 +189,7 @@ TEST_CASE("host run of the CUDA kernels' code is bit-identical to the CPU decode
           const auto a = dest_bytes(dec, cpu.dest, T), b = dest_bytes(dec, emu.dest, T);
           INFO("level " << level << " symbols/stream " << sps << " dtype " << dtype_name(dt) << " pre " << pre);
           REQUIRE(a.size() == b.size());
-          CHECK(a == b);
+          CHECK(byte_diff(a, b) == 0);
           compared += a.size();
         }
   CHECK(escapes > 100);      // the "tail" level exercises the escape path
@@ -231,7 +232,7 @@ TEST_CASE("emulated device path rejects corrupt streams exactly when the CPU dec
     }
     INFO("trial " << trial << " byte " << at);
     REQUIRE(cpu_ok == emu_ok);
-    if (cpu_ok) CHECK(dest_bytes(dec, a.dest, 300) == dest_bytes(dec, b.dest, 300));
+    if (cpu_ok) CHECK(byte_diff(dest_bytes(dec, a.dest, 300), dest_bytes(dec, b.dest, 300)) == 0);
     rejected += !cpu_ok;
   }
   CHECK(rejected > trials / 2);
@@ -303,7 +304,7 @@ TEST_CASE("CPU Decoder: rows, pos_base, baselines and bad destinations", "[codec
           want_all.insert(want_all.end(), t.begin(), t.end());
         }
       INFO(method_name(m) << " pre " << pre);
-      CHECK(dest_bytes(dec, o.dest, 300) == want_all);
+      CHECK(byte_diff(dest_bytes(dec, o.dest, 300), want_all) == 0);
     }
   }
   // A quant blob needs the profile.

@@ -2,6 +2,7 @@
 // model on TinyStories text), a profile built from other real caches (one level with a large
 // escape tail so escapes are exercised), and helpers to encode chunks and compare outputs.
 #pragma once
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -86,6 +87,14 @@ inline std::vector<uint8_t> dest_bytes(codec::Decoder& d, const codec::KvDest& d
       all.insert(all.end(), b.begin(), b.end());
     }
   return all;
+}
+
+// Number of differing bytes (compare with 0: a failing CHECK on two big vectors would make Catch
+// print every element).
+inline size_t byte_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  size_t n = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) n += a[i] != b[i];
+  return n;
 }
 
 }  // namespace kvstream::testing
