@@ -88,6 +88,8 @@ Controller::Controller(StreamSpec spec, Policy policy, ControllerConfig cfg)
   if (!(cfg_.slo_s > 0)) throw std::invalid_argument("controller: SLO must be positive");
   if (!(cfg_.prior_mbps > 0)) throw std::invalid_argument("controller: prior throughput must be positive");
   resolve_policy(policy_, spec_);
+  if (!cfg_.allow_text && policy_.kind == PolicyKind::kText)
+    throw std::invalid_argument("policy text needs a model to recompute with");
   if ((policy_.kind == PolicyKind::kPlan || policy_.kind == PolicyKind::kOracle) &&
       policy_.plan.size() != spec_.chunks.size())
     throw std::invalid_argument("controller: plan/oracle policy needs a full plan");
@@ -167,6 +169,11 @@ int Controller::choose_cachegen(double) {
   const double bps = last_sample_ > 0 ? last_sample_ : cfg_.prior_mbps * 1e6 / 8.0;
   int best = kText;
   double best_q = -1;
+  if (!cfg_.allow_text) {  // no model: fall back to the smallest level instead of text
+    best = 0;
+    for (size_t l = 1; l < spec_.levels.size(); ++l)
+      if (spec_.chunks[next_].level_bytes[l] < spec_.chunks[next_].level_bytes[size_t(best)]) best = int(l);
+  }
   for (size_t l = 0; l < spec_.levels.size(); ++l) {
     const double t = double(wire_bytes(spec_, next_, int(l))) / bps;
     if (t <= budget && spec_.levels[l].agreement > best_q) {
@@ -190,7 +197,7 @@ int Controller::choose_adaptive(double now, Decision& d) {
   ps.transfer = &tm;
   ps.node_budget = cfg_.node_budget;
   for (size_t l = 0; l < spec_.levels.size(); ++l) ps.allowed.push_back(int(l));
-  ps.allowed.push_back(kText);
+  if (cfg_.allow_text) ps.allowed.push_back(kText);
   const PlanResult r = ps.run(st, next_, now + cfg_.rtt_s, cfg_.slo_s);
   d.predicted_ttft_s = r.predicted_ttft;
   d.feasible = r.feasible;

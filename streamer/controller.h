@@ -47,6 +47,7 @@ struct ControllerConfig {
   uint64_t min_sample_bytes = 3000;  // chunks smaller than this give no throughput sample
   double pipeline_bdp = 1.5;    // keep >= this many bandwidth-delay products requested ahead
   size_t node_budget = 100000;  // plan search budget per decision
+  bool allow_text = true;       // false when the receiver has no model to recompute with
   CostModel cost;               // prefill_rate etc.; decode estimates are updated online
 };
 

@@ -1,0 +1,95 @@
+// `kvstream recv`: fetch one context's KV cache from a sender within a TTFT SLO, print live
+// per-chunk progress and a summary (or --json), optionally write the cache and measure quality.
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+#include "cli/command_registry.h"
+#include "codec/safetensors.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "streamer/endpoint.h"
+#include "streamer/receiver.h"
+
+namespace {
+struct RecvOpts {
+  std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
+  std::string profile_dir = "out/profile-cache";
+  double slo_ms = 0, prefill_rate = 0, prior_mbps = 1.0, stall_timeout_s = 5, timeout_s = 120;
+  int query_token = 1, continuation = 32;
+  bool json = false;
+};
+}  // namespace
+
+KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT SLO", [](CLI::App& sub) {
+  using Opts = RecvOpts;
+  auto o = std::make_shared<Opts>();
+  sub.add_option("--connect", o->connect, "HOST:PORT of the sender (or of a relay in front of it)")->required();
+  sub.add_option("--context", o->context, "context id (the sender serves DIR/<id>.kvs)")->required();
+  sub.add_option("--slo-ms", o->slo_ms, "TTFT SLO in milliseconds")->required();
+  sub.add_option("--policy", o->policy, "adaptive | fixed:LEVEL | q8 | text | cachegen | plan:L0,L1,...")->capture_default_str();
+  sub.add_option("--prefill-rate", o->prefill_rate, "emulate a model that prefills this many tokens/s (0 = real compute time)");
+  sub.add_option("--model", o->model, "llama2.c checkpoint (recomputes text chunks, generates the first token)");
+  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (prints the first token)");
+  sub.add_option("-o,--output", o->out, "write the assembled KV cache here (safetensors)");
+  sub.add_flag("--json", o->json, "print the result as JSON (progress goes to stderr)");
+  sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model");
+  sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
+  sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
+  sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
+  sub.add_option("--timeout-s", o->timeout_s, "fail when the whole fetch takes longer")->capture_default_str();
+  sub.add_option("--query-token", o->query_token, "token fed after the context to generate the first token")->capture_default_str();
+  sub.add_option("--continuation", o->continuation, "tokens scored for --reference quality")->capture_default_str();
+  return kvstream::cli::Action([o] {
+    namespace ks = kvstream::streamer;
+    std::optional<kvstream::model::Model> model;
+    if (!o->model.empty()) model.emplace(kvstream::model::Model::load(o->model));
+    if (!o->reference.empty() && !model) throw std::invalid_argument("--reference needs --model to score with");
+    ks::ReceiverOptions ro;
+    std::tie(ro.host, ro.port) = ks::parse_host_port(o->connect, "--connect");
+    ro.context = o->context;
+    ro.slo_s = o->slo_ms / 1e3;
+    ro.policy = ks::parse_policy(o->policy);
+    if (ro.policy.kind == ks::PolicyKind::kOracle) throw std::invalid_argument("policy oracle exists only in simulate");
+    ro.prefill_rate = o->prefill_rate;
+    ro.model = model ? &*model : nullptr;
+    ro.profile_dir = o->profile_dir;
+    ro.query_token = o->query_token;
+    ro.stall_timeout_s = o->stall_timeout_s;
+    ro.total_timeout_s = o->timeout_s;
+    ro.controller.prior_mbps = o->prior_mbps;
+    std::ostream& prog = o->json ? std::cerr : std::cout;
+    ro.on_chunk = [&prog](const ks::ChunkRecord& c) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  chunk %3zu  %-12s %8llu B  arrived %8.1f..%8.1f ms  %7.2f Mbit/s  %s %6.2f ms  ready %8.1f ms\n",
+                    c.index, c.level.c_str(), static_cast<unsigned long long>(c.bytes), c.start_ms, c.end_ms,
+                    c.throughput_mbps, c.level == "text" ? "recompute" : "decode   ", c.decode_ms, c.ready_ms);
+      prog << line << std::flush;
+    };
+    auto out = ks::receive(ro);
+    auto& r = out.result;
+    if (!o->reference.empty()) {
+      const auto ref = kvstream::read_safetensors(o->reference);
+      ks::measure_quality(*model, ref, out.kv, o->query_token, o->continuation, r.greedy_agreement, r.ppl_delta_pct);
+      r.quality_source = "measured";
+    }
+    if (!o->out.empty()) kvstream::write_safetensors(o->out, out.kv);
+    if (o->json) {
+      std::cout << r.to_json().dump(2) << std::endl;
+    } else {
+      std::string tok;
+      if (!o->tokenizer.empty() && r.first_token >= 0) {
+        const auto t = kvstream::model::Tokenizer::load(o->tokenizer);
+        tok = " '" + t.decode(o->query_token, r.first_token) + "'";
+      }
+      std::printf("context %s policy %s: TTFT %.1f ms (SLO %.0f ms, %s), last byte %.1f ms, %llu bytes, rtt %.1f ms%s\n",
+                  r.context.c_str(), r.policy.c_str(), r.ttft_ms, r.slo_ms, r.slo_met ? "met" : "MISSED",
+                  r.last_byte_ms, static_cast<unsigned long long>(r.bytes), out.rtt_s * 1e3,
+                  out.profile_fetched ? ", profile fetched" : "");
+      std::printf("quality (%s): top-1 agreement %.4f, ppl delta %+.2f%%; plan %s\n", r.quality_source.c_str(),
+                  r.greedy_agreement, r.ppl_delta_pct, r.plan.c_str());
+      if (r.first_token >= 0) std::printf("first token %d%s\n", r.first_token, tok.c_str());
+    }
+    return 0;
+  });
+});

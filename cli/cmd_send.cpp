@@ -1,0 +1,61 @@
+// `kvstream send`: serve every DIR/ctx.kvs (with DIR/*.kvprofile) over the kvstream protocol until
+// SIGINT/SIGTERM (or --duration-s).
+#include <csignal>
+#include <iostream>
+#include <mutex>
+
+#include "cli/command_registry.h"
+#include "streamer/endpoint.h"
+#include "streamer/sender.h"
+
+namespace {
+struct SendOpts {
+  std::string listen, dir;
+  double duration_s = 0, idle_timeout_s = 60;
+  bool quiet = false;
+};
+}  // namespace
+
+KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receivers", [](CLI::App& sub) {
+  using Opts = SendOpts;
+  auto o = std::make_shared<Opts>();
+  sub.add_option("--listen", o->listen, "HOST:PORT to listen on (port 0 = any; the bound port is printed)")->required();
+  sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles")->required();
+  sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)");
+  sub.add_option("--idle-timeout-s", o->idle_timeout_s, "drop a receiver silent for this long");
+  sub.add_flag("--quiet", o->quiet, "no per-connection log");
+  return kvstream::cli::Action([o] {
+    namespace ks = kvstream::streamer;
+    ks::SenderOptions so;
+    std::tie(so.host, so.port) = ks::parse_host_port(o->listen, "--listen");
+    so.dir = o->dir;
+    so.idle_timeout_s = o->idle_timeout_s;
+    auto log_mu = std::make_shared<std::mutex>();
+    if (!o->quiet)
+      so.log = [log_mu](const std::string& s) {
+        std::lock_guard<std::mutex> lock(*log_mu);
+        std::cerr << "send: " << s << std::endl;
+      };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    ks::Sender sender(so);
+    sender.start();
+    std::cout << "send: serving " << o->dir << " on " << so.host << ":" << sender.port() << std::endl;
+    const auto start = std::chrono::steady_clock::now();
+    while (true) {
+      timespec ts{0, 200'000'000};
+      if (sigtimedwait(&set, nullptr, &ts) > 0) break;
+      if (o->duration_s > 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= o->duration_s)
+        break;
+    }
+    sender.stop();
+    const auto st = sender.stats();
+    std::cout << "send: " << st.connections << " connections, " << st.frames_sent << " frames, " << st.bytes_sent
+              << " bytes, " << st.errors_sent << " errors" << std::endl;
+    return 0;
+  });
+});

@@ -1,0 +1,122 @@
+// Container / profile adapter (see context_source.h).
+#include "streamer/context_source.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+namespace kvstream::streamer {
+
+namespace fs = std::filesystem;
+
+std::string hash_hex(uint64_t h) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(h));
+  return b;
+}
+
+Manifest manifest_from_container(const std::string& id, const codec::ContainerReader& r, uint64_t profile_bytes) {
+  const auto& info = r.info();
+  Manifest m;
+  m.context_id = id;
+  m.profile_hash = hash_hex(info.profile_hash);
+  m.profile_bytes = profile_bytes;
+  m.num_tokens = uint32_t(info.num_tokens);
+  int text = -1;
+  for (size_t l = 0; l < info.ladder.size(); ++l) {
+    const auto& L = info.ladder[l];
+    if (L.method == codec::Method::Text) {
+      text = int(l);
+      continue;
+    }
+    ManifestLevel ml;
+    ml.id = uint16_t(l);
+    ml.name = L.name.substr(0, 32);
+    ml.agreement = L.quality.contexts > 0 ? std::clamp(L.quality.greedy_agreement, 0.0, 1.0) : 0.0;
+    ml.ppl_delta_pct = L.quality.contexts > 0 ? L.quality.ppl_delta_pct : 0.0;
+    m.levels.push_back(ml);
+  }
+  if (m.levels.empty()) throw std::runtime_error("container of '" + id + "' has no KV levels");
+  for (uint32_t c = 0; c < info.num_chunks; ++c) {
+    ManifestChunk mc;
+    mc.token_begin = uint32_t(info.chunk_begin(c));
+    mc.num_tokens = uint32_t(info.chunk_end(c) - info.chunk_begin(c));
+    mc.text_bytes = text >= 0 ? r.blob_size(c, text) : 0;
+    for (const auto& ml : m.levels) mc.level_bytes.push_back(r.blob_size(c, ml.id));
+    m.chunks.push_back(std::move(mc));
+  }
+  return m;
+}
+
+StreamSpec spec_from_manifest(const Manifest& m) {
+  StreamSpec s;
+  for (const auto& l : m.levels) s.levels.push_back({l.id, l.name, l.agreement, l.ppl_delta_pct});
+  for (const auto& c : m.chunks) {
+    ChunkSpec cs;
+    cs.tokens = c.num_tokens;
+    cs.text_bytes = c.text_bytes;
+    for (uint32_t b : c.level_bytes) cs.level_bytes.push_back(b);
+    s.chunks.push_back(std::move(cs));
+  }
+  return s;
+}
+
+int ladder_index_of(const ServedContext& c, uint16_t wire_level) {
+  if (wire_level == kTextLevel) return c.text_level;
+  if (manifest_level_index(c.manifest, wire_level) < 0) return -1;
+  return int(wire_level);
+}
+
+ContextDir::ContextDir(std::string dir) : dir_(std::move(dir)) {
+  if (!fs::is_directory(dir_)) throw std::runtime_error("not a directory: " + dir_);
+  scan_profiles();
+}
+
+void ContextDir::scan_profiles() {
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (!e.is_regular_file() || e.path().extension() != ".kvprofile") continue;
+    const std::string path = e.path().string();
+    bool known = false;
+    for (const auto& [h, p] : profiles_) known |= p == path;
+    if (known) continue;
+    try {
+      const auto p = codec::load_profile(path);
+      profiles_[hash_hex(p.hash())] = path;
+    } catch (const std::exception&) {
+      // an unreadable profile is simply not served
+    }
+  }
+}
+
+std::shared_ptr<const ServedContext> ContextDir::context(const std::string& id) {
+  if (!valid_context_id(id)) return nullptr;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = contexts_.find(id); it != contexts_.end()) return it->second;
+  const fs::path path = fs::path(dir_) / (id + ".kvs");
+  if (!fs::is_regular_file(path)) return nullptr;
+  auto sc = std::make_shared<ServedContext>(ServedContext{id, codec::ContainerReader::open(path.string()), {}, -1});
+  const auto& info = sc->reader.info();
+  for (size_t l = 0; l < info.ladder.size(); ++l)
+    if (info.ladder[l].method == codec::Method::Text) sc->text_level = int(l);
+  uint64_t profile_size = 0;
+  const std::string h = hash_hex(info.profile_hash);
+  if (profiles_.find(h) == profiles_.end()) scan_profiles();
+  if (auto it = profiles_.find(h); it != profiles_.end()) profile_size = fs::file_size(it->second);
+  sc->manifest = manifest_from_container(id, sc->reader, profile_size);
+  contexts_[id] = sc;
+  return sc;
+}
+
+std::optional<std::vector<uint8_t>> ContextDir::profile_bytes(const std::string& h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (profiles_.find(h) == profiles_.end()) scan_profiles();
+  auto it = profiles_.find(h);
+  if (it == profiles_.end()) return std::nullopt;
+  std::ifstream f(it->second, std::ios::binary);
+  std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (!f.good() && !f.eof()) return std::nullopt;
+  return b;
+}
+
+}  // namespace kvstream::streamer

@@ -1,0 +1,61 @@
+// The thin adapter between the codec's .kvs container / profile files and the streamer: builds the
+// wire Manifest and the controller's StreamSpec from a container, and finds contexts and profiles
+// in the sender's directory.
+//
+// Contract: a context id `ctx` is served from DIR/ctx.kvs; profiles are DIR/*.kvprofile, matched by
+// their hash (FNV-1a 64, lower-case hex). Manifest level ids are ladder indices; the ladder's text
+// level becomes the manifest's text size (wire level kTextLevel). A level's quality is the ladder's
+// measured greedy agreement and ppl delta; a level that was never measured (contexts == 0) is
+// reported with agreement 0 so that the controller never prefers it blindly (say so in --json via
+// the manifest: the level name is kept). ContextDir is thread-safe and caches parsed containers.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "codec/container.h"
+#include "codec/profile.h"
+#include "streamer/plan.h"
+#include "streamer/wire.h"
+
+namespace kvstream::streamer {
+
+std::string hash_hex(uint64_t h);
+
+struct ServedContext {
+  std::string id;
+  codec::ContainerReader reader;
+  Manifest manifest;
+  int text_level = -1;  // ladder index of the text level (-1 if the container has none)
+};
+
+// Manifest of a container (profile_bytes = size of the profile file, 0 if unknown).
+Manifest manifest_from_container(const std::string& id, const codec::ContainerReader& r, uint64_t profile_bytes);
+// The controller's view of a manifest.
+StreamSpec spec_from_manifest(const Manifest& m);
+// Ladder index of a wire level for a context (kTextLevel -> text level); -1 if invalid.
+int ladder_index_of(const ServedContext& c, uint16_t wire_level);
+
+class ContextDir {
+ public:
+  explicit ContextDir(std::string dir);
+  // The context, loaded and cached on first use; nullptr if DIR/id.kvs does not exist. Throws
+  // std::runtime_error if the file exists but is not a valid container.
+  std::shared_ptr<const ServedContext> context(const std::string& id);
+  // The bytes of the profile with this hash, or nullopt.
+  std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void scan_profiles();
+  std::string dir_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const ServedContext>> contexts_;
+  std::map<std::string, std::string> profiles_;  // hash -> path
+};
+
+}  // namespace kvstream::streamer

@@ -1,0 +1,176 @@
+// Decode / recompute worker threads (see decode_pipeline.h).
+#include "streamer/decode_pipeline.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "codec/chunk_codec.h"
+
+namespace kvstream::streamer {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_begin, size_t n) {
+  const size_t kd = size_t(dst.shape.kv_dim());
+  for (int l = 0; l < dst.shape.n_layers; ++l) {
+    std::memcpy(dst.k_row(l, dst_begin), src.k_row(l, src_begin), n * kd * sizeof(float));
+    std::memcpy(dst.v_row(l, dst_begin), src.v_row(l, src_begin), n * kd * sizeof(float));
+  }
+}
+}  // namespace
+
+DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
+                               const model::Model* model, double prefill_rate, Done on_done, Error on_error)
+    : full_(std::move(empty_full)),
+      chunks_(std::move(chunks)),
+      profile_(profile),
+      model_(model),
+      prefill_rate_(prefill_rate),
+      on_done_(std::move(on_done)),
+      on_error_(std::move(on_error)) {
+  uint64_t total = 0;
+  for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
+  full_.resize(size_t(total));
+  ready_.assign(chunks_.size(), false);
+  decode_thread_ = std::thread([this] { decode_loop(); });
+  compute_thread_ = std::thread([this] { compute_loop(); });
+}
+
+DecodePipeline::~DecodePipeline() { stop(); }
+
+void DecodePipeline::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (decode_thread_.joinable()) decode_thread_.join();
+  if (compute_thread_.joinable()) compute_thread_.join();
+}
+
+KvCache DecodePipeline::take() {
+  stop();
+  return std::move(full_);
+}
+
+void DecodePipeline::submit(size_t chunk, bool text, std::vector<uint8_t> blob) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    (text ? text_q_ : decode_q_).push_back({chunk, std::move(blob)});
+  }
+  cv_.notify_all();
+}
+
+void DecodePipeline::fail(const std::string& msg) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_) return;
+    failed_ = true;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  on_error_(msg);
+}
+
+void DecodePipeline::decode_loop() {
+  while (true) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !decode_q_.empty(); });
+      if (stop_) return;
+      job = std::move(decode_q_.front());
+      decode_q_.pop_front();
+    }
+    const auto t0 = Clock::now();
+    try {
+      if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
+      const auto& c = chunks_[job.chunk];
+      const auto h = codec::parse_blob_header(job.blob);  // checks the blob CRC too
+      if (h.method == codec::Method::Text) throw std::runtime_error("a KV chunk arrived as text");
+      if (h.first_pos != c.token_begin || h.tokens != c.tokens)
+        throw std::runtime_error("blob holds positions " + std::to_string(h.first_pos) + "+" +
+                                 std::to_string(h.tokens) + ", expected " + std::to_string(c.token_begin) + "+" +
+                                 std::to_string(c.tokens));
+      KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
+      codec::decode_chunk(job.blob, profile_, tmp);
+      if (tmp.num_tokens() < size_t(c.token_begin) + c.tokens) throw std::runtime_error("decoded chunk too short");
+      copy_rows(tmp, c.token_begin, full_, c.token_begin, c.tokens);
+    } catch (const std::exception& e) {
+      return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
+    }
+    const double busy = since(t0);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_[job.chunk] = true;
+    }
+    cv_.notify_all();
+    on_done_(job.chunk, busy);
+  }
+}
+
+void DecodePipeline::compute_loop() {
+  while (true) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !text_q_.empty(); });
+      if (stop_) return;
+      job = std::move(text_q_.front());
+      text_q_.pop_front();
+    }
+    std::vector<int32_t> tokens;
+    try {
+      if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
+      if (!model_) throw std::runtime_error("a text chunk arrived but no model is loaded");
+      const auto& c = chunks_[job.chunk];
+      const auto h = codec::parse_blob_header(job.blob);
+      if (h.method != codec::Method::Text) throw std::runtime_error("a text chunk arrived as KV");
+      if (h.first_pos != c.token_begin || h.tokens != c.tokens) throw std::runtime_error("text blob positions mismatch");
+      KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
+      codec::decode_chunk(job.blob, nullptr, tmp);
+      if (tmp.tokens.size() < size_t(c.token_begin) + c.tokens) throw std::runtime_error("text blob too short");
+      tokens.assign(tmp.tokens.begin() + c.token_begin, tmp.tokens.begin() + c.token_begin + c.tokens);
+    } catch (const std::exception& e) {
+      return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
+    }
+    // Wait for the KV of every earlier chunk.
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        if (stop_) return true;
+        for (size_t i = 0; i < job.chunk; ++i)
+          if (!ready_[i]) return false;
+        return true;
+      });
+      if (stop_) return;
+    }
+    const auto t0 = Clock::now();
+    try {
+      const auto& c = chunks_[job.chunk];
+      KvCache prefix = full_.slice(0, c.token_begin);
+      model_->recompute(prefix, tokens);
+      if (prefix.num_tokens() != size_t(c.token_begin) + c.tokens) throw std::runtime_error("recompute size mismatch");
+      copy_rows(prefix, c.token_begin, full_, c.token_begin, c.tokens);
+      for (uint32_t t = 0; t < c.tokens; ++t) full_.tokens[c.token_begin + t] = tokens[t];
+      if (prefill_rate_ > 0) {
+        const double hold = double(c.tokens) / prefill_rate_;
+        const double left = hold - since(t0);
+        if (left > 0) std::this_thread::sleep_for(std::chrono::duration<double>(left));
+      }
+    } catch (const std::exception& e) {
+      return fail("recompute of chunk " + std::to_string(job.chunk) + ": " + e.what());
+    }
+    const double busy = since(t0);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_[job.chunk] = true;
+    }
+    cv_.notify_all();
+    on_done_(job.chunk, busy);
+  }
+}
+
+}  // namespace kvstream::streamer

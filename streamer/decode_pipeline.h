@@ -1,0 +1,68 @@
+// The receiver's decode pipeline: a decode thread (codec blobs -> KV rows) and a compute thread
+// (text chunks -> model recompute given the KV of every earlier chunk), writing disjoint rows of
+// one pre-sized KvCache. Each finished chunk is reported through a callback with its ready time
+// and the worker time it took.
+//
+// Contract: submit() jobs in chunk order as they arrive. A blob is checked against the chunk it
+// claims to be (positions, token count, text vs KV) before any row is written; any failure stops
+// the pipeline and is reported once through on_error (the cache is then not to be used). A text
+// chunk waits until every earlier chunk is ready. With prefill_rate > 0 a recompute is held to
+// tokens / rate seconds. stop() joins both threads; the destructor calls it.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "codec/kv_cache.h"
+#include "codec/profile.h"
+#include "model/model.h"
+
+namespace kvstream::streamer {
+
+class DecodePipeline {
+ public:
+  struct Chunk {
+    uint32_t token_begin = 0, tokens = 0;
+  };
+  using Done = std::function<void(size_t chunk, double busy_s)>;
+  using Error = std::function<void(const std::string&)>;
+
+  // `profile` must stay alive; `model` may be null (then text chunks are an error).
+  DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
+                 const model::Model* model, double prefill_rate, Done on_done, Error on_error);
+  ~DecodePipeline();
+  void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
+  void stop();
+  // The assembled cache; only meaningful once every chunk was reported done.
+  KvCache take();
+
+ private:
+  struct Job {
+    size_t chunk;
+    std::vector<uint8_t> blob;
+  };
+  void decode_loop();
+  void compute_loop();
+  void fail(const std::string& msg);
+
+  KvCache full_;
+  std::vector<Chunk> chunks_;
+  const codec::Profile* profile_;
+  const model::Model* model_;
+  double prefill_rate_;
+  Done on_done_;
+  Error on_error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> decode_q_, text_q_;
+  std::vector<bool> ready_;
+  bool stop_ = false, failed_ = false;
+  std::thread decode_thread_, compute_thread_;
+};
+
+}  // namespace kvstream::streamer

@@ -1,0 +1,419 @@
+// The receiver: protocol client, request pipelining, decode pipeline, first token (receiver.h).
+#include "streamer/receiver.h"
+
+#include <asio.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include <unistd.h>
+
+#include "codec/profile.h"
+#include "codec/rope.h"
+#include "streamer/context_source.h"
+#include "streamer/decode_pipeline.h"
+#include "streamer/wire.h"
+
+namespace kvstream::streamer {
+
+using asio::ip::tcp;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<codec::Profile> load_cached_profile(const std::string& dir, const std::string& hash) {
+  if (dir.empty()) return std::nullopt;
+  const fs::path p = fs::path(dir) / (hash + ".kvprofile");
+  if (!fs::is_regular_file(p)) return std::nullopt;
+  try {
+    auto prof = codec::load_profile(p.string());
+    if (hash_hex(prof.hash()) == hash) return prof;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;  // a bad cached file is ignored and fetched again
+}
+
+void store_profile(const std::string& dir, const std::string& hash, const std::vector<uint8_t>& bytes) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const fs::path final_path = fs::path(dir) / (hash + ".kvprofile");
+  const fs::path tmp = fs::path(dir) / (hash + ".kvprofile.tmp" + std::to_string(::getpid()));
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    if (!f) return;
+  }
+  fs::rename(tmp, final_path, ec);
+}
+
+class Session {
+ public:
+  explicit Session(const ReceiverOptions& o) : opt_(o), sock_(io_), timer_(io_) {}
+
+  ReceiveOutcome run() {
+    connect();
+    if (!error_) {
+      t0_ = Clock::now();
+      last_rx_ = t0_;
+      Hello h;
+      h.agent = "kvstream-recv/1";
+      send(encode(h));
+      send(encode(Request{opt_.context, uint32_t(std::lround(opt_.slo_s * 1e3)), opt_.policy.name()}));
+      read();
+      tick();
+      io_.run();
+    }
+    if (pipeline_) pipeline_->stop();
+    if (error_) throw std::runtime_error(*error_);
+    return std::move(outcome_);
+  }
+
+ private:
+  double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+
+  void connect() {
+    tcp::resolver res(io_);
+    asio::error_code ec;
+    auto eps = res.resolve(opt_.host, std::to_string(opt_.port), ec);
+    if (ec) {
+      error_ = "cannot resolve " + opt_.host + ": " + ec.message();
+      return;
+    }
+    bool done = false;
+    asio::async_connect(sock_, eps, [&](const asio::error_code& e, const tcp::endpoint&) {
+      done = true;
+      if (e) error_ = "cannot connect to " + opt_.host + ":" + std::to_string(opt_.port) + ": " + e.message();
+    });
+    io_.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.connect_timeout_s)));
+    if (!done) {
+      asio::error_code ignore;
+      sock_.close(ignore);
+      io_.run();  // let the aborted handler run (it references this frame)
+      error_ = "connect to " + opt_.host + ":" + std::to_string(opt_.port) + " timed out";
+    }
+    io_.restart();
+    if (!error_) sock_.set_option(tcp::no_delay(true));
+  }
+
+  void fail(const std::string& msg) {
+    if (error_ || finished_) return;
+    error_ = msg;
+    shutdown();
+  }
+  void shutdown() {
+    asio::error_code ec;
+    timer_.cancel();
+    sock_.shutdown(tcp::socket::shutdown_both, ec);
+    sock_.close(ec);
+    io_.stop();
+  }
+
+  void send(std::vector<uint8_t> frame) {
+    out_.push_back(std::make_shared<std::vector<uint8_t>>(std::move(frame)));
+    if (!writing_) write_next();
+  }
+  void write_next() {
+    if (out_.empty()) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    auto buf = out_.front();
+    asio::async_write(sock_, asio::buffer(*buf), [this, buf](const asio::error_code& ec, size_t) {
+      if (ec) return fail("sending to the sender failed: " + ec.message());
+      out_.pop_front();
+      write_next();
+    });
+  }
+
+  void read() {
+    sock_.async_read_some(asio::buffer(rx_), [this](const asio::error_code& ec, size_t n) {
+      if (ec) {
+        if (finished_ || error_) return;
+        if (ec == asio::error::eof || ec == asio::error::connection_reset)
+          return fail("the sender closed the connection before the KV cache was complete (" +
+                      std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
+                      " chunks received)");
+        return fail("receive failed: " + ec.message());
+      }
+      last_rx_ = Clock::now();
+      bytes_rx_ += n;
+      try {
+        reader_.feed(rx_.data(), n);
+        while (auto f = reader_.next()) {
+          handle(*f);
+          if (error_ || finished_) return;
+        }
+        progress();
+      } catch (const ProtocolError& e) {
+        return fail(std::string("protocol error from the sender: ") + e.what());
+      } catch (const std::exception& e) {
+        return fail(e.what());
+      }
+      if (!error_ && !finished_) read();
+    });
+  }
+
+  // Periodic watchdog: stall and total timeouts.
+  void tick() {
+    timer_.expires_after(std::chrono::milliseconds(20));
+    timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec || error_ || finished_) return;
+      const double idle = std::chrono::duration<double>(Clock::now() - last_rx_).count();
+      const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_;
+      if (waiting && idle > opt_.stall_timeout_s)
+        return fail("the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) + " s (" +
+                    std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) + " chunks received)");
+      if (now() > opt_.total_timeout_s) return fail("timed out after " + std::to_string(opt_.total_timeout_s) + " s");
+      tick();
+    });
+  }
+
+  size_t num_chunks() const { return manifest_ ? manifest_->chunks.size() : 0; }
+
+  void handle(const Frame& f) {
+    switch (f.type) {
+      case FrameType::kHelloAck: {
+        decode_hello_ack(f);
+        outcome_.rtt_s = now();
+        return;
+      }
+      case FrameType::kError: {
+        const ErrorMsg e = decode_error(f);
+        return fail("sender error: " + e.message);
+      }
+      case FrameType::kManifest: return on_manifest(decode_manifest(f));
+      case FrameType::kProfile: return on_profile(decode_profile(f));
+      case FrameType::kChunkData: return on_chunk(decode_chunk_data(f));
+      default:
+        return fail(std::string("unexpected ") + frame_type_name(f.type) + " frame from the sender");
+    }
+  }
+
+  void on_manifest(Manifest m) {
+    if (manifest_) return fail("a second MANIFEST");
+    if (m.context_id != opt_.context) return fail("the sender sent the manifest of another context");
+    manifest_ = std::move(m);
+    spec_ = spec_from_manifest(*manifest_);
+    ControllerConfig cfg = opt_.controller;
+    cfg.slo_s = opt_.slo_s;
+    cfg.rtt_s = outcome_.rtt_s > 0 ? outcome_.rtt_s : now();
+    cfg.cost.prefill_rate = opt_.prefill_rate;
+    cfg.cost.first_token_s = opt_.prefill_rate > 0 ? 1.0 / opt_.prefill_rate : 0.0;
+    cfg.allow_text = opt_.model != nullptr;
+    if (!cfg.allow_text && opt_.policy.kind == PolicyKind::kText)
+      return fail("policy text needs the model (--model, --tokenizer) to recompute");
+    ctl_.emplace(spec_, opt_.policy, cfg);
+    if (auto p = load_cached_profile(opt_.profile_dir, manifest_->profile_hash)) {
+      profile_ = std::move(*p);
+      start_pipeline();
+    } else {
+      profile_pending_ = true;
+      send(encode(ProfileGet{manifest_->profile_hash}));
+    }
+    request_more(0);
+  }
+
+  void on_profile(ProfileData p) {
+    if (!profile_pending_ || !manifest_ || p.profile_hash != manifest_->profile_hash)
+      return fail("unexpected PROFILE frame");
+    if (hash_hex(codec::fnv1a64(p.bytes)) != manifest_->profile_hash)
+      return fail("the profile's bytes do not match its hash");
+    profile_ = codec::parse_profile(p.bytes, "profile from the sender");
+    store_profile(opt_.profile_dir, manifest_->profile_hash, p.bytes);
+    profile_pending_ = false;
+    outcome_.profile_fetched = true;
+    start_pipeline();
+    for (auto& [chunk, text, blob] : held_) pipeline_->submit(chunk, text, std::move(blob));
+    held_.clear();
+  }
+
+  void start_pipeline() {
+    KvCache full(profile_->shape, profile_->model_name, profile_->rope_theta, false);
+    if (opt_.model) {
+      full = opt_.model->new_cache(false);
+      if (!(full.shape == profile_->shape)) throw std::runtime_error("the context is for another model shape than --model");
+    }
+    std::vector<DecodePipeline::Chunk> chunks;
+    for (const auto& c : manifest_->chunks) chunks.push_back({c.token_begin, c.num_tokens});
+    busy_.assign(chunks.size(), 0.0);
+    ready_.assign(chunks.size(), 0.0);
+    pipeline_ = std::make_unique<DecodePipeline>(
+        std::move(full), std::move(chunks), &*profile_, opt_.model, opt_.prefill_rate,
+        [this](size_t chunk, double busy) {
+          const double t = now();
+          asio::post(io_, [this, chunk, busy, t] { on_ready(chunk, busy, t); });
+        },
+        [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(msg); }); });
+  }
+
+  void on_chunk(ChunkData cd) {
+    if (!ctl_ || outstanding_.empty()) return fail("unrequested CHUNK_DATA");
+    const size_t k = outstanding_.front();
+    const auto& d = ctl_->decisions()[k];
+    const uint16_t want = d.option == kText ? kTextLevel : spec_.levels[size_t(d.option)].id;
+    if (cd.index != k || cd.level != want)
+      return fail("the sender sent chunk " + std::to_string(cd.index) + " level " + std::to_string(cd.level) +
+                  ", expected chunk " + std::to_string(k) + " level " + std::to_string(want));
+    outstanding_.pop_front();
+    const double t = now();
+    ctl_->on_first_byte(k, t);
+    ctl_->on_last_byte(k, t);
+    ++chunks_received_;
+    const bool text = d.option == kText;
+    if (pipeline_) pipeline_->submit(k, text, std::move(cd.blob));
+    else held_.push_back({k, text, std::move(cd.blob)});
+  }
+
+  void on_ready(size_t chunk, double busy, double t) {
+    if (error_ || finished_) return;
+    busy_[chunk] = busy;
+    ready_[chunk] = t;
+    ctl_->on_ready(chunk, t, busy);
+    ++chunks_ready_;
+    if (opt_.on_chunk) {
+      StreamResult tmp;
+      fill_chunks(tmp, *ctl_, busy_, ready_);
+      if (chunk < tmp.chunks.size()) opt_.on_chunk(tmp.chunks[chunk]);
+    }
+    if (chunks_ready_ == num_chunks()) finish();
+  }
+
+  // After processing the complete frames of a read: the first byte of the chunk in flight, and
+  // the next requests when the pipeline window says so.
+  void progress() {
+    if (!ctl_) return;
+    const size_t partial = reader_.buffered();
+    if (partial > 0 && !profile_pending_ && !outstanding_.empty()) ctl_->on_first_byte(outstanding_.front(), now());
+    uint64_t unreceived = 0;
+    if (!outstanding_.empty()) {
+      const size_t last = outstanding_.back();
+      unreceived = ctl_->decisions()[last].bytes;
+      if (outstanding_.size() == 1 && !profile_pending_) unreceived -= std::min<uint64_t>(unreceived, partial);
+    }
+    request_more(unreceived);
+  }
+
+  void request_more(uint64_t unreceived) {
+    while (ctl_->request_due(unreceived)) {
+      const Decision d = ctl_->choose(now());
+      if (predicted_ < 0 && opt_.policy.kind == PolicyKind::kAdaptive) predicted_ = d.predicted_ttft_s;
+      const uint16_t level = d.option == kText ? kTextLevel : spec_.levels[size_t(d.option)].id;
+      send(encode(ChunkGet{uint32_t(d.chunk), level}));
+      outstanding_.push_back(d.chunk);
+      unreceived = d.bytes;
+    }
+  }
+
+  void finish() {
+    const double t_kv = now();
+    KvCache kv = pipeline_->take();
+    double first_token_s = 0;
+    if (opt_.model) {
+      const auto t1 = Clock::now();
+      KvCache q = kv;
+      const auto logits = opt_.model->step(q, opt_.query_token);
+      outcome_.result.first_token = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      if (opt_.prefill_rate > 0) {
+        const double left = 1.0 / opt_.prefill_rate - std::chrono::duration<double>(Clock::now() - t1).count();
+        if (left > 0) std::this_thread::sleep_for(std::chrono::duration<double>(left));
+      }
+      first_token_s = std::chrono::duration<double>(Clock::now() - t1).count();
+    }
+    const double ttft = now();
+    finished_ = true;
+    send(encode_end());
+    auto& r = outcome_.result;
+    r.context = opt_.context;
+    r.policy = opt_.policy.name();
+    r.slo_ms = opt_.slo_s * 1e3;
+    r.ttft_ms = ttft * 1e3;
+    r.slo_met = r.ttft_ms <= r.slo_ms;
+    r.bytes = bytes_rx_;
+    double last = 0;
+    for (const auto& f : ctl_->facts()) last = std::max(last, f.last_byte_t);
+    r.last_byte_ms = last * 1e3;
+    r.first_token_ms = first_token_s * 1e3;
+    (void)t_kv;
+    r.predicted_ttft_ms = predicted_ >= 0 ? predicted_ * 1e3 : -1;
+    fill_chunks(r, *ctl_, busy_, ready_);
+    std::vector<int> options;
+    for (const auto& d : ctl_->decisions()) options.push_back(d.option);
+    ladder_quality(spec_, options, r.greedy_agreement, r.ppl_delta_pct);
+    r.quality_source = "ladder";
+    r.plan = plan_to_string(spec_, options);
+    outcome_.kv = std::move(kv);
+    // Give the END frame a moment to leave, then close.
+    asio::post(io_, [this] { shutdown(); });
+  }
+
+  const ReceiverOptions& opt_;
+  asio::io_context io_;
+  tcp::socket sock_;
+  asio::steady_timer timer_;
+  Clock::time_point t0_, last_rx_;
+  std::array<uint8_t, 65536> rx_{};
+  FrameReader reader_;
+  std::deque<std::shared_ptr<std::vector<uint8_t>>> out_;
+  bool writing_ = false, finished_ = false, profile_pending_ = false;
+  std::optional<std::string> error_;
+  std::optional<Manifest> manifest_;
+  StreamSpec spec_;
+  std::optional<Controller> ctl_;
+  std::optional<codec::Profile> profile_;
+  std::unique_ptr<DecodePipeline> pipeline_;
+  std::deque<size_t> outstanding_;
+  struct Held {
+    size_t chunk;
+    bool text;
+    std::vector<uint8_t> blob;
+  };
+  std::vector<Held> held_;
+  std::vector<double> busy_, ready_;
+  size_t chunks_received_ = 0, chunks_ready_ = 0;
+  uint64_t bytes_rx_ = 0;
+  double predicted_ = -1;
+  ReceiveOutcome outcome_;
+};
+
+}  // namespace
+
+ReceiveOutcome receive(const ReceiverOptions& opt) {
+  if (!valid_context_id(opt.context)) throw std::invalid_argument("invalid context id '" + opt.context + "'");
+  if (!(opt.slo_s > 0)) throw std::invalid_argument("the SLO must be positive");
+  Session s(opt);
+  return s.run();
+}
+
+void measure_quality(const model::Model& m, const KvCache& reference, const KvCache& received,
+                     int32_t query_token, int continuation, double& agreement, double& ppl_delta_pct) {
+  if (reference.num_tokens() != received.num_tokens())
+    throw std::invalid_argument("reference and received caches differ in length");
+  KvCache ref = reference;
+  if (ref.keys_pre_rope) rope_apply_to_keys(ref);
+  std::vector<int32_t> scored = {query_token};
+  KvCache g = ref;
+  int32_t tok = query_token;
+  for (int i = 0; i < continuation; ++i) {
+    const auto logits = m.step(g, tok);
+    tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    scored.push_back(tok);
+  }
+  KvCache rcv = received;
+  rcv.model_name = ref.model_name;
+  const auto a = m.score(ref, scored);
+  const auto b = m.score(rcv, scored);
+  agreement = model::top1_agreement(a, b);
+  ppl_delta_pct = 100.0 * (b.perplexity / a.perplexity - 1.0);
+}
+
+}  // namespace kvstream::streamer

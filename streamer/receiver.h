@@ -1,0 +1,56 @@
+// The receiver (`kvstream recv`): fetches one context's KV cache from a sender, choosing each
+// chunk's level (or text) with the Controller, decoding chunk i on a decode thread while chunk i+1
+// is on the wire, recomputing text chunks with the model on a compute thread, and generating the
+// first token.
+//
+// Contract: receive() returns only with the complete, verified KV cache or throws
+// std::runtime_error with a clear message (unknown context, sender closed or stalled, checksum
+// mismatch, timeout, malformed frame): it never returns a partial or wrong cache and never hangs
+// (connect, stall and total timeouts). Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
+// recompute (and the first token) is held to that many tokens per second. Without a model, text
+// is never requested and TTFT = the KV cache complete.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "codec/kv_cache.h"
+#include "model/model.h"
+#include "streamer/controller.h"
+#include "streamer/result.h"
+
+namespace kvstream::streamer {
+
+struct ReceiverOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string context;
+  double slo_s = 1.0;
+  Policy policy;
+  ControllerConfig controller;      // prior_mbps, safety, ...; slo/rtt/prefill filled in here
+  double prefill_rate = 0;          // tokens/s emulated for text recompute; 0 = real compute time
+  const model::Model* model = nullptr;
+  std::string profile_dir;          // cache of profiles by hash (<hash>.kvprofile); empty = memory only
+  int32_t query_token = 1;          // fed after the context to generate the first token (BOS)
+  double connect_timeout_s = 5;
+  double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error
+  double total_timeout_s = 120;
+  std::function<void(const ChunkRecord&)> on_chunk;  // live progress (called on the I/O thread)
+};
+
+struct ReceiveOutcome {
+  StreamResult result;
+  KvCache kv;              // the assembled cache (post-RoPE keys); tokens of KV-fetched chunks are 0
+  bool profile_fetched = false;
+  double rtt_s = 0;
+};
+
+ReceiveOutcome receive(const ReceiverOptions& opt);
+
+// Quality of an assembled cache against the reference (original) cache: greedy-continue
+// `continuation` tokens from the reference after query_token, then teacher-force [query] + that
+// continuation on both caches and compare top-1 agreement and perplexity (model.score).
+void measure_quality(const model::Model& m, const KvCache& reference, const KvCache& received,
+                     int32_t query_token, int continuation, double& agreement, double& ppl_delta_pct);
+
+}  // namespace kvstream::streamer

@@ -1,0 +1,66 @@
+// Simulator inputs from a real container (see sim_inputs.h).
+#include "streamer/sim_inputs.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "codec/chunk_codec.h"
+#include "streamer/context_source.h"
+#include "streamer/wire.h"
+
+namespace kvstream::streamer {
+
+namespace fs = std::filesystem;
+
+std::string find_profile(const std::string& dir, uint64_t hash) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return {};
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file() || e.path().extension() != ".kvprofile") continue;
+    try {
+      if (codec::load_profile(e.path().string()).hash() == hash) return e.path().string();
+    } catch (const std::exception&) {
+    }
+  }
+  return {};
+}
+
+LoadedContext load_context_for_sim(const std::string& kvs_path, const std::string& profile_path, int repeats) {
+  auto reader = codec::ContainerReader::open(kvs_path);
+  const auto& info = reader.info();
+  std::string pp = profile_path;
+  if (pp.empty()) pp = find_profile(fs::path(kvs_path).parent_path().string().empty() ? "." : fs::path(kvs_path).parent_path().string(), info.profile_hash);
+  if (pp.empty())
+    throw std::runtime_error("no profile with hash " + hash_hex(info.profile_hash) + " beside " + kvs_path +
+                             " (give --profile)");
+  auto profile = codec::load_profile(pp);
+  if (profile.hash() != info.profile_hash) throw std::runtime_error(pp + " is not the profile " + kvs_path + " names");
+  const std::string id = fs::path(kvs_path).stem().string();
+  const Manifest m = manifest_from_container(valid_context_id(id) ? id : "ctx", reader, fs::file_size(pp));
+  SimInputs in;
+  in.spec = spec_from_manifest(m);
+  in.context = m.context_id;
+  in.manifest_bytes = encode(m).size();
+  in.profile_bytes = fs::file_size(pp) + 16 + 2 + 16 + 4;
+  const codec::LevelDecodeTables* none = nullptr;
+  (void)none;
+  in.decode_s.assign(in.spec.chunks.size(), std::vector<double>(in.spec.levels.size(), 0.0));
+  for (size_t c = 0; c < in.spec.chunks.size(); ++c) {
+    for (size_t l = 0; l < in.spec.levels.size(); ++l) {
+      const auto blob = reader.blob(uint32_t(c), m.levels[l].id);
+      std::vector<double> t;
+      for (int r = 0; r < std::max(1, repeats); ++r) {
+        KvCache tmp(profile.shape, profile.model_name, profile.rope_theta, false);
+        const auto t0 = std::chrono::steady_clock::now();
+        codec::decode_chunk(blob, &profile, tmp);
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(t.begin(), t.end());
+      in.decode_s[c][l] = t[t.size() / 2];
+    }
+  }
+  return LoadedContext{m.context_id, std::move(reader), std::move(profile), pp, std::move(in)};
+}
+
+}  // namespace kvstream::streamer

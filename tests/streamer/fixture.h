@@ -1,0 +1,71 @@
+// Shared real-data fixture for the streamer tests: a 448-token TinyStories passage prefilled by
+// stories260K, a small codec profile built from calibration text, and the passage's .kvs container
+// (default ladder + baselines, 64-token chunks) written into a temporary directory as
+// "story.kvs" + "story.kvprofile". Built once per test process.
+#pragma once
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "codec/container.h"
+#include "codec/profile.h"
+#include "model/kv_quality.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "tests/test_data.h"
+
+#include <unistd.h>
+
+namespace kvstream::testing {
+
+struct StreamFixture {
+  model::Model model;
+  KvCache kv;  // the original prefill (post-RoPE)
+  codec::Profile profile;
+  std::string dir;  // temporary directory with story.kvs and story.kvprofile
+  std::string kvs_path;
+
+  ~StreamFixture() {
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  }
+  static const StreamFixture& get() {
+    static std::unique_ptr<StreamFixture> f = make();
+    return *f;
+  }
+
+ private:
+  explicit StreamFixture(model::Model m) : model(std::move(m)) {}
+  static std::unique_ptr<StreamFixture> make() {
+    auto f = std::unique_ptr<StreamFixture>(new StreamFixture(model::Model::load(model_path())));
+    const auto tok = model::Tokenizer::load(tokenizer_path());
+    const std::string text = model::read_text_file(text_path());
+    model::ProfileOptions po;
+    po.calibration_contexts = 6;
+    po.selection_contexts = 3;
+    po.context_tokens = 192;
+    po.continuation_tokens = 32;
+    po.threads = 2;
+    f->profile = model::build_profile(f->model, tok, text, po);
+    const auto ctxs = model::cut_contexts(tok, text, model::kEvalRange, 1, 448, 16);
+    f->kv = f->model.new_cache(false);
+    f->model.recompute(f->kv, ctxs.at(0).context);
+    auto ladder = codec::default_ladder(f->profile);
+    codec::add_baselines(ladder);
+    const auto bytes = codec::encode_container(f->kv, f->profile, ladder, 64);
+    f->dir = (std::filesystem::temp_directory_path() /
+              ("kvstream-streamer-test-" + std::to_string(::getpid())))
+                 .string();
+    std::filesystem::create_directories(f->dir);
+    f->kvs_path = f->dir + "/story.kvs";
+    {
+      std::ofstream o(f->kvs_path, std::ios::binary);
+      o.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    }
+    codec::save_profile(f->profile, f->dir + "/story.kvprofile");
+    return f;
+  }
+};
+
+}  // namespace kvstream::testing
