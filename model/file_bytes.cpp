@@ -25,3 +25,15 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string&
 }
 
 }  // namespace kvstream::model
+
+namespace kvstream::model {
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > max_bytes)
+    throw std::runtime_error("text file " + path + " is " + std::to_string(size) + " bytes, over the " +
+                             std::to_string(max_bytes) + "-byte limit");
+  const auto bytes = read_file_bytes(path, "text file");
+  return std::string(bytes.begin(), bytes.end());
+}
+}  // namespace kvstream::model

@@ -1,4 +1,4 @@
-// read_file_bytes: reads a whole (regular) file into memory, with a clear error when it cannot.
+// File helpers of model/: whole-file reads with clear errors (checkpoint, tokenizer, text files).
 // Internal helper of model/ (checkpoint and tokenizer loaders).
 #pragma once
 #include <cstdint>
@@ -10,4 +10,9 @@ namespace kvstream::model {
 // Throws std::runtime_error("<what> <path>: ...") when the file cannot be opened or read.
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& what);
 
+}  // namespace kvstream::model
+
+namespace kvstream::model {
+// Reads a text file (at most max_bytes; larger files are rejected) for encoding.
+std::string read_text_file(const std::string& path, size_t max_bytes = size_t(256) << 20);
 }  // namespace kvstream::model

@@ -99,13 +99,15 @@ QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>
 RoundTrip chunk_round_trip(const codec::Profile* profile, Method method, int level, uint32_t chunk_tokens) {
   auto tables = std::make_shared<codec::LevelDecodeTables>();
   if (method == Method::Quant) *tables = codec::build_decode_tables(*profile, level);
+  codec::EncodeOptions eo;
+  if (method == Method::Quant) eo.profile_hash = tables->profile_hash;
   return [=](const KvCache& kv, size_t& bytes) {
     KvCache out(kv.shape, kv.model_name, kv.rope_theta, false);
     out.resize(kv.num_tokens());
     out.tokens = kv.tokens;
     for (size_t b = 0; b < kv.num_tokens(); b += chunk_tokens) {
       const size_t e = std::min<size_t>(kv.num_tokens(), b + chunk_tokens);
-      const auto blob = codec::encode_chunk(kv, b, e, uint32_t(b), method, profile, level);
+      const auto blob = codec::encode_chunk(kv, b, e, uint32_t(b), method, profile, level, eo);
       bytes += blob.size();
       codec::decode_chunk(blob, profile, out, method == Method::Quant ? tables.get() : nullptr);
     }

@@ -20,7 +20,7 @@ void transpose_into(const float* src, int rows, int cols, float* dst, int dst_ld
 
 // Per-thread scratch, grown on demand; never shared between threads.
 struct Workspace {
-  std::vector<float> x, xn, qkv, att, hb, kt, scores, logits, kscratch, vscratch, krow;
+  std::vector<float> x, xn, qkv, att, hb, kt, scores, logits, kscratch, vscratch, krows;
   template <class... V>
   static void need(std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
@@ -29,6 +29,12 @@ struct Workspace {
 thread_local Workspace tl_ws;
 
 }  // namespace
+
+void check_tokenizer(const Model& m, const Tokenizer& t) {
+  if (t.vocab_size() != m.config().vocab_size)
+    throw std::invalid_argument("tokenizer has " + std::to_string(t.vocab_size()) + " tokens but model " +
+                                m.name() + " has a vocabulary of " + std::to_string(m.config().vocab_size));
+}
 
 double top1_agreement(const ScoreResult& a, const ScoreResult& b) {
   const size_t n = std::min(a.top1.size(), b.top1.size());
@@ -115,6 +121,7 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
   const int qkvw = d + 2 * kvd;
   const size_t n = tokens.size();
   const size_t T = P + n;
+  const size_t T8 = (T + 7) & ~size_t(7);  // kt row stride, padded for 8-wide loads
   const bool past_pre = past.keys_pre_rope;
   const float scale = sqrtf(float(hs));
 
@@ -124,11 +131,10 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
   Workspace::need(ws.qkv, n * qkvw);
   Workspace::need(ws.att, n * d);
   Workspace::need(ws.hb, n * 2 * hd);
-  Workspace::need(ws.kt, T * kvd);
-  Workspace::need(ws.scores, size_t(kv_mul) * T);
-  Workspace::need(ws.krow, kvd);
+  Workspace::need(ws.kt, T8 * kvd);
+  Workspace::need(ws.scores, size_t(kv_mul) * T8);
   float *x = ws.x.data(), *xn = ws.xn.data(), *qkv = ws.qkv.data(), *att = ws.att.data(),
-        *hb = ws.hb.data(), *kt = ws.kt.data(), *sc = ws.scores.data(), *krow = ws.krow.data();
+        *hb = ws.hb.data(), *kt = ws.kt.data(), *sc = ws.scores.data();
 
   auto rope_cs = [&](size_t pos, int i, float& fcr, float& fci) {
     if (pos < size_t(c.seq_len)) {
@@ -153,9 +159,9 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
       }
     }
   };
-  // kt layout: [kv_head][d][T] (post-RoPE keys, transposed so scores vectorise over positions)
+  // kt layout: [kv_head][d][T8] (post-RoPE keys, transposed so scores vectorise over positions)
   auto put_key = [&](const float* k, size_t t) {
-    for (int j = 0; j < kvd; ++j) kt[size_t(j) * T + t] = k[j];
+    for (int j = 0; j < kvd; ++j) kt[size_t(j) * T8 + t] = k[j];
   };
 
   for (size_t t = 0; t < n; ++t)
@@ -168,14 +174,13 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
 
     // Past keys into kt (rotating pre-RoPE ones); new tokens: RoPE q/k, store K/V, add to kt.
     const float* pk = past.k[l].data();
-    for (size_t t = 0; t < P; ++t) {
-      if (past_pre) {
-        std::memcpy(krow, pk + t * kvd, sizeof(float) * kvd);
-        rotate(krow, nkv, t);
-        put_key(krow, t);
-      } else {
-        put_key(pk + t * kvd, t);
-      }
+    if (P && past_pre) {
+      Workspace::need(ws.krows, P * kvd);
+      std::memcpy(ws.krows.data(), pk, sizeof(float) * P * kvd);
+      for (size_t t = 0; t < P; ++t) rotate(ws.krows.data() + t * kvd, nkv, t);
+      ops::transpose_rows(ws.krows.data(), P, kvd, kt, T8, 0);
+    } else if (P) {
+      ops::transpose_rows(pk, P, kvd, kt, T8, 0);
     }
     for (size_t t = 0; t < n; ++t) {
       float* q = qkv + t * qkvw;
@@ -189,32 +194,16 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
       put_key(k, P + t);
     }
 
-    // Causal grouped-query attention, run.c order: score = q.k / sqrt(hs); softmax; sum a*v.
+    // Causal grouped-query attention as run.c: score = q.k / sqrt(hs); softmax; sum a*v.
     const float* pv = past.v[l].data();
     const float* nv = new_v[l];
     for (size_t t = 0; t < n; ++t) {
       const size_t len = P + t + 1;
       const float* q = qkv + t * qkvw;
       float* out = att + t * d;
-      for (int g = 0; g < nkv; ++g) {
-        for (int r = 0; r < kv_mul; ++r) {
-          const float* qh = q + (g * kv_mul + r) * hs;
-          float* s = sc + size_t(r) * T;
-          ops::attention_scores(qh, kt + size_t(g) * hs * T, T, hs, len, scale, s);
-          ops::softmax(s, len);
-          float* o = out + (g * kv_mul + r) * hs;
-          std::fill(o, o + hs, 0.0f);
-        }
-        const size_t pe = std::min(P, len);
-        for (size_t u = 0; u < len; ++u) {
-          const float* vr = (u < pe ? pv + u * kvd : nv + (u - P) * kvd) + g * hs;
-          for (int r = 0; r < kv_mul; ++r) {
-            const float a = sc[size_t(r) * T + u];
-            float* o = out + (g * kv_mul + r) * hs;
-            for (int i = 0; i < hs; ++i) o[i] += a * vr[i];
-          }
-        }
-      }
+      for (int g = 0; g < nkv; ++g)
+        ops::attend(q + g * kv_mul * hs, kv_mul, hs, kt + size_t(g) * hs * T8, T8, len, scale,
+                    P ? pv + g * hs : nullptr, P, nv + g * hs, kvd, sc, T8, out + g * kv_mul * hs);
     }
     ops::matmul(att, d, n, d, ly.wo_t.data(), d, xn, d);
     for (size_t i = 0; i < n * d; ++i) x[i] += xn[i];
@@ -222,16 +211,7 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
     // SwiGLU FFN: w2(silu(w1 x) * w3 x)
     for (size_t t = 0; t < n; ++t) ops::rmsnorm(xn + t * d, x + t * d, ly.rms_ffn.data(), d, c.rms_eps);
     ops::matmul(xn, d, n, d, ly.w13_t.data(), 2 * hd, hb, 2 * hd);
-    for (size_t t = 0; t < n; ++t) {
-      float* h1 = hb + t * 2 * hd;
-      const float* h3 = h1 + hd;
-      for (int i = 0; i < hd; ++i) {
-        float val = h1[i];
-        val *= (1.0f / (1.0f + expf(-val)));
-        val *= h3[i];
-        h1[i] = val;
-      }
-    }
+    for (size_t t = 0; t < n; ++t) ops::swiglu(hb + t * 2 * hd, hb + t * 2 * hd + hd, hd);
     ops::matmul(hb, 2 * hd, n, hd, ly.w2_t.data(), d, xn, d);
     for (size_t i = 0; i < n * d; ++i) x[i] += xn[i];
   }
@@ -297,6 +277,20 @@ void Model::recompute(KvCache& kv, std::span<const int32_t> tokens) const {
 }
 
 ScoreResult Model::score(const KvCache& kv, std::span<const int32_t> tokens) const {
+  return score_impl(kv, kv.num_tokens(), tokens);
+}
+
+ScoreResult Model::score_continuation(const KvCache& kv, std::span<const int32_t> continuation) const {
+  if (kv.num_tokens() == 0)
+    throw std::invalid_argument("score_continuation: the KV cache holds no tokens to continue");
+  std::vector<int32_t> tokens;
+  tokens.reserve(continuation.size() + 1);
+  tokens.push_back(kv.tokens.back());
+  tokens.insert(tokens.end(), continuation.begin(), continuation.end());
+  return score_impl(kv, kv.num_tokens() - 1, tokens);
+}
+
+ScoreResult Model::score_impl(const KvCache& kv, size_t past, std::span<const int32_t> tokens) const {
   check_cache(kv);
   for (int32_t t : tokens)
     if (t < 0 || t >= config_.vocab_size)
@@ -312,7 +306,7 @@ ScoreResult Model::score(const KvCache& kv, std::span<const int32_t> tokens) con
     std::vector<float*> nk(config_.n_layers, ws.kscratch.data()), nv(config_.n_layers, ws.vscratch.data());
     r.logprob.reserve(n - 1);
     r.top1.reserve(n - 1);
-    forward(kv, kv.num_tokens(), tokens, nk.data(), nv.data(), false, LogitsMode::None, nullptr, &r);
+    forward(kv, past, tokens, nk.data(), nv.data(), false, LogitsMode::None, nullptr, &r);
   }
   r.perplexity = r.count() ? std::exp(-r.sum_logprob / double(r.count())) : 1.0;
   return r;

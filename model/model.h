@@ -20,6 +20,7 @@
 
 #include "codec/kv_cache.h"
 #include "model/checkpoint.h"
+#include "model/tokenizer.h"
 
 namespace kvstream::model {
 
@@ -52,6 +53,10 @@ struct GenerateResult {
   }
 };
 
+class Model;
+// Throws std::invalid_argument unless the tokenizer's vocabulary size equals the model's.
+void check_tokenizer(const Model& m, const Tokenizer& t);
+
 class Model {
  public:
   // Loads a llama2.c checkpoint (see checkpoint.h); name defaults to the file stem.
@@ -76,6 +81,11 @@ class Model {
   void recompute(KvCache& kv, std::span<const int32_t> tokens) const;
   // Teacher-forced scoring of `tokens` fed at positions kv.num_tokens()...; kv is not modified.
   ScoreResult score(const KvCache& kv, std::span<const int32_t> tokens) const;
+  // Scores every token of a continuation of kv's text: logprob[i] = ln p(continuation[i] | kv's
+  // tokens, continuation[0..i)). A KV cache does not carry its last token's next-token logits, so
+  // that token's own K/V row is recomputed from its id (rows 0..P-2 come from kv, unmodified).
+  // kv must hold at least one token.
+  ScoreResult score_continuation(const KvCache& kv, std::span<const int32_t> continuation) const;
 
   // run.c generate(): forward at positions 0..steps-1 (steps counts the prompt too; 0 or more
   // than seq_len means seq_len), prompt tokens forced, the rest sampled: greedy (argmax) when
@@ -91,6 +101,7 @@ class Model {
     // Weights transposed to [in][out] so that matmuls stream contiguous output rows.
     std::vector<float> rms_att, wqkv_t, wo_t, rms_ffn, w13_t, w2_t;
   };
+  ScoreResult score_impl(const KvCache& kv, size_t past_tokens, std::span<const int32_t> tokens) const;
   void forward(const KvCache& past, size_t past_tokens, std::span<const int32_t> tokens,
                float* const* new_k, float* const* new_v, bool store_pre_rope, LogitsMode mode, float* logits,
                ScoreResult* score) const;

@@ -146,6 +146,11 @@ TEST_CASE("score agrees with prefill logits and leaves the cache untouched", "[m
   const ScoreResult full = stories().score(stories().new_cache(), ids);
   for (size_t i = 0; i < r.count(); ++i) CHECK(full.logprob[ctx + i] == Approx(r.logprob[i]).margin(1e-9));
   CHECK(top1_agreement(r, r) == 1.0);
+  // score_continuation scores every continuation token, including the first.
+  const ScoreResult sc = stories().score_continuation(kv, cont);
+  REQUIRE(sc.count() == cont.size());
+  for (size_t i = 0; i < sc.count(); ++i) CHECK(sc.logprob[i] == Approx(full.logprob[ctx - 1 + i]).margin(1e-9));
+  CHECK_THROWS_AS(stories().score_continuation(stories().new_cache(), cont), std::invalid_argument);
   // A pre-RoPE context scores identically.
   KvCache pre = kv;
   rope_remove_from_keys(pre, 0);
