@@ -243,4 +243,33 @@ nlohmann::json bench_netsim(const std::vector<std::string>& specs, const BenchOp
   return j;
 }
 
+nlohmann::json bench_simulator_speed(const std::vector<std::string>& specs, int offsets, int sends) {
+  if (offsets < 1 || sends < 1) throw std::invalid_argument("bench_simulator_speed: offsets and sends must be >= 1");
+  const auto t0 = SteadyTime::now();
+  std::vector<Trace> traces;
+  for (const auto& s : specs) traces.push_back(Trace::load(s));
+  const auto t1 = SteadyTime::now();
+  double checksum = 0;
+  std::uint64_t n = 0;
+  for (const auto& t : traces) {
+    const auto chunk = static_cast<std::uint64_t>(std::max(1.0, t.mean_bps() / 8 / 20));
+    for (int k = 0; k < offsets; ++k) {
+      Simulator sim(t, 0.02);
+      double at = t.period_s() * k / offsets;
+      for (int i = 0; i < sends; ++i) {
+        const double arrival = sim.send(chunk, at);
+        at = arrival + 0.005;
+        ++n;
+      }
+      checksum += at;
+    }
+  }
+  const auto t2 = SteadyTime::now();
+  const double load_s = std::chrono::duration<double>(t1 - t0).count();
+  const double sim_s = std::chrono::duration<double>(t2 - t1).count();
+  return {{"traces", traces.size()}, {"simulations", traces.size() * static_cast<std::size_t>(offsets)},
+          {"sends", n}, {"load_s", load_s}, {"simulate_s", sim_s},
+          {"sends_per_s", sim_s > 0 ? static_cast<double>(n) / sim_s : 0.0}, {"checksum", checksum}};
+}
+
 }  // namespace kvstream::netsim

@@ -68,4 +68,9 @@ struct BenchOptions {
 nlohmann::json bench_netsim(const std::vector<std::string>& specs, const BenchOptions& options,
                             std::ostream* progress);
 
+// Simulator speed: for every trace and each of `offsets` start times spread over its period, a
+// stepwise controller loop of `sends` sends (each 1/20 s of mean capacity, handed 5 ms after the
+// previous arrival). Returns {"simulations", "sends", "load_s", "simulate_s", "sends_per_s"}.
+nlohmann::json bench_simulator_speed(const std::vector<std::string>& specs, int offsets = 10, int sends = 50);
+
 }  // namespace kvstream::netsim

@@ -264,7 +264,7 @@ struct Relay::Impl {
   void check_eof(const SessionPtr& s, bool forward) {
     Direction& d = forward ? s->fwd : s->rev;
     if (s->closed || !d.eof_seen || d.eof_sent || d.writing || d.written != d.read) return;
-    if (now() < d.eof_at) return;  // the timer comes back at eof_at
+    if (now() < d.eof_at) return reschedule();  // the timer comes back at eof_at
     asio::error_code ignore;
     (forward ? s->down : s->up).shutdown(tcp::socket::shutdown_send, ignore);
     d.eof_sent = true;

@@ -18,6 +18,9 @@ struct Trace::Data {
   TimeNs period = 0;
   std::vector<TimeNs> offset;        // strictly increasing, in [0, period)
   std::vector<std::uint64_t> cum;    // inclusive prefix sum of scaled bytes, cum.back() = total
+  // Bytes at offset 0 that belong to the previous loop's final instant (a last timestamp equal to
+  // the period): they recur at k*period for k >= 1 but do not exist at t = 0 of the first loop.
+  std::uint64_t skip = 0;
   std::uint64_t total() const { return cum.empty() ? 0 : cum.back(); }
 };
 
@@ -75,7 +78,8 @@ std::vector<std::pair<std::size_t, std::string_view>> content_lines(std::string_
 // Apply `scale` to unscaled per-opportunity bytes (cumulative rounding), merge equal offsets and
 // drop zero-byte opportunities. Input offsets must be sorted, in [0, period).
 std::shared_ptr<Trace::Data> finish(std::string name, TraceFormat format, double scale, TimeNs period,
-                                    const std::vector<TimeNs>& offsets, const std::vector<std::uint64_t>& bytes) {
+                                    const std::vector<TimeNs>& offsets, const std::vector<std::uint64_t>& bytes,
+                                    std::uint64_t unscaled_skip = 0) {
   if (!(scale > 0) || !std::isfinite(scale))
     throw TraceError(name + ": scale must be a positive finite number (got " + std::to_string(scale) + ")");
   if (period <= 0) throw TraceError(name + ": trace period is zero (need a last timestamp > 0)");
@@ -102,6 +106,10 @@ std::shared_ptr<Trace::Data> finish(std::string name, TraceFormat format, double
   }
   if (d->total() == 0)
     throw TraceError(d->name + ": trace has zero capacity" + (scale != 1.0 ? " (after scaling)" : ""));
+  if (unscaled_skip && !d->offset.empty() && d->offset.front() == 0) {
+    const auto sk = static_cast<std::uint64_t>(std::llround(static_cast<long double>(unscaled_skip) * scale));
+    d->skip = std::min(sk, d->cum.front());
+  }
   return d;
 }
 
@@ -148,7 +156,7 @@ std::shared_ptr<Trace::Data> parse_mahimahi(const std::vector<std::pair<std::siz
       bytes.insert(bytes.begin(), at_period * kMtuBytes);
     }
   }
-  return finish(name, TraceFormat::kMahimahi, scale, period, off, bytes);
+  return finish(name, TraceFormat::kMahimahi, scale, period, off, bytes, at_period * kMtuBytes);
 }
 
 std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_t, std::string_view>>& lines,
@@ -180,6 +188,7 @@ std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_
   const double pkt_bits = 8.0 * kMtuBytes;
   std::vector<TimeNs> off;
   std::vector<std::uint64_t> bytes;
+  std::uint64_t wrapped = 0;  // bytes of crossings at the period instant (moved to offset 0)
   double bits = 0;       // cumulative bits at the start of interval i
   double next = pkt_bits;  // next crossing
   for (std::size_t i = 0; i < n; ++i) {
@@ -190,7 +199,10 @@ std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_
       while (next <= end_bits + 1e-9) {
         double at = start + (next - bits) / rate;
         TimeNs o = seconds_to_ns(at);
-        if (o >= period) o -= period;  // the period instant is offset 0 of the next loop
+        if (o >= period) {  // the period instant is offset 0 of the next loop
+          o -= period;
+          wrapped += kMtuBytes;
+        }
         if (o < 0) o = 0;
         off.push_back(o);
         bytes.push_back(kMtuBytes);
@@ -214,7 +226,7 @@ std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_
     }
   }
   if (o2.empty()) throw TraceError(name + ": trace has zero capacity (less than one 1500-byte packet per loop)");
-  return finish(name, TraceFormat::kCooked, scale, period, o2, b2);
+  return finish(name, TraceFormat::kCooked, scale, period, o2, b2, wrapped);
 }
 
 }  // namespace
@@ -252,7 +264,9 @@ Trace Trace::constant(double bits_per_second, double scale) {
   if (period < 1) period = 1;
   std::ostringstream nm;
   nm << "const:" << bits_per_second / 1e6 << "mbit";
-  return Trace(finish(nm.str(), TraceFormat::kConstant, scale, period, {0}, {kMtuBytes}));
+  // One opportunity at every multiple of the period, the first at t = period (as Mahimahi would
+  // play a one-line trace "period").
+  return Trace(finish(nm.str(), TraceFormat::kConstant, scale, period, {0}, {kMtuBytes}, kMtuBytes));
 }
 
 Trace Trace::from_opportunities(std::vector<TimeNs> offsets_ns, std::vector<std::uint64_t> bytes, TimeNs period_ns,
@@ -309,7 +323,7 @@ std::uint64_t Trace::cumulative_bytes(TimeNs t) const {
   // number of opportunities with offset <= r
   const auto it = std::upper_bound(d.offset.begin(), d.offset.end(), r);
   const std::size_t n = static_cast<std::size_t>(it - d.offset.begin());
-  return static_cast<std::uint64_t>(k) * d.total() + (n ? d.cum[n - 1] : 0);
+  return static_cast<std::uint64_t>(k) * d.total() + (n ? d.cum[n - 1] : 0) - d.skip;
 }
 
 std::uint64_t Trace::bytes_deliverable(TimeNs t0, TimeNs t1) const {
@@ -320,6 +334,7 @@ std::uint64_t Trace::bytes_deliverable(TimeNs t0, TimeNs t1) const {
 TimeNs Trace::time_at_cumulative(std::uint64_t position) const {
   if (position == 0) return 0;
   const auto& d = *d_;
+  position += d.skip;
   const std::uint64_t k = (position - 1) / d.total();
   const std::uint64_t rem = position - k * d.total();  // in [1, total]
   const auto it = std::lower_bound(d.cum.begin(), d.cum.end(), rem);
