@@ -4,22 +4,33 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/command_registry.h"
 #include "codec/decode_bench.h"
 #include "codec/safetensors.h"
 
+namespace {
+struct BenchDecodeOpts {
+  std::string kv;
+  std::string profile;
+  std::string device = "cpu";
+  std::string dtype = "f16";
+  std::string out;
+  bool json = false;
+  kvstream::codec::DecodeBenchOptions b;
+};
+const std::vector<std::string> kDevices = {"cpu", "cuda"};
+}  // namespace
+
+// (no unparenthesised commas inside the macro argument below)
 KVSTREAM_COMMAND("bench decode", "Decode throughput, H2D overlap and chunk latency (--device cpu|cuda)",
                  [](CLI::App& sub) -> kvstream::cli::Action {
-  struct Opts {
-    std::string kv, profile, device = "cpu", dtype = "f16", out;
-    bool json = false;
-    kvstream::codec::DecodeBenchOptions b;
-  };
-  auto o = std::make_shared<Opts>();
+  auto o = std::make_shared<BenchDecodeOpts>();
   sub.add_option("kv", o->kv, "KV cache (.safetensors, e.g. from `kvstream prefill`)")->required();
   sub.add_option("--profile", o->profile, "codec profile (from `kvstream profile`)")->required();
-  sub.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  sub.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember(kDevices))->capture_default_str();
   sub.add_option("--level", o->b.level, "profile level (default: the first)");
   sub.add_option("--dtype", o->dtype, "output dtype: f16, bf16 or f32")->capture_default_str();
   sub.add_option("--chunk-tokens", o->b.chunk_tokens)->capture_default_str();
