@@ -92,6 +92,12 @@ class ContainerCodec final : public ContextCodec {
       : profile_(std::move(profile)), ladder_(codec::default_ladder(profile_)), chunk_(chunk_tokens), threads_(threads) {
     profile_.validate();
     if (chunk_tokens == 0) throw std::invalid_argument("container codec: chunk_tokens must be positive");
+    // A server keeps the decode tables and the profile hash resident; build them once here
+    // instead of on every decode_container() call.
+    hash_ = profile_.hash();
+    for (const auto& lv : ladder_)
+      tables_.push_back(lv.method == codec::Method::Quant ? codec::build_decode_tables(profile_, lv.profile_level)
+                                                          : codec::LevelDecodeTables{});
   }
   std::string name() const override { return "kvs-container"; }
   int num_levels() const override { return static_cast<int>(ladder_.size()); }
@@ -117,14 +123,21 @@ class ContainerCodec final : public ContextCodec {
       KvCache empty(profile_.shape, profile_.model_name, profile_.rope_theta, true);
       return empty;
     }
-    KvCache kv = codec::decode_container(r, &profile_, level, c0, c1, /*pre_rope=*/true, threads_);
-    // Tokens come from the text level (every chunk carries its ids).
-    std::vector<int32_t> ids;
+    const auto& info = r.info();
+    const auto& lv = info.ladder[level];
+    if (lv.method == codec::Method::Text) throw std::invalid_argument("container codec: text carries no KV");
+    if (info.profile_hash != hash_) throw std::runtime_error("container codec: payload made with another profile");
+    const bool quant = lv.method == codec::Method::Quant;
+    if (quant && (level >= static_cast<int>(ladder_.size()) || ladder_[level].profile_level != lv.profile_level))
+      throw std::runtime_error("container codec: payload ladder differs from this codec's");
+    const int text = info.level_index("text");
+    const uint32_t base = static_cast<uint32_t>(info.chunk_begin(c0));
+    KvCache kv(info.shape, info.model_name, info.rope_theta, /*pre_rope=*/true);
+    kv.resize(info.chunk_end(c1 - 1) - base);
     for (uint32_t c = c0; c < c1; ++c) {
-      auto t = r.tokens(c);
-      ids.insert(ids.end(), t.begin(), t.end());
+      codec::decode_chunk(r.blob(c, level), &profile_, kv, quant ? &tables_[level] : nullptr, base);
+      codec::decode_chunk(r.blob(c, text), nullptr, kv, nullptr, base);  // token ids
     }
-    if (ids.size() == kv.num_tokens()) kv.tokens = std::move(ids);
     const size_t off = begin - r.info().chunk_begin(c0);
     return kv.slice(off, off + (end - begin));
   }
@@ -140,6 +153,8 @@ class ContainerCodec final : public ContextCodec {
   }
   codec::Profile profile_;
   std::vector<codec::LadderLevel> ladder_;
+  uint64_t hash_ = 0;
+  std::vector<codec::LevelDecodeTables> tables_;  // [ladder level]
   uint32_t chunk_;
   int threads_;
 };

@@ -13,7 +13,9 @@
 // 4. TTFT. Hit: load + decode + prefill of what was not reused. load = bytes * kv_scale / bandwidth:
 //    a memory hit moves the chosen level's chunk bytes host->GPU at mem_bw; a disk hit first reads
 //    the whole record (all levels) at disk_bw, then the level bytes at mem_bw. decode = real
-//    measured time of ContextCodec::decode of the reused range. prefill = tokens / prefill_rate.
+//    measured CPU time of the (single-threaded) ContextCodec::decode of the reused range (CPU time,
+//    so that other processes on a shared machine do not inflate it; wall time is reported too).
+//    prefill = tokens / prefill_rate.
 //    Miss and the recompute-everything baseline: (kept history + prompt) / prefill_rate.
 //    kv_scale scales stories260K's bytes to the model whose rates are given (default 409.6 =
 //    Llama-2-7B fp16 KV bytes per token / stories260K fp32 KV bytes per token).
@@ -67,7 +69,8 @@ struct ReplayTurn {
 struct ReplayResult {
   std::string policy, codec, level;
   size_t turns = 0, eligible_turns = 0, hits_mem = 0, hits_disk = 0, truncations = 0;
-  double mean_ttft_ms = 0, recompute_mean_ttft_ms = 0, mean_decode_ms = 0;
+  double mean_ttft_ms = 0, recompute_mean_ttft_ms = 0;
+  double mean_decode_ms = 0, mean_decode_wall_ms = 0;  // per hit: thread CPU time (used in TTFT), wall time
   uint64_t prefill_tokens_saved = 0, prefill_tokens_recompute = 0;
   uint64_t bytes_read_mem = 0, bytes_read_disk = 0, bytes_prefetched = 0, bytes_written_disk = 0;
   uint64_t demotions = 0, dropped = 0, prefetched = 0, saves_dropped = 0;
