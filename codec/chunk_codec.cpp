@@ -299,7 +299,7 @@ std::vector<uint8_t> encode_chunk(const KvCache& kv, size_t begin, size_t end, u
     if (!(profile->shape == s)) throw std::invalid_argument("encode_chunk: profile is for another model shape");
     if (level < 0 || level >= int(profile->levels.size()))
       throw std::invalid_argument("encode_chunk: level not in profile");
-    hash = profile->hash();
+    hash = opt.profile_hash ? opt.profile_hash : profile->hash();
   } else {
     level = 0;
   }
@@ -344,7 +344,9 @@ void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache
   const size_t T = h.tokens, N = chunk_values(h.shape, T), d = h.shape.kv_dim();
   if (h.first_pos < pos_base) throw CorruptBlob("chunk blob: starts before the output's first position");
   const size_t row0 = h.first_pos - pos_base, end_row = row0 + T;
-  if (out.num_tokens() < end_row) out.resize(end_row);
+  if (out.num_tokens() < end_row)
+    throw CorruptBlob("chunk blob: positions " + std::to_string(h.first_pos) + ".." +
+                      std::to_string(h.first_pos + T) + " outside the output cache");
   Reader r{blob.first(blob.size() - kBlobTrailerBytes), kBlobHeaderBytes, "chunk blob"};
   if (h.method == Method::Text) {
     for (size_t t = 0; t < T; ++t) {
@@ -360,13 +362,13 @@ void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache
   switch (h.method) {
     case Method::Quant: {
       if (!profile) throw std::invalid_argument("decode_chunk: quant blob needs the profile");
-      if (h.profile_hash != profile->hash())
-        throw CorruptBlob("chunk blob: made with another profile (hash mismatch)");
       if (!(profile->shape == h.shape)) throw CorruptBlob("chunk blob: shape differs from profile");
       if (h.level >= profile->levels.size()) throw CorruptBlob("chunk blob: level not in profile");
-      const QuantLayout lay = parse_quant_layout(blob, h);
       LevelDecodeTables own;
-      if (!tables) own = build_decode_tables(*profile, h.level), tables = &own;
+      if (!tables || tables->level != h.level) own = build_decode_tables(*profile, h.level), tables = &own;
+      if (h.profile_hash != tables->profile_hash)
+        throw CorruptBlob("chunk blob: made with another profile (hash mismatch)");
+      const QuantLayout lay = parse_quant_layout(blob, h);
       decode_quant(blob, h, lay, *tables, dst.data(), nullptr);
       pre = true;
       break;

@@ -18,8 +18,9 @@
 // non-finite values where the method cannot carry them. decode_chunk() checks magic, version,
 // CRC32C, profile hash, every length and count, and each rANS stream's end state; on any mismatch
 // it throws CorruptBlob and leaves `out` possibly partially written but never reads or writes out of
-// bounds. `out` must have the profile's shape; it grows to hold the blob's positions; keys are
-// written post-RoPE or pre-RoPE as out.keys_pre_rope says. Token ids are written only by Text.
+// bounds. `out` must have the profile's shape and already hold the blob's rows (a blob's
+// positions never make the decoder allocate: CorruptBlob otherwise); keys are written post-RoPE
+// or pre-RoPE as out.keys_pre_rope says. Token ids are written only by Text.
 // Byte layout: docs/FORMAT.md.
 #pragma once
 #include <cstdint>
@@ -50,6 +51,9 @@ struct EncodeOptions {
   // stream stays <= 32767 symbols. Larger chunks or models get more streams (one CUDA thread each).
   int symbols_per_stream = 4096;
   int zstd_level = 3;
+  // Quant: the profile's hash() if the caller has it already (hashing serialises the profile);
+  // 0 = compute it here.
+  uint64_t profile_hash = 0;
 };
 
 // Fixed header fields of a blob (parse_blob_header validates them against the blob length).

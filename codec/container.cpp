@@ -120,12 +120,14 @@ std::vector<uint8_t> encode_container(const KvCache& kv, const Profile& profile,
   info.num_chunks = uint32_t((kv.num_tokens() + chunk_tokens - 1) / chunk_tokens);
   info.ladder = ladder;
   const size_t L = ladder.size();
+  EncodeOptions eo = opt;
+  eo.profile_hash = info.profile_hash;
   std::vector<std::vector<uint8_t>> blobs(size_t(info.num_chunks) * L);
   parallel_for(blobs.size(), threads, [&](size_t i) {
     const uint32_t c = uint32_t(i / L);
     const LadderLevel& lv = ladder[i % L];
     blobs[i] = encode_chunk(kv, info.chunk_begin(c), info.chunk_end(c), uint32_t(info.chunk_begin(c)),
-                            lv.method, &profile, lv.method == Method::Quant ? lv.profile_level : 0, opt);
+                            lv.method, &profile, lv.method == Method::Quant ? lv.profile_level : 0, eo);
   });
   nlohmann::json j = {{"model", info.model_name}, {"n_layers", info.shape.n_layers},
                       {"n_kv_heads", info.shape.n_kv_heads}, {"head_dim", info.shape.head_dim},
@@ -249,6 +251,7 @@ std::vector<int32_t> ContainerReader::tokens(uint32_t chunk) const {
   if (h.method != Method::Text || h.first_pos != info_.chunk_begin(chunk) ||
       h.first_pos + h.tokens != info_.chunk_end(chunk))
     throw CorruptBlob("container: text blob of chunk " + std::to_string(chunk) + " is inconsistent");
+  tmp.resize(h.tokens);
   decode_chunk(b, nullptr, tmp, nullptr, h.first_pos);
   return tmp.tokens;
 }

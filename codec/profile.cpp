@@ -317,6 +317,8 @@ LevelDecodeTables build_decode_tables(const Profile& p, int level) {
   t.escape.resize(t.lanes);
   t.mean = p.mean;
   t.step = L.step;
+  t.profile_hash = p.hash();
+  t.level = level;
   for (int k = 0; k < t.lanes; ++k) {
     const RansTable& rt = L.tables[k];
     rans_build_slots(rt, t.slots.data() + (size_t(k) << t.scale_bits));

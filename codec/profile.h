@@ -112,6 +112,8 @@ struct LevelDecodeTables {
   std::vector<float> value;     // [lane * 256 + symbol] dequantized value; escape symbol -> NaN
   std::vector<uint16_t> escape; // [lane] escape symbol index
   std::vector<float> mean, step;  // [lane] for escaped values: mean + step * q
+  uint64_t profile_hash = 0;      // hash of the profile they were built from
+  int level = -1;                 // which level of it
 };
 LevelDecodeTables build_decode_tables(const Profile& p, int level);
 

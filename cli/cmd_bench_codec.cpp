@@ -1,0 +1,55 @@
+// `kvstream bench codec`: size and speed of every level and baseline on one KV file (codec/bench.h).
+#include <iomanip>
+#include <iostream>
+
+#include "cli/command_registry.h"
+#include "codec/bench.h"
+#include "codec/safetensors.h"
+
+KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput of every codec level and baseline",
+                 ([](CLI::App& sub) -> kvstream::cli::Action {
+  struct Opts {
+    std::string kv, profile;
+    uint32_t chunk_tokens = 64;
+    int threads = 0, repeats = 5;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  sub.add_option("kv", o->kv, "KV cache (.safetensors)")->required();
+  sub.add_option("--profile", o->profile)->required();
+  sub.add_option("--chunk-tokens", o->chunk_tokens);
+  sub.add_option("--threads", o->threads, "threads for the all-threads decode (0 = all cores)");
+  sub.add_option("--repeats", o->repeats, "timed repetitions (best kept)");
+  sub.add_flag("--json", o->json);
+  return [o] {
+    const auto kv = kvstream::read_safetensors(o->kv);
+    const auto p = kvstream::codec::load_profile(o->profile);
+    const auto r = kvstream::codec::bench_codec(kv, p, o->chunk_tokens, o->threads, o->repeats);
+    if (o->json) {
+      nlohmann::json j = {{"chunk_tokens", r.chunk_tokens}, {"tokens", r.tokens}, {"threads", r.threads},
+                          {"entries", nlohmann::json::array()}};
+      for (const auto& e : r.entries)
+        j["entries"].push_back({{"name", e.name}, {"kind", e.kind}, {"bytes", e.bytes},
+                                {"bits_per_value", e.bits_per_value}, {"ratio_vs_fp16", e.ratio_vs_fp16},
+                                {"ratio_vs_q8", e.ratio_vs_q8}, {"coder_efficiency", e.coder_efficiency},
+                                {"side_info_fraction", e.side_info_fraction},
+                                {"encode_mbps_1t", e.encode_mbps_1t}, {"decode_mbps_1t", e.decode_mbps_1t},
+                                {"decode_mbps_all", e.decode_mbps_all}});
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << r.tokens << " tokens, " << r.chunk_tokens << "-token chunks, " << r.threads << " threads\n"
+              << std::left << std::setw(15) << "name" << std::right << std::setw(9) << "bytes" << std::setw(9)
+              << "bits/v" << std::setw(8) << "x fp16" << std::setw(8) << "x q8" << std::setw(8) << "eff"
+              << std::setw(8) << "side" << std::setw(9) << "enc MB/s" << std::setw(9) << "dec 1t" << std::setw(9)
+              << "dec all\n";
+    for (const auto& e : r.entries)
+      std::cout << std::left << std::setw(15) << e.name << std::right << std::fixed << std::setw(9) << e.bytes
+                << std::setprecision(3) << std::setw(9) << e.bits_per_value << std::setprecision(2) << std::setw(8)
+                << e.ratio_vs_fp16 << std::setw(8) << e.ratio_vs_q8 << std::setprecision(4) << std::setw(8)
+                << e.coder_efficiency << std::setw(8) << e.side_info_fraction << std::setprecision(0)
+                << std::setw(9) << e.encode_mbps_1t << std::setw(9) << e.decode_mbps_1t << std::setw(9)
+                << e.decode_mbps_all << "\n";
+    return 0;
+  };
+}));

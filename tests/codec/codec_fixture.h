@@ -1,0 +1,55 @@
+// Shared fixtures of the codec tests: a real stories260K KV cache (128 tokens of held-out
+// TinyStories text, written by `kvstream prefill --dtype f16`) and a profile calibrated on it.
+#pragma once
+#include <string>
+
+#include "codec/profile.h"
+#include "codec/safetensors.h"
+
+namespace kvstream::testing {
+
+// tests/codec/data/<name>, found beside this header (CMake compiles with absolute paths).
+inline std::string codec_data(const std::string& name) {
+  std::string here = __FILE__;
+  return here.substr(0, here.find_last_of('/') + 1) + "data/" + name;
+}
+
+inline const KvCache& real_kv() {
+  static const KvCache kv = read_safetensors(codec_data("kv_128.safetensors"));
+  return kv;
+}
+
+// Three levels (fine, medium, coarse) with uniform weights, tables from the fixture itself.
+inline const codec::Profile& test_profile() {
+  static const codec::Profile p = [] {
+    const KvCache& kv = real_kv();
+    codec::Profile p;
+    p.shape = kv.shape;
+    p.model_name = kv.model_name;
+    p.rope_theta = kv.rope_theta;
+    const auto st = codec::lane_stats({kv});
+    p.mean = st.mean;
+    p.weight.assign(st.mean.size(), 1.0f);
+    for (auto [name, step] : {std::pair{"fine", 0.02f}, {"medium", 0.2f}, {"coarse", 1.0f}}) {
+      codec::LevelRecipe r;
+      r.name = name;
+      r.k_step = r.v_step = step;
+      r.scale_bits = 11;
+      p.levels.push_back(codec::build_level(p.shape, {kv}, p.mean, p.weight, r, 1e-3));
+    }
+    return p;
+  }();
+  return p;
+}
+
+// Decode tables of test_profile()'s levels, built once.
+inline const codec::LevelDecodeTables& test_tables(int level) {
+  static const std::vector<codec::LevelDecodeTables> t = [] {
+    std::vector<codec::LevelDecodeTables> v;
+    for (int l = 0; l < 3; ++l) v.push_back(codec::build_decode_tables(test_profile(), l));
+    return v;
+  }();
+  return t.at(level);
+}
+
+}  // namespace kvstream::testing
