@@ -1,16 +1,19 @@
 // `kvstream generate`: text generation with the reference model, printing exactly what llama2.c
 // run.c prints (the prompt's pieces after BOS, then the generated pieces, then a newline).
+// With --kv FILE it instead continues the text held in a KV cache file and prints only the new text.
 // Example: kvstream generate --model ../shared/models/stories260K/stories260K.bin
 //            --tokenizer ../shared/models/stories260K/tok512.bin --prompt "Once upon a time" --steps 64
+//          kvstream generate --model ... --tokenizer ... --kv kv.safetensors --steps 64
 #include <iostream>
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "codec/safetensors.h"
 #include "model/model.h"
 
 namespace {
 struct GenerateOptions {
-  std::string model, tokenizer, prompt;
+  std::string model, tokenizer, prompt, kv;
   int steps = 256;
   float temperature = 0.0f, topp = 0.9f;
   uint64_t seed = 42;
@@ -21,8 +24,9 @@ KVSTREAM_COMMAND("generate", "Generate text with the reference model (llama2.c r
   auto o = std::make_shared<GenerateOptions>();
   sub.add_option("--model", o->model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
   sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
-  sub.add_option("--prompt", o->prompt, "prompt text (may be empty)");
-  sub.add_option("--steps", o->steps, "positions to run, prompt included (0 = seq_len)")->capture_default_str();
+  auto* prompt = sub.add_option("--prompt", o->prompt, "prompt text (may be empty)");
+  sub.add_option("--kv", o->kv, "continue the text of this KV cache file instead of a prompt")->excludes(prompt);
+  sub.add_option("--steps", o->steps, "positions to run, prompt included (0 = seq_len); with --kv: new tokens")->capture_default_str();
   sub.add_option("--temperature", o->temperature, "0 = greedy argmax")->capture_default_str();
   sub.add_option("--topp", o->topp, "nucleus sampling threshold (as run.c -p)")->capture_default_str();
   sub.add_option("--seed", o->seed, "RNG seed for temperature > 0")->capture_default_str();
@@ -31,6 +35,14 @@ KVSTREAM_COMMAND("generate", "Generate text with the reference model (llama2.c r
     const Model m = Model::load(o->model);
     const Tokenizer tok = Tokenizer::load(o->tokenizer);
     check_tokenizer(m, tok);
+    if (!o->kv.empty()) {
+      const GenerateResult r = m.generate_from(kvstream::read_safetensors(o->kv), o->steps, o->temperature, o->seed, o->topp);
+      const auto all = r.tokens;
+      std::string text;
+      for (size_t i = r.num_prompt; i < all.size(); ++i) text += tok.printable(all[i - 1], all[i]);
+      std::cout << text << "\n";
+      return 0;
+    }
     const GenerateResult r = m.generate(tok.encode(o->prompt), o->steps, o->temperature, o->seed, o->topp);
     std::cout << tok.detokenize(r.tokens) << "\n";
     return 0;

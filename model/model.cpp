@@ -368,7 +368,44 @@ int sample_topp(const float* p, int n, float topp, float coin) {
   }
   return cand[last].index;
 }
+// run.c sample(): argmax at temperature 0, else softmax(logits / T) with top-p or multinomial.
+struct Sampler {
+  float temperature, topp;
+  Rng rng;
+  int operator()(std::vector<float>& lg) {
+    const int V = static_cast<int>(lg.size());
+    if (temperature == 0.0f) return argmax(lg.data(), V);
+    for (float& v : lg) v /= temperature;
+    ops::softmax(lg.data(), lg.size());
+    const float coin = rng.f32();
+    if (topp <= 0 || topp >= 1) return sample_mult(lg.data(), V, coin);
+    return sample_topp(lg.data(), V, topp, coin);
+  }
+};
 }  // namespace
+
+GenerateResult Model::generate_from(const KvCache& context, int new_tokens, float temperature,
+                                    uint64_t seed, float topp) const {
+  check_cache(context);
+  if (context.num_tokens() == 0) throw std::invalid_argument("generate_from: the KV cache holds no tokens");
+  if (!(temperature >= 0.0f)) throw std::invalid_argument("generate: temperature must be >= 0");
+  GenerateResult res;
+  res.tokens = context.tokens;
+  res.num_prompt = context.num_tokens();
+  Sampler sample{temperature, topp, Rng{seed ? seed : 0x9E3779B97F4A7C15ull}};
+  KvCache kv = context.slice(0, context.num_tokens() - 1);
+  std::vector<float> lg = step(kv, context.tokens.back());
+  for (int i = 0; i < new_tokens && kv.num_tokens() < size_t(config_.seq_len); ++i) {
+    const int next = sample(lg);
+    if (next == 1) {  // BOS
+      res.stopped_on_bos = true;
+      break;
+    }
+    res.tokens.push_back(next);
+    if (i + 1 < new_tokens && kv.num_tokens() < size_t(config_.seq_len)) lg = step(kv, next);
+  }
+  return res;
+}
 
 GenerateResult Model::generate(std::span<const int32_t> prompt, int steps, float temperature,
                                uint64_t seed, float topp) const {
@@ -378,16 +415,7 @@ GenerateResult Model::generate(std::span<const int32_t> prompt, int steps, float
   GenerateResult res;
   res.num_prompt = prompt.size();
   res.tokens.assign(prompt.begin(), prompt.end());
-  Rng rng{seed ? seed : 0x9E3779B97F4A7C15ull};
-  const int V = config_.vocab_size;
-  auto sample = [&](std::vector<float>& lg) {
-    if (temperature == 0.0f) return argmax(lg.data(), V);
-    for (float& v : lg) v /= temperature;
-    ops::softmax(lg.data(), lg.size());
-    const float coin = rng.f32();
-    if (topp <= 0 || topp >= 1) return sample_mult(lg.data(), V, coin);
-    return sample_topp(lg.data(), V, topp, coin);
-  };
+  Sampler sample{temperature, topp, Rng{seed ? seed : 0x9E3779B97F4A7C15ull}};
   // Positions 0..np-1 hold the prompt; run.c forwards positions 0..steps-1 in total.
   const size_t np = prompt.size();
   if (np > size_t(steps)) {  // run.c forces prompt tokens only while pos < steps

@@ -95,6 +95,12 @@ class Model {
   // prompt must be non-empty (start it with BOS = 1).
   GenerateResult generate(std::span<const int32_t> prompt, int steps, float temperature = 0.0f,
                           uint64_t seed = 42, float topp = 0.9f) const;
+  // Continues the text held in a KV cache (e.g. one received over the network): up to new_tokens
+  // tokens, sampled as generate() does, stopping early on BOS or at seq_len. The context's last
+  // token is re-fed to get the first prediction (its K/V row is recomputed); rows 0..P-2 are used
+  // as they are. Result: tokens = context tokens + generated, num_prompt = context size.
+  GenerateResult generate_from(const KvCache& context, int new_tokens, float temperature = 0.0f,
+                               uint64_t seed = 42, float topp = 0.9f) const;
 
  private:
   struct Layer {

@@ -220,3 +220,19 @@ TEST_CASE("temperature sampling is seeded and deterministic", "[model]") {
   // A prompt longer than steps: run.c only walks the prompt.
   CHECK(stories().generate(prompt, 3, 0.0f).tokens == std::vector<int32_t>(prompt.begin(), prompt.begin() + 4));
 }
+
+TEST_CASE("generate_from continues a KV cache exactly like generate continues its prompt", "[model]") {
+  const auto prompt = tok().encode("Lily and Tom went to the park.");
+  const auto whole = stories().generate(prompt, 64, 0.0f);
+  for (bool pre : {false, true}) {
+    KvCache kv = stories().new_cache(pre);
+    stories().recompute(kv, prompt);
+    const auto cont = stories().generate_from(kv, 64 - int(prompt.size()) + 1, 0.0f);
+    CHECK(cont.num_prompt == prompt.size());
+    CHECK(cont.tokens == whole.tokens);
+  }
+  KvCache kv = stories().new_cache();
+  CHECK_THROWS_AS(stories().generate_from(kv, 5), std::invalid_argument);
+  stories().recompute(kv, passage(510));
+  CHECK(stories().generate_from(kv, 50).tokens.size() <= 513);  // stops at seq_len
+}
