@@ -8,6 +8,9 @@
 #include <set>
 #include <thread>
 
+#include "codec/rope.h"
+#include "store/async_saver.h"
+#include "store/context_codec.h"
 #include "store/prefetcher.h"
 #include "store/save_queue.h"
 #include "store/tiered_store.h"
@@ -183,4 +186,36 @@ TEST_CASE("save queue counts failing jobs and keeps going", "[store][savequeue]"
   CHECK(ok == 6);
   CHECK_THROWS_AS(SaveQueue(0, Overflow::Block), std::invalid_argument);
   CHECK_THROWS_AS(parse_overflow("lifo"), std::invalid_argument);
+}
+
+TEST_CASE("async saver stores post-RoPE caches as pre-RoPE entries under their prefix key", "[store][savequeue]") {
+  TempDir dir;
+  StoreConfig c;
+  c.dir = dir.path;
+  c.fsync = false;
+  TieredStore s(c);
+  const auto codec = make_raw_codec({1, 1, 2}, "m", 10000.0f);
+  kvstream::KvCache kv({1, 1, 2}, "m", 10000.0f, /*pre_rope=*/false);
+  kv.resize(5);
+  for (size_t t = 0; t < 5; ++t) {
+    kv.tokens[t] = static_cast<int32_t>(10 + t);
+    kv.k_row(0, t)[0] = 1.0f, kv.k_row(0, t)[1] = 0.5f;
+    kv.v_row(0, t)[0] = float(t), kv.v_row(0, t)[1] = -float(t);
+  }
+  kvstream::KvCache expect = kv;
+  kvstream::rope_remove_from_keys(expect, 0);
+  PrefixKey key;
+  {
+    AsyncSaver saver(s, *codec, 2);
+    key = saver.save(kv);
+    saver.flush();
+    CHECK(saver.stats().completed == 1);
+  }
+  auto f = s.get(key);
+  REQUIRE(f);
+  CHECK(f->record->tokens == kv.tokens);
+  const kvstream::KvCache back = codec->decode(f->record->payload, 0, 0, 5);
+  CHECK(back.keys_pre_rope);
+  CHECK(back.k == expect.k);
+  CHECK(back.v == kv.v);
 }
