@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <stdexcept>
 #include <vector>
 
@@ -87,6 +88,7 @@ nlohmann::json run_decode_bench(Decoder& dec, const KvCache& kv, const Profile& 
 
   // Throughput: `passes` passes into distinct rows, batch_chunks per submit, one finish.
   dec.reset_stats();
+  const std::clock_t c0 = std::clock();  // process CPU time: meaningful on a shared machine
   auto t0 = Clock::now();
   for (uint32_t p = 0; p < passes; ++p) {
     const KvDest view = buf.dest.offset_rows(p * T);
@@ -95,6 +97,7 @@ nlohmann::json run_decode_bench(Decoder& dec, const KvCache& kv, const Profile& 
   }
   dec.finish();
   const double wall_ms = ms_since(t0);
+  const double cpu_ms = 1e3 * double(std::clock() - c0) / CLOCKS_PER_SEC;
   const DecoderStats st = dec.stats();
 
   // Streaming: one chunk per submit, as a receiver feeds them.
@@ -143,6 +146,8 @@ nlohmann::json run_decode_bench(Decoder& dec, const KvCache& kv, const Profile& 
                      {"output_bytes", out_bytes},
                      {"wall_ms", wall_ms},
                      {"output_GBps", double(out_bytes) / (wall_ms * 1e6)},
+                     {"process_cpu_ms", cpu_ms},
+                     {"output_GB_per_cpu_s", double(out_bytes) / (cpu_ms * 1e6)},
                      {"input_GBps", double(blob_bytes) * passes / (wall_ms * 1e6)},
                      {"values_per_s", double(values_per_pass) * passes / (wall_ms / 1e3)}};
   j["streaming"] = {{"passes", stream_passes},

@@ -7,7 +7,8 @@
 // (verified_vs_cpu). The throughput pass then decodes the chunk set `passes` times, each pass into
 // fresh destination rows (so the output really covers >= min_output_mb of distinct memory), in
 // submits of batch_chunks chunks, and finishes once: output GB/s = fp16 (or dtype) bytes written /
-// wall time. A streaming pass repeats that with one chunk per submit (how a receiver feeds
+// wall time (and per second of process CPU time, which stays meaningful on a loaded machine).
+// A streaming pass repeats that with one chunk per submit (how a receiver feeds
 // chunks). Latency: `latency_chunks` times submit(one chunk) + finish(), wall clock each.
 // Overlap (CUDA): sum of per-batch copy and kernel times (CUDA events) against the wall time of
 // the throughput pass: hidden = (h2d + kernel - wall) / h2d, clamped to [0, 1].
