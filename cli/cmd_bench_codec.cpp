@@ -11,7 +11,7 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
   struct Opts {
     std::string kv, profile;
     uint32_t chunk_tokens = 64;
-    int threads = 0, repeats = 5;
+    int threads = 0, repeats = 5, symbols_per_stream = 4096;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -20,11 +20,14 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
   sub.add_option("--chunk-tokens", o->chunk_tokens);
   sub.add_option("--threads", o->threads, "threads for the all-threads decode (0 = all cores)");
   sub.add_option("--repeats", o->repeats, "timed repetitions (best kept)");
+  sub.add_option("--symbols-per-stream", o->symbols_per_stream, "rANS symbols per stream (sets streams per chunk)");
   sub.add_flag("--json", o->json);
   return [o] {
     const auto kv = kvstream::read_safetensors(o->kv);
     const auto p = kvstream::codec::load_profile(o->profile);
-    const auto r = kvstream::codec::bench_codec(kv, p, o->chunk_tokens, o->threads, o->repeats);
+    kvstream::codec::EncodeOptions eo;
+    eo.symbols_per_stream = o->symbols_per_stream;
+    const auto r = kvstream::codec::bench_codec(kv, p, o->chunk_tokens, o->threads, o->repeats, eo);
     if (o->json) {
       nlohmann::json j = {{"chunk_tokens", r.chunk_tokens}, {"tokens", r.tokens}, {"threads", r.threads},
                           {"entries", nlohmann::json::array()}};

@@ -22,6 +22,7 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
   sub.add_option("--chunk-tokens", o->p.chunk_tokens);
   sub.add_option("--scale-bits", o->p.scale_bits, "rANS table precision (<= 12)");
   sub.add_option("--threads", o->p.threads, "0 = all cores");
+  sub.add_option("--weighting", o->p.weighting, "sensitivity (default), rms or uniform per-lane steps");
   sub.add_flag("--verbose", o->p.verbose);
   sub.add_option("-o,--output", o->out, "profile file to write")->required();
   return [o] {

@@ -15,7 +15,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chunk_tokens, int threads,
-                        int repeats) {
+                        int repeats, const EncodeOptions& opt) {
   kv.validate();
   BenchReport rep;
   rep.chunk_tokens = chunk_tokens;
@@ -26,7 +26,7 @@ BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chun
   const double fp16_mb = 2.0 * double(rep.values) / 1e6;
   struct Spec { std::string name, kind; Method m; int level; };
   std::vector<Spec> specs;
-  EncodeOptions eo;
+  EncodeOptions eo = opt;
   eo.profile_hash = profile.hash();
   for (size_t l = 0; l < profile.levels.size(); ++l)
     specs.push_back({profile.levels[l].name, "level", Method::Quant, int(l)});

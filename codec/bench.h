@@ -30,6 +30,6 @@ struct BenchReport {
   std::vector<BenchEntry> entries;
 };
 BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chunk_tokens = 64,
-                        int threads = 0, int repeats = 5);
+                        int threads = 0, int repeats = 5, const EncodeOptions& opt = {});
 
 }  // namespace kvstream::codec

@@ -167,7 +167,7 @@ void decode_quant(std::span<const uint8_t> blob, const BlobHeader& h, const Quan
     const uint32_t sym = rans_decode_step(dec[st], slots + (lane << M), M);
     const float v = value[lane * 256 + sym];
     dst[b][off] = v;
-    escapes += sym == t.escape[lane];
+    escapes += v != v;  // only the escape symbol maps to NaN
     if (++st == S) st = 0;
     if (++c == d) c = 0;
     if (++off == block) off = 0, c = 0, ++b;

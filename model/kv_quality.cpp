@@ -195,7 +195,17 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   for (auto& p : cal) cal_kv.push_back(p.kv);
   const codec::LaneStats st = codec::lane_stats(cal_kv);
   std::vector<PreparedContext> sens_set(sel.begin(), sel.begin() + std::min<size_t>(sel.size(), 6));
-  const std::vector<float> weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose);
+  std::vector<float> weight;
+  if (opt.weighting == "sensitivity") {
+    weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose);
+  } else if (opt.weighting == "rms" || opt.weighting == "uniform") {
+    std::vector<float> r = st.rms;
+    std::nth_element(r.begin(), r.begin() + lanes / 2, r.end());
+    for (int k = 0; k < lanes; ++k)
+      weight.push_back(opt.weighting == "uniform" ? 1.0f : r[lanes / 2] / std::max(st.rms[k], 1e-6f));
+  } else {
+    throw std::invalid_argument("profile: unknown weighting '" + opt.weighting + "'");
+  }
 
   codec::Profile p;
   p.shape = s;
@@ -265,7 +275,7 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
                   {"calibration_contexts", cal.size()}, {"selection_contexts", sel.size()},
                   {"context_tokens", opt.context_tokens}, {"continuation_tokens", opt.continuation_tokens},
                   {"chunk_tokens", opt.chunk_tokens}, {"q8_bits_per_value", q8.bits_per_value},
-                  {"sensitivity", "per-lane noise injection, step = base / sqrt(sensitivity)"},
+                  {"weighting", opt.weighting},
                   {"grid", grid}};
   p.validate();
   return p;

@@ -73,9 +73,13 @@ struct ProfileOptions {
   int context_tokens = 384;
   int continuation_tokens = 96;
   uint32_t chunk_tokens = 64;
-  int scale_bits = 11;
+  int scale_bits = 10;             // 2^10-entry slot tables: 4 KiB per lane keeps decode in cache
   int threads = 0;
   bool verbose = false;           // progress on stderr
+  // How per-lane steps are weighted: "sensitivity" (noise injection through the model, the
+  // default), "rms" (step proportional to the lane's spread: plain per-channel scaling) or
+  // "uniform" (one step for every lane).
+  std::string weighting = "sensitivity";
 };
 // Runs the whole profiler (see kv_quality.cpp): per-lane sensitivities by perturbation, a grid of
 // candidate step sizes, and a ladder of named levels picked from the measured size/quality front.
