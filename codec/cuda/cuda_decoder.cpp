@@ -292,8 +292,7 @@ class CudaDecoder final : public Decoder {
     const bool rope = !dst.keys_pre_rope;
     // Host preparation (all validation that can happen on the host).
     std::vector<PreparedQuantChunk> pcs(n);
-    std::vector<std::vector<float>> cs_tmp(n);
-    std::vector<const float*> cs(n, nullptr);
+    std::vector<float> cs_tmp;  // cos/sin rows beyond the cache (copied into staging at once)
     const HdLevel* levels = nullptr;
     size_t bytes = align_up(n * sizeof(HdChunk)) + align_up(2 * L * sizeof(void*));
     size_t scratch_floats = 0;
@@ -310,7 +309,6 @@ class CudaDecoder final : public Decoder {
                align_up(blobs[i].size());
       if (rope) {
         bytes += align_up(size_t(hs[i].tokens) * shape.head_dim * sizeof(float));
-        cs[c] = rope_rows(dst.rope_theta, shape.head_dim, hs[i].first_pos, hs[i].tokens, cs_tmp[c]);
         scratch_floats += size_t(L) * hs[i].tokens * d;
       }
     }
@@ -360,8 +358,10 @@ class CudaDecoder final : public Decoder {
       hc.dst_row0 = h.first_pos - dst.pos_base;
       hc.level = h.level;
       if (rope) {
+        // (rope_rows may grow the host cache: take the pointer only right before copying it)
+        const float* rows = rope_rows(dst.rope_theta, shape.head_dim, h.first_pos, h.tokens, cs_tmp);
         hc.rope_cs = reinterpret_cast<const float*>(
-            dev_of(put(cs[c], size_t(h.tokens) * shape.head_dim * sizeof(float))));
+            dev_of(put(rows, size_t(h.tokens) * shape.head_dim * sizeof(float))));
         hc.k_scratch = reinterpret_cast<float*>(s.scratch.p) + scratch_at;
         scratch_at += size_t(L) * hc.block;
       }
