@@ -160,6 +160,9 @@ uint64_t Controller::pipeline_window_bytes() const {
 bool Controller::request_due(uint64_t unreceived_of_last) const {
   if (next_ >= spec_.chunks.size()) return false;
   if (next_ == 0 || policy_.kind == PolicyKind::kOracle) return true;
+  // Blind start: at most two chunks are chosen before the link has been measured once.
+  if (policy_.kind == PolicyKind::kAdaptive && samples_.empty() && next_ >= 2 && unreceived_of_last > 0)
+    return false;
   return unreceived_of_last <= decisions_.back().window_bytes;
 }
 
@@ -198,7 +201,17 @@ int Controller::choose_adaptive(double now, Decision& d) {
   ps.node_budget = cfg_.node_budget;
   for (size_t l = 0; l < spec_.levels.size(); ++l) ps.allowed.push_back(int(l));
   if (cfg_.allow_text) ps.allowed.push_back(kText);
-  const PlanResult r = ps.run(st, next_, now + cfg_.rtt_s, cfg_.slo_s);
+  PlanResult r = ps.run(st, next_, now + cfg_.rtt_s, cfg_.slo_s);
+  // Probe: until a chunk has measured the link, fetch the smallest KV level. The prior is only a
+  // guess: a text chunk (a few hundred bytes) measures nothing and its recompute is what a fast
+  // link cannot afford, and a large level is what a slow link cannot afford; the smallest level
+  // costs little either way and yields a throughput sample. The plan's prediction is kept.
+  if (samples_.empty() && !r.options.empty()) {
+    int smallest = 0;
+    for (size_t l = 1; l < spec_.levels.size(); ++l)
+      if (spec_.chunks[next_].level_bytes[l] < spec_.chunks[next_].level_bytes[size_t(smallest)]) smallest = int(l);
+    r.options.front() = smallest;
+  }
   d.predicted_ttft_s = r.predicted_ttft;
   d.feasible = r.feasible;
   return r.options.empty() ? kText : r.options.front();

@@ -76,7 +76,8 @@ class Controller {
   // recorded when the last chunk was requested (pipeline_bdp x estimate x rtt), so the request
   // reaches the sender before the link runs dry while each decision waits for as much measurement
   // as possible. Always true before the first request; never true once every chunk is requested.
-  // The oracle (which needs no measurement) requests everything at once.
+  // The oracle (which needs no measurement) requests everything at once. Adaptive chooses at
+  // most two chunks before the first throughput sample (then waits for the chunk to complete).
   bool request_due(uint64_t unreceived_of_last) const;
   // Bytes of un-received data at which the next request is due (the pipeline window, now).
   uint64_t pipeline_window_bytes() const;

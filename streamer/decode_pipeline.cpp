@@ -75,6 +75,13 @@ void DecodePipeline::fail(const std::string& msg) {
 }
 
 void DecodePipeline::decode_loop() {
+  // Decode tables of every level up front (while the first chunk is still on the wire).
+  try {
+    if (profile_)
+      for (size_t l = 0; l < profile_->levels.size(); ++l) tables_.push_back(codec::build_decode_tables(*profile_, int(l)));
+  } catch (const std::exception& e) {
+    return fail(std::string("profile: ") + e.what());
+  }
   while (true) {
     Job job;
     {
@@ -95,9 +102,11 @@ void DecodePipeline::decode_loop() {
                                  std::to_string(h.tokens) + ", expected " + std::to_string(c.token_begin) + "+" +
                                  std::to_string(c.tokens));
       KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
-      codec::decode_chunk(job.blob, profile_, tmp);
-      if (tmp.num_tokens() < size_t(c.token_begin) + c.tokens) throw std::runtime_error("decoded chunk too short");
-      copy_rows(tmp, c.token_begin, full_, c.token_begin, c.tokens);
+      tmp.resize(c.tokens);
+      const codec::LevelDecodeTables* tables =
+          h.method == codec::Method::Quant && h.level < tables_.size() ? &tables_[h.level] : nullptr;
+      codec::decode_chunk(job.blob, profile_, tmp, tables, c.token_begin);
+      copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
@@ -130,9 +139,9 @@ void DecodePipeline::compute_loop() {
       if (h.method != codec::Method::Text) throw std::runtime_error("a text chunk arrived as KV");
       if (h.first_pos != c.token_begin || h.tokens != c.tokens) throw std::runtime_error("text blob positions mismatch");
       KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
-      codec::decode_chunk(job.blob, nullptr, tmp);
-      if (tmp.tokens.size() < size_t(c.token_begin) + c.tokens) throw std::runtime_error("text blob too short");
-      tokens.assign(tmp.tokens.begin() + c.token_begin, tmp.tokens.begin() + c.token_begin + c.tokens);
+      tmp.resize(c.tokens);
+      codec::decode_chunk(job.blob, nullptr, tmp, nullptr, c.token_begin);
+      tokens.assign(tmp.tokens.begin(), tmp.tokens.begin() + c.tokens);
     } catch (const std::exception& e) {
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }

@@ -62,6 +62,7 @@ class DecodePipeline {
   std::deque<Job> decode_q_, text_q_;
   std::vector<bool> ready_;
   bool stop_ = false, failed_ = false;
+  std::vector<codec::LevelDecodeTables> tables_;  // per profile level, built once by the decode thread
   std::thread decode_thread_, compute_thread_;
 };
 

@@ -40,6 +40,8 @@ double option_ppl_delta(const StreamSpec& s, int option) {
 
 double CostModel::decode_s(const StreamSpec& s, size_t chunk, int option) const {
   if (option == kText) return 0;
+  if (chunk < decode_s_exact.size() && size_t(option) < decode_s_exact[chunk].size())
+    return decode_s_exact[chunk][size_t(option)];
   double per = default_decode_s_per_token;
   if (size_t(option) < decode_s_per_token.size() && decode_s_per_token[size_t(option)] > 0)
     per = decode_s_per_token[size_t(option)];
@@ -64,8 +66,11 @@ PipelineState advance(const PipelineState& st, const StreamSpec& s, const CostMo
   PipelineState ns = st;
   const uint64_t bytes = wire_bytes(s, chunk, option);
   double end;
+  ns.link_bytes = st.link_bytes + bytes;
   if (f && f->last_byte_t >= 0) {
     end = f->last_byte_t;
+  } else if (tm.finish_cumulative) {
+    end = std::max(tm.finish_cumulative(ns.link_bytes), st.now);
   } else {
     double start = std::max(st.link_free, earliest_start);
     if (f && f->first_byte_t >= 0) start = std::max(start, f->first_byte_t);
@@ -114,7 +119,9 @@ struct Search {
   double quality(size_t j, int o) const { return double(s.chunks[j].tokens) * option_agreement(s, o); }
   double lower_bound_ttft(const PipelineState& st, size_t j) const {
     double lb = st.prefix_ready;
-    if (j < s.chunks.size()) lb = std::max(lb, tm.finish(st.link_free, suffix_min_bytes[j]));
+    if (j < s.chunks.size())
+      lb = std::max(lb, tm.finish_cumulative ? tm.finish_cumulative(st.link_bytes + suffix_min_bytes[j])
+                                             : tm.finish(st.link_free, suffix_min_bytes[j]));
     return lb + c.first_token_s;
   }
   double start_of(size_t j) const { return j == first ? first_start : 0.0; }

@@ -54,6 +54,7 @@ struct CostModel {
   std::vector<double> decode_s_per_token;  // per level; empty or missing = default_decode
   double default_decode_s_per_token = 2e-5;
   double first_token_s = 0.0;
+  std::vector<std::vector<double>> decode_s_exact;  // [chunk][level] when known (the oracle)
   double decode_s(const StreamSpec& s, size_t chunk, int option) const;
   double recompute_s(const StreamSpec& s, size_t chunk) const;
 };
@@ -64,6 +65,10 @@ struct TransferModel {
   // Returns the arrival time of the last byte of `bytes` whose service starts at `start`.
   std::function<double(double start, uint64_t bytes)> finish;
   double rtt_s = 0;  // request -> first byte latency for a chunk requested on an idle link
+  // Optional exact mode for a link that stays backlogged (every chunk requested at once, the
+  // oracle): arrival time of the last byte once `cum_bytes` chunk bytes in total were sent.
+  // When set, advance() uses it (with PipelineState::link_bytes) instead of finish().
+  std::function<double(uint64_t cum_bytes)> finish_cumulative;
 };
 TransferModel constant_rate_model(double bytes_per_s, double rtt_s);
 
@@ -84,6 +89,7 @@ struct PipelineState {
   double compute_free = 0;  // when the compute worker is free
   double prefix_ready = 0;  // when all chunks so far are ready
   double now = 0;           // unknown future events happen no earlier than this
+  uint64_t link_bytes = 0;  // chunk bytes sent so far (TransferModel::finish_cumulative)
 };
 
 // Advances the state by one chunk fetched at `option`, using facts where known.

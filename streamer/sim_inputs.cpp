@@ -43,17 +43,21 @@ LoadedContext load_context_for_sim(const std::string& kvs_path, const std::strin
   in.context = m.context_id;
   in.manifest_bytes = encode(m).size();
   in.profile_bytes = fs::file_size(pp) + 16 + 2 + 16 + 4;
-  const codec::LevelDecodeTables* none = nullptr;
-  (void)none;
+  std::vector<codec::LevelDecodeTables> tables;  // built once, as the receiver does
+  for (size_t l = 0; l < profile.levels.size(); ++l) tables.push_back(codec::build_decode_tables(profile, int(l)));
   in.decode_s.assign(in.spec.chunks.size(), std::vector<double>(in.spec.levels.size(), 0.0));
   for (size_t c = 0; c < in.spec.chunks.size(); ++c) {
     for (size_t l = 0; l < in.spec.levels.size(); ++l) {
       const auto blob = reader.blob(uint32_t(c), m.levels[l].id);
+      const auto h = codec::parse_blob_header(blob);
+      const codec::LevelDecodeTables* tab =
+          h.method == codec::Method::Quant && h.level < tables.size() ? &tables[h.level] : nullptr;
       std::vector<double> t;
       for (int r = 0; r < std::max(1, repeats); ++r) {
         KvCache tmp(profile.shape, profile.model_name, profile.rope_theta, false);
+        tmp.resize(in.spec.chunks[c].tokens);
         const auto t0 = std::chrono::steady_clock::now();
-        codec::decode_chunk(blob, &profile, tmp);
+        codec::decode_chunk(blob, &profile, tmp, tab, m.chunks[c].token_begin);
         t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
       std::sort(t.begin(), t.end());

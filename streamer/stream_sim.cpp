@@ -53,25 +53,21 @@ std::vector<int> oracle_plan(const SimInputs& in, const netsim::Trace& trace, co
   double profile_arr = man_arr;
   if (in.fetch_profile) profile_arr = net.send(in.profile_bytes, man_arr + d);
 
+  // Every chunk is requested when the manifest arrives (the oracle needs no measurement), so the
+  // link stays backlogged: chunk bytes join the queue at man_arr + d behind what is still queued.
   TransferModel tm;
   tm.rtt_s = 2 * d;
+  const double t_queue = man_arr + d;
   tm.finish = [&trace, d](double start, uint64_t bytes) {
     const double dep = std::max(0.0, start - d);
     return netsim::ns_to_seconds(trace.time_to_deliver(netsim::seconds_to_ns(dep), bytes)) + d;
   };
+  tm.finish_cumulative = [&net, t_queue](uint64_t cum) { return net.peek(cum, t_queue); };
   CostModel cost;
   cost.prefill_rate = in.prefill_rate;
   cost.recompute_s_per_token = in.recompute_s_per_token;
   cost.first_token_s = in.first_token_s;
-  cost.decode_s_per_token.assign(in.spec.levels.size(), 0.0);
-  for (size_t l = 0; l < in.spec.levels.size(); ++l) {
-    double s = 0, t = 0;
-    for (size_t j = 0; j < in.spec.chunks.size(); ++j) {
-      s += true_busy(in, j, int(l));
-      t += in.spec.chunks[j].tokens;
-    }
-    cost.decode_s_per_token[l] = t > 0 ? s / t : 0;
-  }
+  cost.decode_s_exact = in.decode_s;
   PipelineState st;
   st.link_free = profile_arr;
   st.decode_free = profile_arr;
@@ -154,7 +150,17 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     pq.push({first[j], seq++, 0, j, 0});
     pq.push({last[j], seq++, 1, j, 0});
     pq.push({ready[j], seq++, 2, j, busy[j]});
-    if (pol.kind != PolicyKind::kOracle) now = std::max(now, trig);
+    if (pol.kind != PolicyKind::kOracle && ctl.next_chunk() < n) {
+      // The receiver re-checks request_due() as bytes arrive: at the window crossing, and at the
+      // latest when the chunk has fully arrived.
+      const double t1 = std::max(now, trig);
+      feed_until(t1);
+      if (ctl.request_due(t1 < last[j] ? std::min(dec.bytes, dec.window_bytes) : 0)) {
+        now = t1;
+      } else {
+        now = std::max(t1, last[j]);
+      }
+    }
   }
   feed_until(std::numeric_limits<double>::infinity());
 

@@ -68,8 +68,22 @@ TEST_CASE("adaptive picks the best level when the link is fast", "[controller]")
   // (recompute at 50 tok/s: a text chunk takes 1.28 s, more than the SLO)
   Controller c(ladder_spec(), parse_policy("adaptive"), config(1.0, 50));
   auto d = drive(c, [](size_t) { return 4e6; }, 0.01);
-  for (const auto& x : d) REQUIRE(x.option == 0);
+  REQUIRE(d[0].option == 2);  // blind probe: the smallest level until the link is measured
+  for (size_t i = 1; i < d.size(); ++i) REQUIRE(d[i].option == 0);
   REQUIRE(d.back().feasible);
+}
+
+TEST_CASE("before any measurement adaptive probes with the smallest level, at most two chunks ahead", "[controller]") {
+  Controller c(ladder_spec(), parse_policy("adaptive"), config(1.0, 50));
+  auto d0 = c.choose(0.01);
+  REQUIRE(d0.option == 2);
+  REQUIRE(c.request_due(10));  // a second blind chunk may follow
+  c.choose(0.011);
+  REQUIRE_FALSE(c.request_due(10));  // no third one until a chunk has measured the link
+  REQUIRE(c.request_due(0));         // (or everything requested has arrived)
+  c.on_first_byte(0, 0.02);
+  c.on_last_byte(0, 0.021);
+  REQUIRE(c.samples_mbps().size() == 1);
 }
 
 TEST_CASE("a bandwidth drop lowers the level within one chunk", "[controller]") {
@@ -77,7 +91,7 @@ TEST_CASE("a bandwidth drop lowers the level within one chunk", "[controller]") 
   Controller c(ladder_spec(), parse_policy("adaptive"), config(0.6, 50));
   auto rate = [](size_t i) { return i < 4 ? 4e6 : 1e5; };
   auto d = drive(c, rate, 0.01);
-  for (size_t i = 0; i <= 4; ++i) REQUIRE(d[i].option == 0);  // chosen before the drop was seen
+  for (size_t i = 1; i <= 4; ++i) REQUIRE(d[i].option == 0);  // chosen before the drop was seen
   // Chunk 4 was the first slow one; the decision right after it (chunk 5) must already be lower.
   INFO("est " << d[5].est_mbps << " predicted " << d[5].predicted_ttft_s);
   REQUIRE(d[5].option != 0);
@@ -102,7 +116,7 @@ TEST_CASE("an infeasible SLO gives the fastest plan (best effort)", "[controller
     Controller c(ladder_spec(), parse_policy("adaptive"), config(0.001, 1e6));
     auto d = drive(c, [](size_t) { return 2e4; }, 0.01);
     REQUIRE_FALSE(d.front().feasible);
-    for (const auto& x : d) REQUIRE(x.option == kText);
+    for (size_t i = 1; i < d.size(); ++i) REQUIRE(d[i].option == kText);
   }
   SECTION("the smallest level is fastest when recompute is slow") {
     Controller c(ladder_spec(), parse_policy("adaptive"), config(0.001, 10));
@@ -118,9 +132,9 @@ TEST_CASE("text (exact, agreement 1) is used where its recompute fits the SLO", 
   Controller c(ladder_spec(), parse_policy("adaptive"), config(1.0, 200));
   auto d = drive(c, [](size_t) { return 4e6; }, 0.01);
   int text = 0;
-  for (const auto& x : d) {
-    REQUIRE((x.option == kText || x.option == 0));
-    text += x.option == kText;
+  for (size_t i = 1; i < d.size(); ++i) {
+    REQUIRE((d[i].option == kText || d[i].option == 0));
+    text += d[i].option == kText;
   }
   REQUIRE(text >= 1);
   REQUIRE(text <= 3);
