@@ -37,6 +37,7 @@ if [ "${1:-}" != "--no-live" ]; then
   /usr/bin/python3 "$root/scripts/stream_live_check.py" --kvstream "$KVSTREAM" --dir "$out" --kvs "$out/story.kvs" \
     --bench "$out/bench_stream.json" $(printf -- "--trace %s " "${live_traces[@]}") \
     --policy adaptive --policy q8 --policy cachegen --policy text --delay-ms "$delay" \
-    --profile-dir "$out/profile-cache" -o "$out/bench_stream_live.json"
+    --profile-dir "$out/profile-cache" --model "$root/../shared/models/stories260K/stories260K.bin" \
+    -o "$out/bench_stream_live.json"
 fi
 echo "bench_stream: wrote $out/bench_stream.json"

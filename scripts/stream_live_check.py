@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=5)
     ap.add_argument("--prefill-rate", type=float, default=2000)
     ap.add_argument("--profile-dir", default="out/stream/profile-cache")
+    ap.add_argument("--model", help="llama2.c checkpoint for text recompute (recv --model)")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
     policies = a.policy or ["adaptive", "q8", "cachegen"]
@@ -74,7 +75,8 @@ def main():
                 try:
                     live = subprocess.run([kv, "recv", "--connect", "127.0.0.1:%d" % rport, "--context", "story",
                                            "--slo-ms", "%.3f" % slo_ms, "--policy", pol, "--prefill-rate",
-                                           str(a.prefill_rate), "--profile-dir", a.profile_dir, "--json"],
+                                           str(a.prefill_rate), "--profile-dir", a.profile_dir, "--json"]
+                                          + (["--model", a.model] if a.model else []),
                                           capture_output=True, text=True, timeout=120)
                 finally:
                     stop(relay)

@@ -75,13 +75,7 @@ void DecodePipeline::fail(const std::string& msg) {
 }
 
 void DecodePipeline::decode_loop() {
-  // Decode tables of every level up front (while the first chunk is still on the wire).
-  try {
-    if (profile_)
-      for (size_t l = 0; l < profile_->levels.size(); ++l) tables_.push_back(codec::build_decode_tables(*profile_, int(l)));
-  } catch (const std::exception& e) {
-    return fail(std::string("profile: ") + e.what());
-  }
+  if (profile_) tables_.resize(profile_->levels.size());
   while (true) {
     Job job;
     {
@@ -103,8 +97,13 @@ void DecodePipeline::decode_loop() {
                                  std::to_string(c.tokens));
       KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
       tmp.resize(c.tokens);
-      const codec::LevelDecodeTables* tables =
-          h.method == codec::Method::Quant && h.level < tables_.size() ? &tables_[h.level] : nullptr;
+      const codec::LevelDecodeTables* tables = nullptr;
+      if (h.method == codec::Method::Quant && h.level < tables_.size()) {
+        // built once per level, on first use (a level never fetched costs nothing)
+        if (!tables_[h.level])
+          tables_[h.level] = std::make_unique<codec::LevelDecodeTables>(codec::build_decode_tables(*profile_, h.level));
+        tables = tables_[h.level].get();
+      }
       codec::decode_chunk(job.blob, profile_, tmp, tables, c.token_begin);
       copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -62,7 +63,7 @@ class DecodePipeline {
   std::deque<Job> decode_q_, text_q_;
   std::vector<bool> ready_;
   bool stop_ = false, failed_ = false;
-  std::vector<codec::LevelDecodeTables> tables_;  // per profile level, built once by the decode thread
+  std::vector<std::unique_ptr<codec::LevelDecodeTables>> tables_;  // per profile level, built on first use
   std::thread decode_thread_, compute_thread_;
 };
 

