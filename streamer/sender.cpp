@@ -197,7 +197,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     srv_->log("conn " + std::to_string(id_) + ": error: " + msg);
     ++srv_->errors_sent;
     stalled_ = false;
-    queue_.clear();  // nothing else goes out after an error, but a frame mid-write finishes first
+    // Nothing else goes out after an error, but a frame mid-write finishes first (its completion
+    // handler pops it).
+    if (writing_ && !queue_.empty()) queue_.erase(queue_.begin() + 1, queue_.end());
+    else queue_.clear();
     closing_ = true;
     auto frame = std::make_shared<std::vector<uint8_t>>(encode(ErrorMsg{code, msg}));
     queue_.push_back(frame);

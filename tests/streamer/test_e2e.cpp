@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "codec/container.h"
@@ -236,4 +237,44 @@ TEST_CASE("the simulator replays a real container over a trace", "[sim]") {
   REQUIRE(text.greedy_agreement == 1.0);
   // the simulated TTFT matches the oracle's own pipeline prediction
   REQUIRE(oracle.ttft_ms == Approx(oracle.predicted_ttft_ms).epsilon(0.05));
+}
+
+TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR frame", "[e2e][failure]") {
+  RunningSender s;
+  auto exchange = [&](const std::vector<uint8_t>& bytes) {
+    asio::io_context io;
+    asio::ip::tcp::socket sock(io);
+    sock.connect({asio::ip::make_address("127.0.0.1"), s.port()});
+    asio::write(sock, asio::buffer(bytes));
+    FrameReader r;
+    std::array<uint8_t, 4096> buf{};
+    std::optional<ErrorMsg> err;
+    asio::error_code ec;
+    while (!err) {
+      const size_t n = sock.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      r.feed(buf.data(), n);
+      while (auto f = r.next())
+        if (f->type == FrameType::kError) err = decode_error(*f);
+    }
+    return err;
+  };
+  auto garbage = std::vector<uint8_t>(32, 0xAB);
+  auto e1 = exchange(garbage);
+  REQUIRE(e1.has_value());
+  REQUIRE(e1->code == ErrorCode::kBadFrame);
+  std::vector<uint8_t> req;
+  auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
+  add(encode(Hello{1, 1, "t"}));
+  add(encode(Request{"story", 100, "t"}));
+  add(encode(ChunkGet{999, 0}));
+  auto e2 = exchange(req);
+  REQUIRE(e2.has_value());
+  REQUIRE(e2->code == ErrorCode::kBadRequest);
+  REQUIRE_THAT(e2->message, Catch::Contains("out of range"));
+  req.clear();
+  add(encode(ChunkGet{0, 0}));  // before HELLO/REQUEST
+  auto e3 = exchange(req);
+  REQUIRE(e3.has_value());
+  REQUIRE(e3->code == ErrorCode::kBadRequest);
 }
