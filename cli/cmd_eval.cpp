@@ -12,6 +12,7 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
     int contexts = 16, context_tokens = 384, continuation_tokens = 96, threads = 0;
     uint32_t chunk_tokens = 64;
     bool json = false;
+    double begin = 0.5, end = 1.0;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("--model", o->model)->required();
@@ -23,6 +24,8 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
   sub.add_option("--continuation-tokens", o->continuation_tokens);
   sub.add_option("--chunk-tokens", o->chunk_tokens);
   sub.add_option("--threads", o->threads);
+  sub.add_option("--text-begin", o->begin, "contexts from this fraction of the text (default 0.5; calibration uses < 0.35)");
+  sub.add_option("--text-end", o->end, "... up to this fraction");
   sub.add_flag("--json", o->json);
   return [o] {
     const auto m = kvstream::model::Model::load(o->model);
@@ -30,7 +33,8 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
     const auto p = kvstream::codec::load_profile(o->profile);
     const auto rep = kvstream::model::evaluate_codec(m, tok, p, kvstream::model::read_text_file(o->text),
                                                      o->contexts, o->context_tokens,
-                                                     o->continuation_tokens, o->chunk_tokens, o->threads);
+                                                     o->continuation_tokens, o->chunk_tokens, o->threads,
+                                                     kvstream::model::TextRange{o->begin, o->end});
     if (o->json) {
       nlohmann::json j = {{"contexts", rep.contexts}, {"context_tokens", o->context_tokens},
                           {"continuation_tokens", o->continuation_tokens}, {"chunk_tokens", o->chunk_tokens},

@@ -2,6 +2,7 @@
 #include "model/kv_quality.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cmath>
 #include <fstream>
@@ -85,6 +86,8 @@ QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>
     const ScoreResult s = m.score(kv, p.scored);
     dppl[i] = 100.0 * (s.perplexity / p.base.perplexity - 1.0);
     agree[i] = top1_agreement(p.base, s);
+    if (std::getenv("KVSTREAM_EVAL_VERBOSE"))
+      std::cerr << "context " << i << ": ppl " << p.base.perplexity << " -> " << s.perplexity << ", top-1 " << agree[i] << "\n";
   });
   QualityResult q;
   q.contexts = int(prepared.size());
@@ -283,10 +286,10 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
 
 EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
                           const std::string& text, int contexts, int context_tokens,
-                          int continuation_tokens, uint32_t chunk_tokens, int threads) {
+                          int continuation_tokens, uint32_t chunk_tokens, int threads, TextRange range) {
   if (!(profile.shape == m.kv_shape())) throw std::invalid_argument("eval: profile is for another model");
   const auto prep = prepare_contexts(
-      m, cut_contexts(tok, text, kEvalRange, contexts, context_tokens, continuation_tokens), threads);
+      m, cut_contexts(tok, text, range, contexts, context_tokens, continuation_tokens), threads);
   EvalReport rep;
   rep.contexts = contexts;
   for (size_t l = 0; l < profile.levels.size(); ++l)

@@ -99,6 +99,7 @@ struct EvalReport {
 };
 EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
                           const std::string& text, int contexts, int context_tokens,
-                          int continuation_tokens, uint32_t chunk_tokens = 64, int threads = 0);
+                          int continuation_tokens, uint32_t chunk_tokens = 64, int threads = 0,
+                          TextRange range = kEvalRange);
 
 }  // namespace kvstream::model
