@@ -61,7 +61,8 @@ inline __attribute__((always_inline)) void block(const float* X, size_t ldx, int
 typedef int32_t v8i __attribute__((vector_size(32)));
 
 // Vectorised expf (Cephes polynomial, ~1 ulp; inputs clamped to [-87.3, 88.3]).
-inline __attribute__((always_inline)) v8 exp8(v8 x) {
+inline __attribute__((always_inline)) v8 exp8(const v8& in) {
+  v8 x = in;
   const v8 hi = v8{} + 88.3762626647949f, lo = v8{} - 87.3365447505531f;
   x = x > hi ? hi : x;
   x = x < lo ? lo : x;
