@@ -7,6 +7,7 @@
 # Env: KVSTREAM=path/to/kvstream skips the build; TOKENS (512), REPEATS (7).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[ -n "${KVSTREAM:-}" ] && KVSTREAM="$(realpath "$KVSTREAM")"
 cd "$root"
 if [ -z "${KVSTREAM:-}" ]; then
   "$root/scripts/setup.sh" >/dev/null
