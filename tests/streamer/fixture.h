@@ -42,8 +42,8 @@ struct StreamFixture {
     const auto tok = model::Tokenizer::load(tokenizer_path());
     const std::string text = model::read_text_file(text_path());
     model::ProfileOptions po;
-    po.calibration_contexts = 6;
-    po.selection_contexts = 3;
+    po.calibration_contexts = 8;
+    po.selection_contexts = 8;
     po.context_tokens = 192;
     po.continuation_tokens = 32;
     po.threads = 2;
