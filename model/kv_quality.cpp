@@ -94,6 +94,8 @@ QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>
   for (size_t i = 0; i < prepared.size(); ++i)
     q.ppl_delta_pct += dppl[i], q.greedy_agreement += agree[i], q.bytes += bytes[i];
   q.ppl_delta_pct /= double(prepared.size());
+  q.ppl_pct_per_context = dppl;
+  q.agreement_per_context = agree;
   q.greedy_agreement /= double(prepared.size());
   q.bits_per_value = 8.0 * double(q.bytes) / double(values);
   return q;
@@ -131,7 +133,7 @@ struct Candidate {
 // error when uniform noise of rms `alpha * rms[lane]` is added to that lane (pre-RoPE keys) over
 // the whole context. Keys' RoPE pairs (2i, 2i+1) share a value (rotation mixes them).
 std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedContext>& prep,
-                                    const codec::LaneStats& st, int threads, bool verbose) {
+                                    const codec::LaneStats& st, int threads, bool verbose, float floor) {
   const KvShape s = m.kv_shape();
   const int lanes = codec::lane_count(s), d = s.kv_dim();
   const double alpha = 0.5;
@@ -168,7 +170,7 @@ std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedCo
   std::vector<float> sorted = w;
   std::nth_element(sorted.begin(), sorted.begin() + lanes / 2, sorted.end());
   const float med = std::max(sorted[lanes / 2], 1e-12f);
-  for (auto& x : w) x = std::max(x / med, 0.05f);  // median 1; floor bounds the largest step
+  for (auto& x : w) x = std::max(x / med, floor);  // median 1; floor bounds the largest step
   if (verbose) std::cerr << "profile: sensitivities measured on " << prep.size() << " contexts\n";
   return w;
 }
@@ -178,19 +180,44 @@ struct Target {
   double max_ppl_pct, min_agree;
 };
 
+double sample_sd(const std::vector<double>& x) {
+  if (x.size() < 2) return 0;
+  double m = 0, v = 0;
+  for (double a : x) m += a;
+  m /= double(x.size());
+  for (double a : x) v += (a - m) * (a - m);
+  return std::sqrt(v / double(x.size() - 1));
+}
+
+// Pessimistic ends of the quality a fresh eval is expected to measure: the selection mean moved
+// by z standard errors of (selection mean - eval mean), so that one hard context in the
+// selection set (large spread) pushes a candidate out instead of only nudging the mean.
+struct Bounds {
+  double ppl_hi, agree_lo;
+};
+Bounds quality_bounds(const QualityResult& q, double z, int eval_contexts) {
+  const double n = double(std::max<size_t>(1, q.ppl_pct_per_context.size()));
+  const double f = z * std::sqrt(1.0 / n + 1.0 / double(std::max(1, eval_contexts)));
+  return {std::abs(q.ppl_delta_pct) + f * sample_sd(q.ppl_pct_per_context),
+          q.greedy_agreement - f * sample_sd(q.agreement_per_context)};
+}
+
 }  // namespace
 
 codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::string& text,
                              const ProfileOptions& opt) {
   const KvShape s = m.kv_shape();
   const int lanes = codec::lane_count(s);
+  if (!(opt.min_weight > 0.0f) || !(opt.margin_z >= 0.0) || opt.margin_eval_contexts < 1)
+    throw std::invalid_argument("profile: need min_weight > 0, margin_z >= 0 and margin_eval_contexts >= 1");
   const int total = opt.calibration_contexts + opt.selection_contexts;
   auto all = cut_contexts(tok, text, kCalibrationRange, total, opt.context_tokens, opt.continuation_tokens);
-  // Interleave: every (total / selection)-th context goes to selection, the rest to calibration.
+  // Interleave: selection contexts spread evenly over the calibration range, the rest calibrate
+  // (context i is a selection one when floor(i * sel / total) steps; exactly `sel` of them).
   std::vector<EvalContext> cal_ctx, sel_ctx;
+  const long sel_n = std::max(0, opt.selection_contexts);
   for (int i = 0; i < total; ++i)
-    ((i % (total / std::max(1, opt.selection_contexts)) == 0 && int(sel_ctx.size()) < opt.selection_contexts)
-         ? sel_ctx : cal_ctx).push_back(all[i]);
+    (((long(i) + 1) * sel_n / total > long(i) * sel_n / total) ? sel_ctx : cal_ctx).push_back(all[i]);
   if (opt.verbose) std::cerr << "profile: " << cal_ctx.size() << " calibration + " << sel_ctx.size() << " selection contexts\n";
   std::vector<PreparedContext> cal = prepare_contexts(m, cal_ctx, opt.threads);
   std::vector<PreparedContext> sel = prepare_contexts(m, sel_ctx, opt.threads);
@@ -200,7 +227,7 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   std::vector<PreparedContext> sens_set(sel.begin(), sel.begin() + std::min<size_t>(sel.size(), 6));
   std::vector<float> weight;
   if (opt.weighting == "sensitivity") {
-    weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose);
+    weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose, opt.min_weight);
   } else if (opt.weighting == "rms" || opt.weighting == "uniform") {
     std::vector<float> r = st.rms;
     std::nth_element(r.begin(), r.begin() + lanes / 2, r.end());
@@ -222,11 +249,11 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   std::sort(rms_sorted.begin(), rms_sorted.end());
   const float rms_med = rms_sorted[lanes / 2];
   std::vector<Candidate> cands;
-  for (int k = -12; k <= 4; ++k)
+  for (int k = -24; k <= 8; ++k)  // base step = median rms * 2^(k/4)
     for (float ratio : {0.7f, 1.0f, 1.4f}) {
       Candidate c;
       c.recipe.name = "cand";
-      c.recipe.k_step = rms_med * std::pow(2.0f, k / 2.0f);
+      c.recipe.k_step = rms_med * std::pow(2.0f, float(k) / 4.0f);
       c.recipe.v_step = c.recipe.k_step * ratio;
       c.recipe.scale_bits = opt.scale_bits;
       cands.push_back(std::move(c));
@@ -243,18 +270,20 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
                 << c.q.ppl_delta_pct << "%, top-1 " << c.q.greedy_agreement << "\n";
   }
   const QualityResult q8 = measure_quality(m, sel, chunk_round_trip(nullptr, Method::Q8, 0, opt.chunk_tokens), opt.threads);
-  // Ladder: for each target, the smallest candidate meeting it (|ppl delta| and agreement, with
-  // margins below the goals so that held-out text still meets them).
-  const Target targets[] = {{"max", 0.1, 0.997},      {"near-lossless", 0.25, 0.993},
-                            {"high", 0.5, 0.98},      {"standard", 0.6, 0.965},
+  // Ladder: for each target, the smallest candidate whose pessimistic bounds (quality_bounds)
+  // meet it. The targets are the goals for near-lossless and standard.
+  const Target targets[] = {{"max", 0.1, 0.997},      {"near-lossless", 0.5, 0.99},
+                            {"high", 0.75, 0.97},     {"standard", 1.0, 0.95},
                             {"low", 2.5, 0.9},        {"min", 8.0, 0.8}};
   const Candidate* prev = nullptr;
   for (const Target& t : targets) {
     const Candidate* best = nullptr;
-    for (const auto& c : cands)
-      if (std::abs(c.q.ppl_delta_pct) <= t.max_ppl_pct && c.q.greedy_agreement >= t.min_agree &&
+    for (const auto& c : cands) {
+      const Bounds b = quality_bounds(c.q, opt.margin_z, opt.margin_eval_contexts);
+      if (b.ppl_hi <= t.max_ppl_pct && b.agree_lo >= t.min_agree &&
           (!best || c.q.bits_per_value < best->q.bits_per_value))
         best = &c;
+    }
     if (!best || best == prev) continue;
     if (prev && best->q.bits_per_value >= prev->q.bits_per_value) continue;
     prev = best;
@@ -272,13 +301,16 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   for (const auto& c : cands)
     grid.push_back({{"k_step", c.recipe.k_step}, {"v_step", c.recipe.v_step},
                     {"bits_per_value", c.q.bits_per_value}, {"ppl_delta_pct", c.q.ppl_delta_pct},
-                    {"greedy_agreement", c.q.greedy_agreement}});
+                    {"greedy_agreement", c.q.greedy_agreement},
+                    {"ppl_delta_pct_bound", quality_bounds(c.q, opt.margin_z, opt.margin_eval_contexts).ppl_hi},
+                    {"greedy_agreement_bound", quality_bounds(c.q, opt.margin_z, opt.margin_eval_contexts).agree_lo}});
   p.provenance = {{"tool", "kvstream profile"},
                   {"text_range", {kCalibrationRange.begin_frac, kCalibrationRange.end_frac}},
                   {"calibration_contexts", cal.size()}, {"selection_contexts", sel.size()},
                   {"context_tokens", opt.context_tokens}, {"continuation_tokens", opt.continuation_tokens},
                   {"chunk_tokens", opt.chunk_tokens}, {"q8_bits_per_value", q8.bits_per_value},
-                  {"weighting", opt.weighting},
+                  {"weighting", opt.weighting}, {"margin_z", opt.margin_z}, {"min_weight", opt.min_weight},
+                  {"margin_eval_contexts", opt.margin_eval_contexts},
                   {"grid", grid}};
   p.validate();
   return p;

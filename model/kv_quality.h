@@ -58,6 +58,8 @@ struct QualityResult {
   double bits_per_value = 0;    // total bytes * 8 / total K/V values
   size_t bytes = 0;
   int contexts = 0;
+  std::vector<double> ppl_pct_per_context;  // the per-context values behind the two means
+  std::vector<double> agreement_per_context;
 };
 QualityResult measure_quality(const Model& m, const std::vector<PreparedContext>& prepared,
                               const RoundTrip& codec, int threads = 0);
@@ -69,7 +71,13 @@ RoundTrip chunk_round_trip(const codec::Profile* profile, codec::Method method, 
 // ---- profiling ----
 struct ProfileOptions {
   int calibration_contexts = 32;  // tables and means
-  int selection_contexts = 16;    // sensitivities and ladder quality (disjoint from the above)
+  int selection_contexts = 48;    // sensitivities and ladder quality (disjoint from the above)
+  // Ladder selection margin: a candidate meets a target only if mean +- z * sd * sqrt(1/n_sel +
+  // 1/margin_eval_contexts) does (z = margin_z), i.e. a fresh eval of that many contexts is
+  // expected to meet it too, not just the selection set's mean.
+  double margin_z = 1.64;
+  float min_weight = 0.05f;        // floor of a lane's sensitivity weight (median 1): largest step = base / floor
+  int margin_eval_contexts = 32;
   int context_tokens = 384;
   int continuation_tokens = 96;
   uint32_t chunk_tokens = 64;
