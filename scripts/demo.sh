@@ -50,6 +50,11 @@ trap cleanup EXIT
 for _ in $(seq 50); do grep -q "serving" "$out/send.log" 2>/dev/null && break; sleep 0.1; done
 sport=$(sed -n 's/.*serving .* on [^ ]*:\([0-9]*\).*/\1/p' "$out/send.log")
 
+# The codec profile is per model, not per context: a receiver fetches it once and caches it by hash.
+# Fetch it here, directly from the sender, so that no policy's TTFT below pays for it.
+"$kv" recv --connect "127.0.0.1:$sport" --context story --slo-ms 100000 --policy fixed:min \
+  --profile-dir "$out/profile-cache" --json > /dev/null
+
 echo "== 4. fetch with each policy"
 results=()
 for policy in adaptive cachegen q8 text fixed:min; do
