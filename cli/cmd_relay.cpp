@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/stop_signal.h"
 #include "netsim/relay.h"
 
 namespace {
@@ -58,25 +59,13 @@ KVSTREAM_COMMAND("relay", "Shaping TCP relay: receiver -> relay -> sender, sende
     std::tie(c.connect_host, c.connect_port) = host_port(o->connect, "--connect");
     c.delay_ns = ns::seconds_to_ns(o->delay_ms / 1e3);
     c.queue_bytes = o->queue_bytes;
-    // Block the signals before the relay thread starts so that only sigtimedwait() sees them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    const kvstream::cli::StopSignal stop;  // before any thread starts
     ns::Relay relay(c);
     relay.start();
     std::cout << "relay listening on " << c.listen_host << ":" << relay.port() << " -> " << c.connect_host << ":"
               << c.connect_port << " (" << c.trace.name() << ", mean " << c.trace.mean_bps() / 1e6 << " Mbit/s)"
               << std::endl;
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      timespec ts{0, 200'000'000};
-      if (sigtimedwait(&set, nullptr, &ts) > 0) break;
-      if (o->duration_s > 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= o->duration_s)
-        break;
-    }
+    stop.wait(o->duration_s);
     relay.stop();
     const auto st = relay.stats();
     std::cout << "relay: " << st.connections << " connections, " << st.bytes_down << " bytes down, " << st.bytes_up

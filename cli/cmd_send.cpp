@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "cli/command_registry.h"
+#include "cli/stop_signal.h"
 #include "streamer/endpoint.h"
 #include "streamer/sender.h"
 
@@ -36,22 +37,11 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
         std::lock_guard<std::mutex> lock(*log_mu);
         std::cerr << "send: " << s << std::endl;
       };
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    const kvstream::cli::StopSignal stop;  // before any thread starts
     ks::Sender sender(so);
     sender.start();
     std::cout << "send: serving " << o->dir << " on " << so.host << ":" << sender.port() << std::endl;
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      timespec ts{0, 200'000'000};
-      if (sigtimedwait(&set, nullptr, &ts) > 0) break;
-      if (o->duration_s > 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= o->duration_s)
-        break;
-    }
+    stop.wait(o->duration_s);
     sender.stop();
     const auto st = sender.stats();
     std::cout << "send: " << st.connections << " connections, " << st.frames_sent << " frames, " << st.bytes_sent
