@@ -4,6 +4,14 @@
 #include <cstdint>
 #include <cstring>
 
+// AVX2 and baseline clones of the hot kernels, chosen at load time. ThreadSanitizer cannot run the
+// ifunc resolvers (they run before its runtime starts), so TSan builds use the baseline only.
+#if defined(__SANITIZE_THREAD__)
+#define KVSTREAM_AVX2_CLONES
+#else
+#define KVSTREAM_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+
 // v8 helpers are internal and always inlined, so the AVX-vs-SSE ABI note does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -121,7 +129,7 @@ inline __attribute__((always_inline)) void softmax8(float* x, size_t len) {
 
 }  // namespace
 
-__attribute__((target_clones("avx2", "default"))) void attend(
+KVSTREAM_AVX2_CLONES void attend(
     const float* q, int nq, int hs, const float* kt, size_t ld, size_t len, float scale,
     const float* vp, size_t P, const float* vn, size_t vstride, float* scratch, size_t sld, float* out) {
   for (int r = 0; r < nq; ++r) {
@@ -163,7 +171,7 @@ __attribute__((target_clones("avx2", "default"))) void attend(
   }
 }
 
-__attribute__((target_clones("avx2", "default"))) void transpose_rows(
+KVSTREAM_AVX2_CLONES void transpose_rows(
     const float* rows, size_t n, int width, float* out, size_t ld, size_t t0) {
   size_t t = 0;
   if (width % 8 == 0) {
@@ -200,7 +208,7 @@ __attribute__((target_clones("avx2", "default"))) void transpose_rows(
     for (int j = 0; j < width; ++j) out[size_t(j) * ld + t0 + t] = rows[t * width + j];
 }
 
-__attribute__((target_clones("avx2", "default"))) void swiglu(float* h1, const float* h3, size_t n) {
+KVSTREAM_AVX2_CLONES void swiglu(float* h1, const float* h3, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const v8 x = load8(h1 + i);
@@ -215,7 +223,7 @@ __attribute__((target_clones("avx2", "default"))) void swiglu(float* h1, const f
 
 // No FMA contraction happens (ISO C++ mode implies -ffp-contract=off), so the AVX2 clone computes
 // exactly what the baseline one does.
-__attribute__((target_clones("avx2", "default"))) void matmul(const float* X, size_t ldx, size_t n,
+KVSTREAM_AVX2_CLONES void matmul(const float* X, size_t ldx, size_t n,
                                                               int in, const float* Wt, int out,
                                                               float* Y, size_t ldy) {
   size_t t = 0;
