@@ -186,6 +186,20 @@ void TieredStore::demote(const PrefixKey& key, const PrefixKey* pinned) {
   place_on_disk(e, pinned);
 }
 
+// A disk entry whose room in memory is already made moves there; its file goes (an error
+// removing it is counted, the record is already read and verified).
+void TieredStore::move_disk_to_memory(const PrefixKey& key, uint64_t bytes, RecordPtr rec) {
+  Entry& e = entries_.at(key);
+  on_disk_.erase(key);
+  st_.disk_used -= bytes;
+  try {
+    env_.remove_file(path_of(key));
+  } catch (const IoError&) {
+    ++st_.io_errors;
+  }
+  place_in_memory(e, std::move(rec));
+}
+
 bool TieredStore::make_room_mem(const PrefixKey& incoming, uint64_t bytes, const PrefixKey* pinned) {
   if (bytes > cfg_.mem_bytes) return false;
   while (st_.mem_used + bytes > cfg_.mem_bytes) {
@@ -282,15 +296,7 @@ std::optional<Fetched> TieredStore::fetch(std::unique_lock<std::mutex>& lock, co
   if (still_on_disk) {
     policy_->on_access(key);
     if (make_room_mem(key, bytes, &key)) {
-      Entry& e = entries_.at(key);
-      on_disk_.erase(key);
-      st_.disk_used -= bytes;
-      try {
-        env_.remove_file(path_of(key));
-      } catch (const IoError&) {
-        ++st_.io_errors;
-      }
-      place_in_memory(e, rec);
+      move_disk_to_memory(key, bytes, rec);
       ++st_.promotions;
     }
     bump_peaks();
@@ -452,15 +458,7 @@ size_t TieredStore::prefetch() {
       continue;
     }
     if (!make_room_mem(key, bytes, &key)) break;  // memory holds only nearer entries
-    Entry& e = entries_.at(key);
-    on_disk_.erase(key);
-    st_.disk_used -= bytes;
-    try {
-      env_.remove_file(path_of(key));
-    } catch (const IoError&) {
-      ++st_.io_errors;
-    }
-    place_in_memory(e, rec);
+    move_disk_to_memory(key, bytes, rec);
     ++st_.prefetched;
     st_.bytes_prefetched += bytes;
     ++moved;

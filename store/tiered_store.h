@@ -133,6 +133,7 @@ class TieredStore {
   // Writes e (whose record is in memory) to disk; false (entry dropped) on refusal or IoError.
   bool place_on_disk(Entry& e, const PrefixKey* pinned);
   void place_in_memory(Entry& e, RecordPtr rec);
+  void move_disk_to_memory(const PrefixKey& key, uint64_t bytes, RecordPtr rec);
   std::vector<PrefixKey> residents(Tier t, const PrefixKey* pinned) const;
   double avg_entry_bytes() const;
   void bump_peaks();
