@@ -46,6 +46,22 @@ Manifest manifest_from_container(const std::string& id, const codec::ContainerRe
     for (const auto& ml : m.levels) mc.level_bytes.push_back(r.blob_size(c, ml.id));
     m.chunks.push_back(std::move(mc));
   }
+  // The context's token ids (from each chunk's text blob), so that a receiver knows every
+  // chunk's tokens whatever level it fetches.
+  if (m.num_tokens > kMaxManifestTokens)
+    throw std::runtime_error("context '" + id + "' has " + std::to_string(m.num_tokens) +
+                             " tokens, more than the protocol's limit of " + std::to_string(kMaxManifestTokens));
+  m.token_ids.reserve(m.num_tokens);
+  for (uint32_t c = 0; c < info.num_chunks; ++c) {
+    const auto ids = r.tokens(c);
+    if (ids.size() != m.chunks[c].num_tokens)
+      throw std::runtime_error("context '" + id + "': text of chunk " + std::to_string(c) + " has " +
+                               std::to_string(ids.size()) + " tokens, expected " + std::to_string(m.chunks[c].num_tokens));
+    for (int32_t t : ids) {
+      if (t < 0) throw std::runtime_error("context '" + id + "' has a negative token id");
+      m.token_ids.push_back(t);
+    }
+  }
   return m;
 }
 

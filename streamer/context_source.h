@@ -4,7 +4,8 @@
 //
 // Contract: a context id `ctx` is served from DIR/ctx.kvs; profiles are DIR/*.kvprofile, matched by
 // their hash (FNV-1a 64, lower-case hex). Manifest level ids are ladder indices; the ladder's text
-// level becomes the manifest's text size (wire level kTextLevel). A level's quality is the ladder's
+// level becomes the manifest's text size (wire level kTextLevel), and the text blobs give the
+// manifest's token ids (a context over kMaxManifestTokens tokens is refused). A level's quality is the ladder's
 // measured greedy agreement and ppl delta; a level that was never measured (contexts == 0) is
 // reported with agreement 0 so that the controller never prefers it blindly (say so in --json via
 // the manifest: the level name is kept). ContextDir is thread-safe and caches parsed containers.

@@ -1,8 +1,10 @@
 // Decode / recompute worker threads (see decode_pipeline.h).
 #include "streamer/decode_pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <stdexcept>
 
 #include "codec/chunk_codec.h"
 
@@ -22,17 +24,24 @@ void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_be
 }  // namespace
 
 DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
-                               const model::Model* model, double prefill_rate, Done on_done, Error on_error)
+                               const model::Model* model, double prefill_rate, Done on_done, Error on_error,
+                               std::vector<int32_t> token_ids, Corrupt on_corrupt)
     : full_(std::move(empty_full)),
       chunks_(std::move(chunks)),
       profile_(profile),
       model_(model),
       prefill_rate_(prefill_rate),
       on_done_(std::move(on_done)),
-      on_error_(std::move(on_error)) {
+      on_error_(std::move(on_error)),
+      token_ids_(std::move(token_ids)),
+      on_corrupt_(std::move(on_corrupt)) {
   uint64_t total = 0;
   for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
+  if (!token_ids_.empty() && token_ids_.size() != total)
+    throw std::invalid_argument("decode pipeline: " + std::to_string(token_ids_.size()) + " token ids for " +
+                                std::to_string(total) + " tokens");
   full_.resize(size_t(total));
+  if (!token_ids_.empty()) full_.tokens = token_ids_;
   ready_.assign(chunks_.size(), false);
   decode_thread_ = std::thread([this] { decode_loop(); });
   compute_thread_ = std::thread([this] { compute_loop(); });
@@ -105,8 +114,18 @@ void DecodePipeline::decode_loop() {
         tables = tables_[h.level].get();
       }
       codec::decode_chunk(job.blob, profile_, tmp, tables, c.token_begin);
+      // Blobs that carry token ids (their KV depends on them) must carry the context's.
+      const bool has_ids = std::any_of(tmp.tokens.begin(), tmp.tokens.end(), [](int32_t t) { return t != 0; });
+      if (has_ids && !token_ids_.empty() &&
+          !std::equal(tmp.tokens.begin(), tmp.tokens.end(), token_ids_.begin() + long(c.token_begin)))
+        throw std::runtime_error("the blob's token ids differ from the manifest's");
       copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {
+      // Nothing of the cache was written (rows are copied only after a complete decode).
+      if (on_corrupt_ && job.chunk < chunks_.size()) {
+        on_corrupt_(job.chunk, e.what());
+        continue;
+      }
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
     const double busy = since(t0);
@@ -120,14 +139,29 @@ void DecodePipeline::decode_loop() {
 }
 
 void DecodePipeline::compute_loop() {
+  // The queued text job with the lowest chunk index (a retried chunk may arrive after later text
+  // chunks; those need it first).
+  auto lowest = [this] {
+    auto best = text_q_.begin();
+    for (auto it = text_q_.begin(); it != text_q_.end(); ++it)
+      if (it->chunk < best->chunk) best = it;
+    return best;
+  };
+  auto earlier_ready = [this](size_t chunk) {
+    for (size_t i = 0; i < chunk && i < ready_.size(); ++i)
+      if (!ready_[i]) return false;
+    return true;
+  };
   while (true) {
     Job job;
     {
+      // Wait until the lowest queued text chunk has the KV of every earlier chunk.
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !text_q_.empty(); });
+      cv_.wait(lock, [&] { return stop_ || (!text_q_.empty() && earlier_ready(lowest()->chunk)); });
       if (stop_) return;
-      job = std::move(text_q_.front());
-      text_q_.pop_front();
+      const auto it = lowest();
+      job = std::move(*it);
+      text_q_.erase(it);
     }
     std::vector<int32_t> tokens;
     try {
@@ -141,19 +175,11 @@ void DecodePipeline::compute_loop() {
       tmp.resize(c.tokens);
       codec::decode_chunk(job.blob, nullptr, tmp, nullptr, c.token_begin);
       tokens.assign(tmp.tokens.begin(), tmp.tokens.begin() + c.tokens);
+      if (!token_ids_.empty() &&
+          !std::equal(tokens.begin(), tokens.end(), token_ids_.begin() + long(c.token_begin)))
+        throw std::runtime_error("the text blob's token ids differ from the manifest's");
     } catch (const std::exception& e) {
-      return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
-    }
-    // Wait for the KV of every earlier chunk.
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        if (stop_) return true;
-        for (size_t i = 0; i < job.chunk; ++i)
-          if (!ready_[i]) return false;
-        return true;
-      });
-      if (stop_) return;
+      return fail("chunk " + std::to_string(job.chunk) + " (text): " + e.what());
     }
     const auto t0 = Clock::now();
     try {

@@ -3,11 +3,18 @@
 // one pre-sized KvCache. Each finished chunk is reported through a callback with its ready time
 // and the worker time it took.
 //
-// Contract: submit() jobs in chunk order as they arrive. A blob is checked against the chunk it
-// claims to be (positions, token count, text vs KV) before any row is written; any failure stops
-// the pipeline and is reported once through on_error (the cache is then not to be used). A text
-// chunk waits until every earlier chunk is ready. With prefill_rate > 0 a recompute is held to
-// tokens / rate seconds. stop() joins both threads; the destructor calls it.
+// Contract: submit() jobs as they arrive (a chunk may be submitted again as text after its KV blob
+// was reported corrupt). A blob is checked against the chunk it claims to be (positions, token
+// count, text vs KV, and the ids of a blob that carries them against the context's token ids when
+// given) before any row is written. A KV blob that fails to decode (CRC, CorruptBlob, wrong positions) is reported
+// through on_corrupt when one is given (no row of the cache is touched, the chunk stays not
+// ready, the pipeline keeps going); any other failure (or a KV failure without on_corrupt, or any
+// text failure) stops the pipeline and is reported once through on_error (the cache is then not
+// to be used). A text chunk is recomputed once every earlier chunk is ready; among queued text
+// chunks the lowest index goes first. With prefill_rate > 0 a recompute is held to tokens / rate
+// seconds. The assembled cache's token ids are the given context ids for every chunk (or, without
+// them, the recomputed chunks' ids and 0 elsewhere). stop() joins both threads; the destructor
+// calls it.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -32,10 +39,13 @@ class DecodePipeline {
   };
   using Done = std::function<void(size_t chunk, double busy_s)>;
   using Error = std::function<void(const std::string&)>;
+  using Corrupt = std::function<void(size_t chunk, const std::string& reason)>;
 
-  // `profile` must stay alive; `model` may be null (then text chunks are an error).
+  // `profile` must stay alive; `model` may be null (then text chunks are an error). `token_ids`:
+  // the context's ids (one per token of all chunks) or empty. `on_corrupt` may be empty.
   DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
-                 const model::Model* model, double prefill_rate, Done on_done, Error on_error);
+                 const model::Model* model, double prefill_rate, Done on_done, Error on_error,
+                 std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {});
   ~DecodePipeline();
   void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
   void stop();
@@ -58,6 +68,8 @@ class DecodePipeline {
   double prefill_rate_;
   Done on_done_;
   Error on_error_;
+  std::vector<int32_t> token_ids_;
+  Corrupt on_corrupt_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> decode_q_, text_q_;

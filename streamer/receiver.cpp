@@ -181,7 +181,7 @@ class Session {
     timer_.async_wait([this](const asio::error_code& ec) {
       if (ec || error_ || finished_) return;
       const double idle = std::chrono::duration<double>(Clock::now() - last_rx_).count();
-      const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_;
+      const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_ || !outstanding_.empty();
       if (waiting && idle > opt_.stall_timeout_s)
         return fail("the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) + " s (" +
                     std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) + " chunks received)");
@@ -216,6 +216,8 @@ class Session {
     if (m.context_id != opt_.context) return fail("the sender sent the manifest of another context");
     manifest_ = std::move(m);
     spec_ = spec_from_manifest(*manifest_);
+    fallback_reason_.assign(manifest_->chunks.size(), std::string());
+    fallback_bytes_.assign(manifest_->chunks.size(), 0);
     ControllerConfig cfg = opt_.controller;
     cfg.slo_s = opt_.slo_s;
     cfg.rtt_s = outcome_.rtt_s > 0 ? outcome_.rtt_s : now();
@@ -265,36 +267,68 @@ class Session {
           const double t = now();
           asio::post(io_, [this, chunk, busy, t] { on_ready(chunk, busy, t); });
         },
-        [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(msg); }); });
+        [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(msg); }); },
+        manifest_->token_ids,
+        [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); });
+  }
+
+  // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
+  void on_corrupt(size_t chunk, const std::string& why) {
+    if (error_ || finished_) return;
+    const auto& d = ctl_->decisions().at(chunk);
+    const std::string level = d.option == kText ? "text" : spec_.levels[size_t(d.option)].name;
+    const std::string what = "chunk " + std::to_string(chunk) + " (level " + level + ") failed to decode: " + why;
+    if (!fallback_reason_[chunk].empty()) return fail(what + " (already retried)");
+    if (!opt_.model) return fail(what + "; no model to recompute it from text (give --model)");
+    if (manifest_->chunks[chunk].text_bytes == 0) return fail(what + "; the sender has no text for it");
+    fallback_reason_[chunk] = why;
+    if (opt_.on_warning) opt_.on_warning("warning: " + what + "; fetching it again as text");
+    send(encode(ChunkGet{uint32_t(chunk), kTextLevel}));
+    outstanding_.push_back({chunk, kTextLevel, true});
   }
 
   void on_chunk(ChunkData cd) {
     if (!ctl_ || outstanding_.empty()) return fail("unrequested CHUNK_DATA");
-    const size_t k = outstanding_.front();
-    const auto& d = ctl_->decisions()[k];
-    const uint16_t want = d.option == kText ? kTextLevel : spec_.levels[size_t(d.option)].id;
-    if (cd.index != k || cd.level != want)
+    const Pending p = outstanding_.front();
+    const size_t k = p.chunk;
+    if (cd.index != k || cd.level != p.level)
       return fail("the sender sent chunk " + std::to_string(cd.index) + " level " + std::to_string(cd.level) +
-                  ", expected chunk " + std::to_string(k) + " level " + std::to_string(want));
+                  ", expected chunk " + std::to_string(k) + " level " + std::to_string(p.level));
     outstanding_.pop_front();
-    const double t = now();
-    ctl_->on_first_byte(k, t);
-    ctl_->on_last_byte(k, t);
-    ++chunks_received_;
-    const bool text = d.option == kText;
+    if (p.retry) {
+      fallback_bytes_[k] = wire_bytes(spec_, k, kText);
+    } else {
+      const double t = now();
+      ctl_->on_first_byte(k, t);
+      ctl_->on_last_byte(k, t);
+      ++chunks_received_;
+    }
+    const bool text = p.level == kTextLevel;
     if (pipeline_) pipeline_->submit(k, text, std::move(cd.blob));
     else held_.push_back({k, text, std::move(cd.blob)});
+  }
+
+  // Marks the chunks that fell back to text in a result's chunk records.
+  void mark_fallbacks(StreamResult& r) const {
+    for (auto& c : r.chunks) {
+      if (c.index >= fallback_reason_.size() || fallback_reason_[c.index].empty()) continue;
+      c.fallback = "text";
+      c.fallback_reason = fallback_reason_[c.index];
+      c.fallback_bytes = fallback_bytes_[c.index];
+    }
   }
 
   void on_ready(size_t chunk, double busy, double t) {
     if (error_ || finished_) return;
     busy_[chunk] = busy;
     ready_[chunk] = t;
-    ctl_->on_ready(chunk, t, busy);
+    // A fallback chunk's worker time is a recompute, not its level's decode: not a cost sample.
+    ctl_->on_ready(chunk, t, fallback_reason_[chunk].empty() ? busy : -1.0);
     ++chunks_ready_;
     if (opt_.on_chunk) {
       StreamResult tmp;
       fill_chunks(tmp, *ctl_, busy_, ready_);
+      mark_fallbacks(tmp);
       if (chunk < tmp.chunks.size()) opt_.on_chunk(tmp.chunks[chunk]);
     }
     if (chunks_ready_ == num_chunks()) finish();
@@ -305,11 +339,12 @@ class Session {
   void progress() {
     if (!ctl_) return;
     const size_t partial = reader_.buffered();
-    if (partial > 0 && !profile_pending_ && !outstanding_.empty()) ctl_->on_first_byte(outstanding_.front(), now());
+    if (partial > 0 && !profile_pending_ && !outstanding_.empty() && !outstanding_.front().retry)
+      ctl_->on_first_byte(outstanding_.front().chunk, now());
     uint64_t unreceived = 0;
     if (!outstanding_.empty()) {
-      const size_t last = outstanding_.back();
-      unreceived = ctl_->decisions()[last].bytes;
+      const Pending& last = outstanding_.back();
+      unreceived = last.retry ? wire_bytes(spec_, last.chunk, kText) : ctl_->decisions()[last.chunk].bytes;
       if (outstanding_.size() == 1 && !profile_pending_) unreceived -= std::min<uint64_t>(unreceived, partial);
     }
     request_more(unreceived);
@@ -321,7 +356,7 @@ class Session {
       if (predicted_ < 0 && opt_.policy.kind == PolicyKind::kAdaptive) predicted_ = d.predicted_ttft_s;
       const uint16_t level = d.option == kText ? kTextLevel : spec_.levels[size_t(d.option)].id;
       send(encode(ChunkGet{uint32_t(d.chunk), level}));
-      outstanding_.push_back(d.chunk);
+      outstanding_.push_back({d.chunk, level, false});
       unreceived = d.bytes;
     }
   }
@@ -358,9 +393,13 @@ class Session {
     (void)t_kv;
     r.predicted_ttft_ms = predicted_ >= 0 ? predicted_ * 1e3 : -1;
     fill_chunks(r, *ctl_, busy_, ready_);
-    std::vector<int> options;
-    for (const auto& d : ctl_->decisions()) options.push_back(d.option);
-    ladder_quality(spec_, options, r.greedy_agreement, r.ppl_delta_pct);
+    mark_fallbacks(r);
+    std::vector<int> options, content;  // what the controller chose; what the cache now holds
+    for (const auto& d : ctl_->decisions()) {
+      options.push_back(d.option);
+      content.push_back(fallback_reason_[d.chunk].empty() ? d.option : kText);
+    }
+    ladder_quality(spec_, content, r.greedy_agreement, r.ppl_delta_pct);
     r.quality_source = "ladder";
     r.plan = plan_to_string(spec_, options);
     outcome_.kv = std::move(kv);
@@ -384,7 +423,14 @@ class Session {
   std::optional<codec::Profile> profile_;
   std::map<std::string, codec::Profile> cached_;
   std::unique_ptr<DecodePipeline> pipeline_;
-  std::deque<size_t> outstanding_;
+  struct Pending {
+    size_t chunk;
+    uint16_t level;  // wire level asked for
+    bool retry;      // a text re-fetch after a corrupt blob (not a controller decision)
+  };
+  std::deque<Pending> outstanding_;  // requests in the order the sender answers them
+  std::vector<std::string> fallback_reason_;  // per chunk: why it fell back to text ("" = it did not)
+  std::vector<uint64_t> fallback_bytes_;
   struct Held {
     size_t chunk;
     bool text;

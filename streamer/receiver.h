@@ -4,9 +4,13 @@
 // first token.
 //
 // Contract: receive() returns only with the complete, verified KV cache or throws
-// std::runtime_error with a clear message (unknown context, sender closed or stalled, checksum
-// mismatch, timeout, malformed frame): it never returns a partial or wrong cache and never hangs
-// (connect, stall and total timeouts). Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
+// std::runtime_error with a clear message (unknown context, sender closed or stalled, frame
+// checksum mismatch, timeout, malformed frame): it never returns a partial or wrong cache and
+// never hangs (connect, stall and total timeouts). A KV chunk whose blob fails to decode (blob
+// CRC, CorruptBlob, wrong positions) is fetched once more as text and recomputed with the model:
+// a warning goes to on_warning and the chunk's record says "fallback": "text" and why; without a
+// model, or if the text blob fails too, the fetch fails with a clear error (at most one retry per
+// chunk). The cache's token ids are the manifest's for every chunk, whatever level it came at. Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
 // recompute (and the first token) is held to that many tokens per second. Without a model, text
 // is never requested and TTFT = the KV cache complete.
 #pragma once
@@ -36,11 +40,12 @@ struct ReceiverOptions {
   double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error
   double total_timeout_s = 120;
   std::function<void(const ChunkRecord&)> on_chunk;  // live progress (called on the I/O thread)
+  std::function<void(const std::string&)> on_warning;  // e.g. a chunk falling back to text (I/O thread)
 };
 
 struct ReceiveOutcome {
   StreamResult result;
-  KvCache kv;              // the assembled cache (post-RoPE keys); tokens of KV-fetched chunks are 0
+  KvCache kv;              // the assembled cache (post-RoPE keys, the context's token ids)
   bool profile_fetched = false;
   double rtt_s = 0;
 };

@@ -29,6 +29,12 @@ nlohmann::json StreamResult::to_json() const {
                            {"decode_ms", c.decode_ms},
                            {"ready_ms", c.ready_ms},
                            {"est_mbps", c.est_mbps}});
+    if (!c.fallback.empty()) {
+      auto& jc = j["chunks"].back();
+      jc["fallback"] = c.fallback;
+      jc["fallback_reason"] = c.fallback_reason;
+      jc["fallback_bytes"] = c.fallback_bytes;
+    }
   }
   j["plan"] = plan;
   j["first_token_ms"] = first_token_ms;

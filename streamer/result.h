@@ -1,7 +1,8 @@
 // StreamResult: what one fetch of a context did, in the same shape from `kvstream recv --json`
 // and `kvstream simulate --json` (docs/PROTOCOL.md, "Result JSON").
 //
-// Contract: times are milliseconds since the request was sent. quality.source says where the
+// Contract: times are milliseconds since the request was sent. A chunk record has "fallback",
+// "fallback_reason" and "fallback_bytes" only when the chunk fell back to text. quality.source says where the
 // quality numbers come from: "measured" (model score against a reference KV cache) or "ladder"
 // (the container's measured per-level quality, weighted by chunk tokens).
 #pragma once
@@ -28,6 +29,11 @@ struct ChunkRecord {
   double decode_ms = 0;        // decode or recompute worker time
   double ready_ms = 0;
   double est_mbps = 0;         // controller's estimate when it chose this chunk
+  // recv only: the chunk's blob failed to decode and it was fetched again as text and recomputed
+  // ("text"; empty otherwise), why, and the retry's wire bytes. level/bytes stay the first fetch's.
+  std::string fallback;
+  std::string fallback_reason;
+  uint64_t fallback_bytes = 0;
 };
 
 struct StreamResult {

@@ -72,7 +72,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       try {
         h = decode_header(self->header_.data());
       } catch (const ProtocolError& e) {
-        return self->fail(ErrorCode::kBadFrame, e.what());
+        // An older peer gets the error under its own version's header, so that it can read it.
+        const uint16_t v = header_version(self->header_.data());
+        const bool old = v >= 1 && v < kProtocolVersion;
+        return self->fail(old ? ErrorCode::kVersion : ErrorCode::kBadFrame, e.what(), old ? v : kProtocolVersion);
       }
       self->payload_.resize(h.length);
       self->reading_ = true;
@@ -100,7 +103,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case FrameType::kHello: {
         const Hello h = decode_hello(f);
         if (h.min_version > kProtocolVersion || h.max_version < kProtocolVersion)
-          return fail(ErrorCode::kVersion, "no common protocol version (sender speaks 1)");
+          return fail(ErrorCode::kVersion, "no common protocol version (sender speaks " + std::to_string(kProtocolVersion) + ")");
         hello_ = true;
         HelloAck a;
         a.max_chunk_bytes = uint32_t(max_payload(FrameType::kChunkData));
@@ -138,6 +141,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         const auto blob = ctx_->reader.blob(g.index, li);
         ChunkData cd{g.index, g.level, std::vector<uint8_t>(blob.begin(), blob.end())};
+        const bool text = g.level == kTextLevel;
+        if (!cd.blob.empty() && int(g.index) == (text ? faults.corrupt_text_chunk : faults.corrupt_blob_chunk)) {
+          cd.blob[cd.blob.size() / 2] ^= 0x5A;
+          srv_->log("conn " + std::to_string(id_) + ": fault: corrupting the blob of chunk " + std::to_string(g.index));
+        }
         auto frame = encode(cd);
         if (int(g.index) == faults.corrupt_chunk) frame[frame.size() / 2] ^= 0x5A;
         if (int(g.index) == faults.close_at_chunk) {
@@ -192,7 +200,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  void fail(ErrorCode code, const std::string& msg) {
+  void fail(ErrorCode code, const std::string& msg, uint16_t version = kProtocolVersion) {
     if (closing_) return;
     srv_->log("conn " + std::to_string(id_) + ": error: " + msg);
     ++srv_->errors_sent;
@@ -202,7 +210,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (writing_ && !queue_.empty()) queue_.erase(queue_.begin() + 1, queue_.end());
     else queue_.clear();
     closing_ = true;
-    auto frame = std::make_shared<std::vector<uint8_t>>(encode(ErrorMsg{code, msg}));
+    auto frame = std::make_shared<std::vector<uint8_t>>(encode_error_for_version(ErrorMsg{code, msg}, version));
     queue_.push_back(frame);
     if (!writing_) write_next();
   }

@@ -18,6 +18,10 @@ namespace kvstream::streamer {
 
 struct SenderFaults {
   int corrupt_chunk = -1;  // flip a payload byte of this chunk's frame (after its CRC)
+  // Flip a byte inside this chunk's blob before framing (the frame CRC is valid, the blob's own
+  // CRC is not): at a KV level, or as text.
+  int corrupt_blob_chunk = -1;
+  int corrupt_text_chunk = -1;
   int stall_at_chunk = -1; // stop sending (but keep the socket open) when this chunk is requested
   int close_at_chunk = -1; // close the connection halfway through this chunk's frame
 };

@@ -188,7 +188,8 @@ FrameHeader decode_header(const uint8_t* h) {
   if (std::memcmp(h, kMagic.data(), 4) != 0) throw ProtocolError("bad frame magic (not a kvstream peer?)");
   const uint16_t version = uint16_t(h[4] | (h[5] << 8));
   if (version != kProtocolVersion)
-    throw ProtocolError("unsupported protocol version " + std::to_string(version));
+    throw ProtocolError("unsupported protocol version " + std::to_string(version) + " (this peer speaks " +
+                        std::to_string(kProtocolVersion) + ")");
   const uint8_t type = h[6];
   if (type < uint8_t(FrameType::kHello) || type > uint8_t(FrameType::kEnd))
     throw ProtocolError("unknown frame type " + std::to_string(type));
@@ -291,6 +292,12 @@ std::vector<uint8_t> encode(const Manifest& m) {
     w.u32(c.text_bytes);
     for (uint32_t b : c.level_bytes) w.u32(b);
   }
+  if (m.token_ids.size() != m.num_tokens) throw ProtocolError("manifest token id count differs from num_tokens");
+  if (m.num_tokens > kMaxManifestTokens) throw ProtocolError("manifest has more tokens than the protocol allows");
+  for (int32_t t : m.token_ids) {
+    if (t < 0) throw ProtocolError("manifest token id out of range");
+    w.u32(uint32_t(t));
+  }
   return frame_of(FrameType::kManifest, w);
 }
 std::vector<uint8_t> encode(const ProfileGet& m) {
@@ -324,6 +331,23 @@ std::vector<uint8_t> encode(const ErrorMsg& m) {
   return frame_of(FrameType::kError, w);
 }
 std::vector<uint8_t> encode_end() { return encode_frame(FrameType::kEnd, {}); }
+
+std::vector<uint8_t> encode_error_for_version(const ErrorMsg& m, uint16_t version) {
+  if (version < 1 || version > kProtocolVersion) throw ProtocolError("no such protocol version");
+  auto f = encode(m);
+  if (version == kProtocolVersion) return f;
+  f[4] = uint8_t(version & 0xFF);
+  f[5] = uint8_t(version >> 8);
+  uint32_t crc = crc32c(f.data(), 12);
+  crc = crc32c(f.data() + kHeaderSize, f.size() - kHeaderSize, crc);
+  for (int i = 0; i < 4; ++i) f[12 + i] = uint8_t(crc >> (8 * i));
+  return f;
+}
+
+uint16_t header_version(const uint8_t* h) {
+  if (std::memcmp(h, kMagic.data(), 4) != 0) return 0;
+  return uint16_t(h[4] | (h[5] << 8));
+}
 
 // ---- decoders ----
 Hello decode_hello(const Frame& f) {
@@ -365,6 +389,9 @@ Manifest decode_manifest(const Frame& f) {
   m.profile_hash = r.str(64);
   m.profile_bytes = r.u64();
   m.num_tokens = r.u32();
+  if (m.num_tokens > kMaxManifestTokens)
+    throw ProtocolError("MANIFEST num_tokens " + std::to_string(m.num_tokens) + " exceeds the limit of " +
+                        std::to_string(kMaxManifestTokens));
   const uint16_t nl = r.u16();
   if (nl < 1 || nl > 64) throw ProtocolError("MANIFEST level count out of range");
   for (int i = 0; i < nl; ++i) {
@@ -399,8 +426,15 @@ Manifest decode_manifest(const Frame& f) {
     next_token += c.num_tokens;
     m.chunks.push_back(std::move(c));
   }
-  r.done();
   if (next_token != m.num_tokens) throw ProtocolError("MANIFEST chunk tokens do not sum to num_tokens");
+  r.need(size_t(m.num_tokens) * 4);  // before allocating: the ids must all be in the payload
+  m.token_ids.resize(m.num_tokens);
+  for (uint32_t t = 0; t < m.num_tokens; ++t) {
+    const uint32_t id = r.u32();
+    if (id > 0x7FFFFFFFu) throw ProtocolError("MANIFEST token id " + std::to_string(id) + " out of range (>= 2^31)");
+    m.token_ids[t] = int32_t(id);
+  }
+  r.done();
   if (!valid_context_id(m.context_id)) throw ProtocolError("MANIFEST has an invalid context id");
   if (!valid_hash(m.profile_hash)) throw ProtocolError("MANIFEST profile hash is not lowercase hex");
   if (m.profile_bytes > max_payload(FrameType::kProfile) - 128)

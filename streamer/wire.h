@@ -1,4 +1,4 @@
-// The kvstream wire protocol (docs/PROTOCOL.md, version 1): frame layout, message types and their
+// The kvstream wire protocol (docs/PROTOCOL.md, version 2): frame layout, message types and their
 // encode/decode functions. Pure functions on bytes; no sockets here.
 //
 // Contract: every frame is a 16-byte header (magic "KVSP", version, type, flags, payload length,
@@ -6,7 +6,8 @@
 // validate every field and throw ProtocolError with a clear message on anything malformed:
 // unknown type, payload over the type's hard limit, bad CRC, truncated or trailing bytes,
 // out-of-range counts. FrameReader parses frames incrementally from a byte stream and never
-// allocates more than the type's limit.
+// allocates more than the type's limit. A frame of another version (e.g. a version-1 peer) is
+// rejected with "unsupported protocol version N (this peer speaks 2)".
 #pragma once
 #include <array>
 #include <cstddef>
@@ -18,7 +19,8 @@
 
 namespace kvstream::streamer {
 
-constexpr uint16_t kProtocolVersion = 1;
+// Version 2: the MANIFEST carries the context's token ids (version 1 did not).
+constexpr uint16_t kProtocolVersion = 2;
 constexpr size_t kHeaderSize = 16;
 constexpr std::array<uint8_t, 4> kMagic = {'K', 'V', 'S', 'P'};
 
@@ -105,6 +107,9 @@ struct ManifestChunk {
   uint32_t text_bytes = 0;
   std::vector<uint32_t> level_bytes;  // one per manifest level, same order
 };
+// Most token ids a MANIFEST may carry (512 Ki tokens = 2 MiB of ids, well inside the 4 MiB frame).
+constexpr uint32_t kMaxManifestTokens = 1u << 19;
+
 struct Manifest {
   std::string context_id;
   std::string profile_hash;  // hex, <= 64 chars
@@ -112,6 +117,7 @@ struct Manifest {
   uint32_t num_tokens = 0;
   std::vector<ManifestLevel> levels;  // 1..64
   std::vector<ManifestChunk> chunks;  // 1..4096, contiguous token ranges from 0
+  std::vector<int32_t> token_ids;     // num_tokens ids, each in [0, 2^31)
 };
 struct ProfileGet {
   std::string profile_hash;
@@ -152,6 +158,12 @@ std::vector<uint8_t> encode(const ChunkGet&);
 std::vector<uint8_t> encode(const ChunkData&);
 std::vector<uint8_t> encode(const ErrorMsg&);
 std::vector<uint8_t> encode_end();
+// An ERROR frame under an older version's header (1 .. kProtocolVersion; the header and the
+// ERROR payload are the same in every version so far), so that an old peer can still read why it
+// is turned away.
+std::vector<uint8_t> encode_error_for_version(const ErrorMsg&, uint16_t version);
+// The version field of a frame header whose magic is right; 0 for a bad magic.
+uint16_t header_version(const uint8_t* h);
 
 Hello decode_hello(const Frame&);
 HelloAck decode_hello_ack(const Frame&);

@@ -1,6 +1,7 @@
 // End to end over loopback with real data: sender + receiver (+ an in-process trace-shaped relay),
-// exact KV reassembly, and the failure cases: wrong context id, corrupted chunk, sender closing
-// mid-stream, stalled sender, a receiver that never reads (must not block others).
+// exact KV reassembly with the context's token ids, and the failure cases: wrong context id,
+// corrupted frame, corrupted blob (falls back to text), sender closing mid-stream, stalled sender,
+// a receiver that never reads (must not block others), an old-version peer.
 #include <catch2/catch.hpp>
 
 #include <asio.hpp>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "codec/container.h"
+#include "codec/safetensors.h"
 #include "netsim/relay.h"
 #include "streamer/receiver.h"
 #include "streamer/sender.h"
@@ -67,10 +69,12 @@ void check_assembly(const ReceiveOutcome& out) {
   const auto& info = reader.info();
   REQUIRE(out.kv.num_tokens() == info.num_tokens);
   REQUIRE(out.result.chunks.size() == info.num_chunks);
+  // every chunk carries the context's token ids, whatever level it was fetched at
+  REQUIRE(out.kv.tokens == fx.kv.tokens);
   for (uint32_t c = 0; c < info.num_chunks; ++c) {
     const auto& rec = out.result.chunks[c];
     const size_t b = info.chunk_begin(c), n = info.chunk_end(c) - b;
-    if (rec.level == "text") {
+    if (rec.level == "text" || rec.fallback == "text") {
       KvCache prefix = out.kv.slice(0, b);
       const auto toks = reader.tokens(c);
       fx.model.recompute(prefix, toks);
@@ -197,7 +201,7 @@ TEST_CASE("a receiver that never reads does not block another", "[e2e]") {
   hog.connect({asio::ip::make_address("127.0.0.1"), s.port()});
   std::vector<uint8_t> req;
   auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
-  add(encode(Hello{1, 1, "hog"}));
+  add(encode(Hello{kProtocolVersion, kProtocolVersion, "hog"}));
   add(encode(Request{"story", 100, "hog"}));
   for (int rep = 0; rep < 50; ++rep)
     for (uint32_t c = 0; c < 7; ++c) add(encode(ChunkGet{c, 0}));
@@ -265,7 +269,7 @@ TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR f
   REQUIRE(e1->code == ErrorCode::kBadFrame);
   std::vector<uint8_t> req;
   auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
-  add(encode(Hello{1, 1, "t"}));
+  add(encode(Hello{kProtocolVersion, kProtocolVersion, "t"}));
   add(encode(Request{"story", 100, "t"}));
   add(encode(ChunkGet{999, 0}));
   auto e2 = exchange(req);
@@ -277,4 +281,144 @@ TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR f
   auto e3 = exchange(req);
   REQUIRE(e3.has_value());
   REQUIRE(e3->code == ErrorCode::kBadRequest);
+}
+
+TEST_CASE("KV-fetched chunks carry the context's token ids into the written cache", "[e2e]") {
+  // fixed:q8 fetches no text at all: the ids come from the manifest. With and without a model.
+  const auto& fx = StreamFixture::get();
+  RunningSender s;
+  for (const bool with_model : {true, false}) {
+    auto ro = base_options(s.port(), "fixed:q8");
+    if (!with_model) ro.model = nullptr;
+    const auto out = receive(ro);
+    for (const auto& c : out.result.chunks) REQUIRE(c.level == "q8");
+    REQUIRE(out.kv.tokens == fx.kv.tokens);
+    // what `kvstream recv -o` writes
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("kvstream-recv-ids-" + std::to_string(::getpid()) + ".safetensors");
+    write_safetensors(path.string(), out.kv);
+    const auto back = read_safetensors(path.string());
+    std::filesystem::remove(path);
+    REQUIRE(back.tokens == fx.kv.tokens);
+    REQUIRE(back.num_tokens() == fx.kv.num_tokens());
+    if (with_model) check_assembly(out);
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+}
+
+TEST_CASE("a chunk whose blob fails to decode is fetched again as text and recomputed", "[e2e][failure]") {
+  const auto& fx = StreamFixture::get();
+  SECTION("the first chunk: recomputed exactly as the original prefill") {
+    SenderFaults f;
+    f.corrupt_blob_chunk = 0;  // frame CRC valid, blob CRC not
+    RunningSender s(f);
+    auto ro = base_options(s.port(), "fixed:q8");
+    std::vector<std::string> warnings;
+    ro.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+    const auto out = receive(ro);
+    REQUIRE(warnings.size() == 1);
+    REQUIRE_THAT(warnings[0], Catch::Contains("chunk 0 (level q8) failed to decode") && Catch::Contains("as text"));
+    const auto& c0 = out.result.chunks[0];
+    REQUIRE(c0.level == "q8");  // what the controller chose
+    REQUIRE(c0.fallback == "text");
+    REQUIRE_THAT(c0.fallback_reason, Catch::Contains("CRC"));
+    REQUIRE(c0.fallback_bytes > 0);
+    const auto j = out.result.to_json();
+    REQUIRE(j["chunks"][0]["fallback"] == "text");
+    REQUIRE_FALSE(j["chunks"][1].contains("fallback"));
+    for (size_t c = 1; c < out.result.chunks.size(); ++c) REQUIRE(out.result.chunks[c].fallback.empty());
+    check_assembly(out);
+    // chunk 0 has no prefix: its recompute is the original prefill's rows, bit for bit
+    REQUIRE(rows_equal(out.kv, 0, fx.kv, 0, 64));
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+  SECTION("a middle chunk, with later text chunks already queued behind it") {
+    SenderFaults f;
+    f.corrupt_blob_chunk = 1;
+    RunningSender s(f);
+    auto ro = base_options(s.port(), "plan:q8,q8,q8,T,T,T,T");
+    std::vector<std::string> warnings;
+    ro.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+    const auto out = receive(ro);
+    REQUIRE(warnings.size() == 1);
+    REQUIRE(out.result.chunks[1].fallback == "text");
+    check_assembly(out);  // chunk 1 = the model's recompute on the received chunk 0, exactly
+    // and close to the original (the prefix it was recomputed on is q8, not the original)
+    const size_t kd = size_t(fx.kv.shape.kv_dim());
+    double max_err = 0, max_abs = 0;
+    for (int l = 0; l < fx.kv.shape.n_layers; ++l)
+      for (size_t i = 64 * kd; i < 128 * kd; ++i) {
+        max_err = std::max<double>(max_err, std::abs(out.kv.k[l][i] - fx.kv.k[l][i]));
+        max_err = std::max<double>(max_err, std::abs(out.kv.v[l][i] - fx.kv.v[l][i]));
+        max_abs = std::max<double>(max_abs, std::abs(fx.kv.k[l][i]));
+      }
+    REQUIRE(max_err < 0.05 * max_abs);
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+}
+
+TEST_CASE("a corrupt blob with no way to recompute, or a corrupt text blob, is a clear error", "[e2e][failure]") {
+  SECTION("no model") {
+    SenderFaults f;
+    f.corrupt_blob_chunk = 3;
+    RunningSender s(f);
+    auto ro = base_options(s.port(), "fixed:q8");
+    ro.model = nullptr;
+    REQUIRE_THROWS_WITH(receive(ro), Catch::Contains("chunk 3 (level q8) failed to decode") &&
+                                         Catch::Contains("no model to recompute"));
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+  SECTION("the text fetched as the fallback is corrupt too: one retry only") {
+    SenderFaults f;
+    f.corrupt_blob_chunk = 2;
+    f.corrupt_text_chunk = 2;
+    RunningSender s(f);
+    auto ro = base_options(s.port(), "fixed:q8");
+    REQUIRE_THROWS_WITH(receive(ro), Catch::Contains("chunk 2 (text)") && Catch::Contains("CRC"));
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+  SECTION("a text chunk") {
+    SenderFaults f;
+    f.corrupt_text_chunk = 1;
+    RunningSender s(f);
+    auto ro = base_options(s.port(), "text");
+    REQUIRE_THROWS_WITH(receive(ro), Catch::Contains("chunk 1 (text)"));
+    std::filesystem::remove_all(ro.profile_dir);
+  }
+}
+
+TEST_CASE("a version-1 peer is turned away with an error it can read", "[e2e][failure]") {
+  RunningSender s;
+  auto first_error = [&](const std::vector<uint8_t>& bytes, uint16_t& version) {
+    asio::io_context io;
+    asio::ip::tcp::socket sock(io);
+    sock.connect({asio::ip::make_address("127.0.0.1"), s.port()});
+    asio::write(sock, asio::buffer(bytes));
+    std::vector<uint8_t> all;
+    std::array<uint8_t, 4096> buf{};
+    asio::error_code ec;
+    while (!ec) {
+      const size_t n = sock.read_some(asio::buffer(buf), ec);
+      all.insert(all.end(), buf.begin(), buf.begin() + long(n));
+    }
+    REQUIRE(all.size() >= kHeaderSize);
+    version = header_version(all.data());
+    const uint32_t len = uint32_t(all[8]) | uint32_t(all[9]) << 8 | uint32_t(all[10]) << 16 | uint32_t(all[11]) << 24;
+    REQUIRE(all.size() == kHeaderSize + len);  // one ERROR frame, then the sender closed
+    REQUIRE(all[6] == uint8_t(FrameType::kError));
+    return decode_error(Frame{FrameType::kError, std::vector<uint8_t>(all.begin() + kHeaderSize, all.end())});
+  };
+  // a version-1 frame header: answered under a version-1 header so that the old peer can read it
+  auto hello_v1 = encode(Hello{1, 1, "old"});
+  hello_v1[4] = 1;
+  uint16_t v = 0;
+  const auto e1 = first_error(hello_v1, v);
+  REQUIRE(v == 1);
+  REQUIRE(e1.code == ErrorCode::kVersion);
+  REQUIRE_THAT(e1.message, Catch::Contains("unsupported protocol version 1"));
+  // a current header offering only version 1 in HELLO
+  const auto e2 = first_error(encode(Hello{1, 1, "old"}), v);
+  REQUIRE(v == kProtocolVersion);
+  REQUIRE(e2.code == ErrorCode::kVersion);
+  REQUIRE_THAT(e2.message, Catch::Contains("no common protocol version"));
 }

@@ -26,6 +26,7 @@ Manifest sample_manifest() {
   m.num_tokens = 100;
   m.levels = {{0, "hi", 0.99, 0.5}, {1, "lo", 0.9, 3.0}, {7, "q8", 0.995, 0.1}};
   m.chunks = {{0, 64, 130, {4000, 2000, 20000}}, {64, 36, 74, {2300, 1100, 11600}}};
+  for (int i = 0; i < 100; ++i) m.token_ids.push_back(i == 99 ? 0x7FFFFFFF : i * 5 + 1);
   return m;
 }
 
@@ -42,7 +43,7 @@ TEST_CASE("every message round-trips through frames", "[wire]") {
   REQUIRE(hh.agent == "test-agent");
   REQUIRE(hh.min_version == 1);
 
-  HelloAck a{1, 1u << 20, "srv"};
+  HelloAck a{kProtocolVersion, 1u << 20, "srv"};
   REQUIRE(decode_hello_ack(parse_one(encode(a))).max_chunk_bytes == (1u << 20));
 
   Request q{"ctx_1.a-b", 250, "adaptive"};
@@ -62,6 +63,7 @@ TEST_CASE("every message round-trips through frames", "[wire]") {
   REQUIRE(mm.chunks[1].text_bytes == 74);
   REQUIRE(manifest_level_index(mm, 7) == 2);
   REQUIRE(manifest_level_index(mm, 3) == -1);
+  REQUIRE(mm.token_ids == m.token_ids);  // version 2: the context's token ids
 
   REQUIRE(decode_profile_get(parse_one(encode(ProfileGet{"abcdef"}))).profile_hash == "abcdef");
   ProfileData pd{"abcdef", {1, 2, 3, 4, 5}};
@@ -85,6 +87,22 @@ TEST_CASE("every message round-trips through frames", "[wire]") {
   REQUIRE(ee.code == ErrorCode::kUnknownContext);
   REQUIRE(ee.message == e.message);
   REQUIRE(parse_one(encode_end()).type == FrameType::kEnd);
+}
+
+TEST_CASE("an ERROR frame can be written for an older peer", "[wire]") {
+  const auto f = encode_error_for_version(ErrorMsg{ErrorCode::kVersion, "too old"}, 1);
+  REQUIRE(header_version(f.data()) == 1);
+  REQUIRE(f[4] == 1);
+  // a current reader refuses it by its version, and its CRC is valid for the version-1 header
+  FrameReader r;
+  r.feed(f.data(), f.size());
+  REQUIRE_THROWS_WITH(r.next(), Catch::Contains("version 1"));
+  const uint32_t crc = uint32_t(f[12]) | uint32_t(f[13]) << 8 | uint32_t(f[14]) << 16 | uint32_t(f[15]) << 24;
+  std::vector<uint8_t> payload(f.begin() + kHeaderSize, f.end());
+  REQUIRE_NOTHROW(check_crc(f.data(), payload, crc));
+  REQUIRE(encode_error_for_version(ErrorMsg{ErrorCode::kVersion, "x"}, kProtocolVersion) ==
+          encode(ErrorMsg{ErrorCode::kVersion, "x"}));
+  REQUIRE_THROWS_AS(encode_error_for_version(ErrorMsg{}, 0), ProtocolError);
 }
 
 TEST_CASE("the frame reader reassembles frames fed byte by byte", "[wire]") {
@@ -126,6 +144,12 @@ TEST_CASE("malformed frames are rejected", "[wire]") {
     auto b = good;
     b[4] = 9;
     expect_reject(b, "version");
+  }
+  SECTION("a version-1 frame is refused by name") {
+    auto b = good;
+    b[4] = 1;
+    b[5] = 0;
+    expect_reject(b, "unsupported protocol version 1 (this peer speaks 2)");
   }
   SECTION("unknown type") {
     auto b = good;
@@ -185,6 +209,7 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("contiguous"));
     m = sample_manifest();
     m.num_tokens = 101;
+    m.token_ids.push_back(7);
     REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("sum"));
     m = sample_manifest();
     m.levels[0].agreement = 1.5;
@@ -200,9 +225,36 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("size"));
     // A chunk count far beyond the payload is caught before allocating.
     auto t = f;
-    const size_t count_at = t.payload.size() - 2 * (12 + 3 * 4) - 4;
+    const size_t count_at = t.payload.size() - 100 * 4 - 2 * (12 + 3 * 4) - 4;
     t.payload[count_at + 2] = 0x0F;  // 0x000F0002 chunks
     REQUIRE_THROWS_AS(decode_manifest(t), ProtocolError);
+  }
+  SECTION("manifest token ids") {
+    Manifest m = sample_manifest();
+    m.token_ids.pop_back();
+    REQUIRE_THROWS_WITH(encode(m), Catch::Contains("token id count"));
+    m = sample_manifest();
+    m.token_ids[3] = -1;
+    REQUIRE_THROWS_AS(encode(m), ProtocolError);
+    auto f = parse_one(encode(sample_manifest()));
+    // the last id (0x7FFFFFFF) becomes 0x80000000: >= 2^31
+    auto t = f;
+    t.payload[t.payload.size() - 4] = 0x00;
+    t.payload[t.payload.size() - 1] = 0x80;
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("out of range"));
+    // ids missing (truncated) or one too many (trailing)
+    t = f;
+    t.payload.resize(t.payload.size() - 4);
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("truncated"));
+    t = f;
+    for (int i = 0; i < 4; ++i) t.payload.push_back(0);
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("trailing"));
+    // num_tokens over the hard limit is refused before any chunk or id is read
+    t = f;
+    const size_t at = 2 + m.context_id.size() + 2 + m.profile_hash.size() + 8;
+    const uint32_t big = kMaxManifestTokens + 1;
+    for (int i = 0; i < 4; ++i) t.payload[at + size_t(i)] = uint8_t(big >> (8 * i));
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("exceeds the limit"));
   }
   SECTION("error code out of range") {
     std::vector<uint8_t> p = {99, 0, 0, 0};
