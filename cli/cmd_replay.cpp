@@ -21,7 +21,7 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
     std::string model = "../shared/models/stories260K/stories260K.bin";
     std::string tokenizer = "../shared/models/stories260K/tok512.bin";
     std::string text = "../shared/text/tinystories_val.txt";
-    std::string overflow = "block";
+    std::string overflow = "block", load_overlap = "layerwise";
     kvstream::store::ReplayOptions r;
     bool json = false, no_fsync = false;
   };
@@ -39,6 +39,10 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
   sub.add_option("--mem-bw", o->r.mem_bw, "modelled host memory -> GPU bytes/s (default 25e9)");
   sub.add_option("--disk-bw", o->r.disk_bw, "modelled SSD -> memory bytes/s (default 3e9)");
   sub.add_option("--kv-scale", o->r.kv_scale, "modelled KV bytes per stored byte (default 409.6: 7B fp16 / stories260K fp32)");
+  sub.add_option("--load-overlap", o->load_overlap,
+                 "TTFT model of a hit reported as mean_ttft_ms: layerwise (load layer l+1 while layer l "
+                 "computes; default) | none (load, then prefill); both are always in the JSON");
+  sub.add_option("--pipeline-layers", o->r.pipeline_layers, "layers L of the layer-wise pipeline (default 0: the model's)");
   sub.add_option("--lookahead", o->r.lookahead, "queued requests the scheduler sees (default 256)");
   sub.add_option("--truncate-ratio", o->r.truncate_ratio, "fraction of the window dropped on overflow (default 0.5)");
   sub.add_option("--save-queue", o->r.save_queue, "async save queue bound (default 8)");
@@ -54,6 +58,7 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
     using namespace kvstream;
     o->r.policy = store::parse_policy(o->policy);
     o->r.overflow = store::parse_overflow(o->overflow);
+    o->r.overlap = store::parse_load_overlap(o->load_overlap);
     o->r.fsync = !o->no_fsync;
     const auto w = store::load_workload(o->workload);
     const auto m = model::Model::load(o->model);
@@ -91,6 +96,8 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
                 res.policy.c_str(), res.turns, res.eligible_turns, 100 * res.hit_rate(),
                 100.0 * res.hits_mem / std::max<size_t>(1, res.eligible_turns),
                 100.0 * res.hits_disk / std::max<size_t>(1, res.eligible_turns));
+    std::printf("TTFT model %s (%d layers): serial %.2f ms, layerwise %.2f ms\n", res.overlap.c_str(),
+                res.pipeline_layers, res.mean_ttft_serial_ms, res.mean_ttft_layerwise_ms);
     std::printf("mean TTFT %.2f ms vs recompute %.2f ms (%.1f%% lower); prefill tokens saved %llu of %llu\n",
                 res.mean_ttft_ms, res.recompute_mean_ttft_ms,
                 res.recompute_mean_ttft_ms > 0 ? 100 * (1 - res.mean_ttft_ms / res.recompute_mean_ttft_ms) : 0.0,

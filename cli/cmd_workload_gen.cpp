@@ -23,6 +23,9 @@ KVSTREAM_COMMAND("workload gen", "Generate a multi-turn conversation workload fo
   sub.add_option("--mean-turns", o->w.mean_turns, "mean turns per session (geometric; ShareGPT: 5.75)");
   sub.add_option("--max-turns", o->w.max_turns, "cap on turns per session");
   sub.add_option("--think-s", o->w.think_s_mean, "mean seconds between a session's turns");
+  sub.add_option("--think-dist", o->w.think_dist, "think time distribution: exponential (default) | lognormal (same mean)")
+      ->check(CLI::IsMember({"exponential", "lognormal"}));
+  sub.add_option("--think-sigma", o->w.think_sigma, "lognormal think time: sigma of ln(seconds) (default 1.5)");
   sub.add_option("--text-from", o->w.text_begin_frac, "use text from this fraction of the file on (default 0.5)");
   return kvstream::cli::Action([o] {
     std::ifstream f(o->text, std::ios::binary);

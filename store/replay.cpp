@@ -76,6 +76,12 @@ nlohmann::json ReplayResult::to_json(const ReplayOptions& o) const {
       {"mean_ttft_ms", mean_ttft_ms},
       {"recompute_mean_ttft_ms", recompute_mean_ttft_ms},
       {"ttft_reduction", recompute_mean_ttft_ms > 0 ? 1.0 - mean_ttft_ms / recompute_mean_ttft_ms : 0.0},
+      {"load_overlap", overlap},
+      {"pipeline_layers", pipeline_layers},
+      {"mean_ttft_serial_ms", mean_ttft_serial_ms},
+      {"mean_ttft_layerwise_ms", mean_ttft_layerwise_ms},
+      {"ttft_reduction_serial", recompute_mean_ttft_ms > 0 ? 1.0 - mean_ttft_serial_ms / recompute_mean_ttft_ms : 0.0},
+      {"ttft_reduction_layerwise", recompute_mean_ttft_ms > 0 ? 1.0 - mean_ttft_layerwise_ms / recompute_mean_ttft_ms : 0.0},
       {"mean_decode_ms", mean_decode_ms},
       {"mean_decode_wall_ms", mean_decode_wall_ms},
       {"prefill_tokens_saved", prefill_tokens_saved},
@@ -106,13 +112,16 @@ nlohmann::json ReplayResult::to_json(const ReplayOptions& o) const {
         {"lookahead", o.lookahead},
         {"chunk_tokens", o.chunk_tokens},
         {"save_queue", o.save_queue},
-        {"fsync", o.fsync}}}};
+        {"fsync", o.fsync},
+        {"load_overlap", load_overlap_name(o.overlap)},
+        {"pipeline_layers", o.pipeline_layers}}}};
   if (!per_turn.empty()) {
     auto& arr = j["per_turn"] = nlohmann::json::array();
     for (const auto& t : per_turn)
       arr.push_back({{"session", t.session}, {"turn", t.turn}, {"history", t.history}, {"prompt", t.prompt},
                      {"dropped", t.dropped}, {"reused", t.reused}, {"tier", t.tier}, {"ttft_ms", t.ttft_ms},
-                     {"recompute_ttft_ms", t.recompute_ttft_ms}, {"decode_ms", t.decode_ms}});
+                     {"recompute_ttft_ms", t.recompute_ttft_ms}, {"decode_ms", t.decode_ms},
+                     {"ttft_serial_ms", t.ttft_serial_ms}, {"ttft_layerwise_ms", t.ttft_layerwise_ms}});
   }
   return j;
 }
@@ -125,7 +134,9 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   if (o.level < 0 || o.level >= codec.num_levels())
     throw std::invalid_argument("replay: codec has no level " + std::to_string(o.level));
   const auto t_start = Clock::now();
+  if (o.pipeline_layers < 0) throw std::invalid_argument("replay: pipeline layers must be >= 0");
   const int window = engine.window();
+  const int layers = o.pipeline_layers > 0 ? o.pipeline_layers : std::max(1, engine.new_cache().shape.n_layers);
   const size_t step = std::max<size_t>(1, static_cast<size_t>(o.truncate_ratio * window));
 
   // Tokenize every turn once; order requests by arrival.
@@ -177,7 +188,9 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   res.policy = policy_name(o.policy);
   res.codec = codec.name();
   res.level = codec.level_name(o.level);
-  double sum_ttft = 0, sum_recompute = 0, sum_decode = 0, sum_decode_wall = 0;
+  res.overlap = load_overlap_name(o.overlap);
+  res.pipeline_layers = layers;
+  double sum_ttft = 0, sum_serial = 0, sum_layerwise = 0, sum_recompute = 0, sum_decode = 0, sum_decode_wall = 0;
   size_t decodes = 0;
 
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -210,14 +223,15 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
     if (drop) ++res.truncations;
     const size_t kept = st.history.size() - drop;
     const double recompute_s = double(kept + prompt.size()) / o.prefill_rate;
-    double ttft_s = recompute_s;
+    double serial_s = recompute_s, layerwise_s = recompute_s;
     const size_t matched = hit ? std::min(hit->matched_tokens, st.history.size()) : 0;
     if (hit && matched > drop) {
       const auto& payload = hit->record->payload;
       const uint64_t level_bytes = codec.level_bytes(payload, o.level, drop, matched);
-      double load_s = double(level_bytes) * o.kv_scale / o.mem_bw;
+      const double transfer_s = double(level_bytes) * o.kv_scale / o.mem_bw;
+      double disk_s = 0;
       if (hit->tier == Tier::Disk) {
-        load_s += double(hit->bytes) * o.kv_scale / o.disk_bw;
+        disk_s = double(hit->bytes) * o.kv_scale / o.disk_bw;
         ++res.hits_disk;
         res.bytes_read_disk += hit->bytes;
         rt.tier = "disk";
@@ -241,13 +255,20 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
       sum_decode += decode_s;
       ++decodes;
       res.prefill_tokens_saved += reused;
-      ttft_s = load_s + decode_s + double(kept - reused + prompt.size()) / o.prefill_rate;
+      const double compute_s = double(kept - reused + prompt.size()) / o.prefill_rate;
+      serial_s = hit_ttft_s(LoadOverlap::None, disk_s, transfer_s + decode_s, compute_s, layers);
+      layerwise_s = hit_ttft_s(LoadOverlap::Layerwise, disk_s, transfer_s + decode_s, compute_s, layers);
     } else {
       rt.tier = "miss";
     }
+    const double ttft_s = o.overlap == LoadOverlap::None ? serial_s : layerwise_s;
     rt.ttft_ms = ttft_s * 1e3;
+    rt.ttft_serial_ms = serial_s * 1e3;
+    rt.ttft_layerwise_ms = layerwise_s * 1e3;
     rt.recompute_ttft_ms = recompute_s * 1e3;
     sum_ttft += ttft_s;
+    sum_serial += serial_s;
+    sum_layerwise += layerwise_s;
     sum_recompute += recompute_s;
     res.prefill_tokens_recompute += kept + prompt.size();
     ++res.turns;
@@ -286,6 +307,8 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   res.prefetch_window = store->prefetch_window();
   res.eviction_window = store->eviction_window();
   res.mean_ttft_ms = res.turns ? 1e3 * sum_ttft / res.turns : 0;
+  res.mean_ttft_serial_ms = res.turns ? 1e3 * sum_serial / res.turns : 0;
+  res.mean_ttft_layerwise_ms = res.turns ? 1e3 * sum_layerwise / res.turns : 0;
   res.recompute_mean_ttft_ms = res.turns ? 1e3 * sum_recompute / res.turns : 0;
   res.mean_decode_ms = decodes ? 1e3 * sum_decode / decodes : 0;
   res.mean_decode_wall_ms = decodes ? 1e3 * sum_decode_wall / decodes : 0;

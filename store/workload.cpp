@@ -58,6 +58,8 @@ nlohmann::json options_json(const WorkloadOptions& o) {
           {"mean_turns", o.mean_turns},
           {"max_turns", o.max_turns},
           {"think_s_mean", o.think_s_mean},
+          {"think_dist", o.think_dist},
+          {"think_sigma", o.think_sigma},
           {"prompt_sentences", {o.prompt_sentences_min, o.prompt_sentences_max}},
           {"response_sentences", {o.response_sentences_min, o.response_sentences_max}},
           {"text_begin_frac", o.text_begin_frac}};
@@ -74,6 +76,9 @@ size_t Workload::num_turns() const {
 Workload generate_workload(const WorkloadOptions& o, const std::string& text) {
   if (o.sessions <= 0 || o.sessions > 1000000) throw std::invalid_argument("workload: sessions must be in 1..1e6");
   if (!(o.sessions_per_s > 0) || !(o.think_s_mean >= 0)) throw std::invalid_argument("workload: rates must be positive");
+  if (o.think_dist != "exponential" && o.think_dist != "lognormal")
+    throw std::invalid_argument("workload: think time distribution must be exponential or lognormal");
+  if (!(o.think_sigma > 0 && o.think_sigma <= 5)) throw std::invalid_argument("workload: think_sigma in (0, 5]");
   if (!(o.mean_turns >= 1) || o.max_turns < 1) throw std::invalid_argument("workload: mean_turns >= 1, max_turns >= 1");
   if (o.prompt_sentences_min < 1 || o.prompt_sentences_max < o.prompt_sentences_min ||
       o.response_sentences_min < 1 || o.response_sentences_max < o.response_sentences_min)
@@ -88,6 +93,15 @@ Workload generate_workload(const WorkloadOptions& o, const std::string& text) {
   std::uniform_int_distribution<int> prompt_n(o.prompt_sentences_min, o.prompt_sentences_max);
   std::uniform_int_distribution<int> resp_n(o.response_sentences_min, o.response_sentences_max);
   std::uniform_int_distribution<size_t> pick_story(0, stories.size() - 1);
+
+  const bool lognormal = o.think_dist == "lognormal";
+  // Lognormal with mean think_s_mean: mu = ln(mean) - sigma^2 / 2.
+  const double mu = o.think_s_mean > 0 ? std::log(o.think_s_mean) - 0.5 * o.think_sigma * o.think_sigma : 0.0;
+  auto think = [&](std::mt19937_64& g) {
+    if (!(o.think_s_mean > 0)) return 0.0;
+    if (lognormal) return std::lognormal_distribution<double>(mu, o.think_sigma)(g);
+    return std::exponential_distribution<double>(1.0 / o.think_s_mean)(g);
+  };
 
   Workload w;
   w.seed = o.seed;
@@ -111,7 +125,7 @@ Workload generate_workload(const WorkloadOptions& o, const std::string& text) {
     };
     double at = t;
     for (int k = 0; k < turns; ++k) {
-      if (k > 0) at += o.think_s_mean > 0 ? std::exponential_distribution<double>(1.0 / o.think_s_mean)(rng) : 0.0;
+      if (k > 0) at += think(rng);
       Turn turn;
       turn.time_s = at;
       turn.prompt = take(prompt_n(rng));
@@ -157,6 +171,8 @@ Workload load_workload(const std::string& path) {
       w.options.sessions_per_s = o.value("sessions_per_s", 0.0);
       w.options.mean_turns = o.value("mean_turns", 0.0);
       w.options.think_s_mean = o.value("think_s_mean", 0.0);
+      w.options.think_dist = o.value("think_dist", std::string("exponential"));
+      w.options.think_sigma = o.value("think_sigma", 1.5);
       w.options.text_begin_frac = o.value("text_begin_frac", 0.0);
     }
     for (const auto& js : j.at("sessions")) {

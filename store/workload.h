@@ -2,7 +2,9 @@
 //
 // Generator: sessions arrive as a Poisson process (rate sessions_per_s); each has a geometric
 // number of turns with mean mean_turns (ShareGPT averages 5.75), capped at max_turns; turn k+1
-// comes think_s_mean (exponential) after turn k. A turn is a short user prompt (prompt_sentences
+// comes a think time after turn k: exponential with mean think_s_mean (default), or lognormal
+// with the same mean and log-space standard deviation think_sigma (heavy-tailed, as human think
+// times are often modelled). A turn is a short user prompt (prompt_sentences
 // sentences) and a longer response (response_sentences), taken in order from consecutive stories
 // of the text's byte range [text_begin_frac, 1) — by default the second half, disjoint from the
 // first 35% that the codec profiler calibrates on. Same options and text => same workload.
@@ -24,6 +26,8 @@ struct WorkloadOptions {
   double mean_turns = 5.75;
   int max_turns = 30;
   double think_s_mean = 60.0;
+  std::string think_dist = "exponential";  // "exponential" | "lognormal"
+  double think_sigma = 1.5;                // lognormal only: sigma of ln(think time)
   int prompt_sentences_min = 1, prompt_sentences_max = 2;
   int response_sentences_min = 3, response_sentences_max = 6;
   double text_begin_frac = 0.5;

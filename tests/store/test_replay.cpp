@@ -2,6 +2,7 @@
 // codec container adapter.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -128,6 +129,38 @@ TEST_CASE("workload generator: deterministic, Poisson arrivals, ~5.75 turns, rou
   CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
 }
 
+TEST_CASE("workload generator: lognormal think times keep the mean, heavier tail", "[store][workload]") {
+  const auto text = synthetic_text(50);
+  WorkloadOptions o;
+  o.sessions = 400;
+  o.seed = 9;
+  o.text_begin_frac = 0;
+  auto gaps = [](const Workload& w) {
+    std::vector<double> g;
+    for (const auto& s : w.sessions)
+      for (size_t k = 1; k < s.turns.size(); ++k) g.push_back(s.turns[k].time_s - s.turns[k - 1].time_s);
+    std::sort(g.begin(), g.end());
+    return g;
+  };
+  const auto expo = gaps(generate_workload(o, text));
+  o.think_dist = "lognormal";
+  o.think_sigma = 1.5;
+  const auto logn = gaps(generate_workload(o, text));
+  REQUIRE(logn.size() > 1000);
+  double sum = 0;
+  for (double g : logn) sum += g;
+  CHECK(sum / logn.size() == Approx(60.0).epsilon(0.25));  // same mean (sd of the mean ~ 4 s)
+  // Median exp(mu) = 60 e^{-sigma^2/2} = 19.5 s, vs 60 ln 2 = 41.6 s for the exponential.
+  CHECK(logn[logn.size() / 2] > 12);
+  CHECK(logn[logn.size() / 2] < 30);
+  CHECK(expo[expo.size() / 2] > 30);
+  o.think_dist = "pareto";
+  CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
+  o.think_dist = "lognormal";
+  o.think_sigma = 0;
+  CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
+}
+
 TEST_CASE("replay: unlimited store hits every later turn, an empty store none", "[store][replay]") {
   const auto w = small_workload(12, 3);
   FakeEngine engine(512);
@@ -142,6 +175,28 @@ TEST_CASE("replay: unlimited store hits every later turn, an empty store none", 
   CHECK(big.bytes_read_disk == 0);
   for (const auto& t : big.per_turn)
     if (t.turn > 0) CHECK(t.reused == t.history - t.dropped);  // all kept history comes from the store
+
+  // Both TTFT models: identical on misses, layer-wise never slower on hits; mean_ttft_ms follows
+  // the chosen one (layer-wise by default). The fake model has 2 layers.
+  CHECK(big.pipeline_layers == 2);
+  CHECK(big.overlap == "layerwise");
+  CHECK(big.mean_ttft_ms == Approx(big.mean_ttft_layerwise_ms));
+  CHECK(big.mean_ttft_layerwise_ms < big.mean_ttft_serial_ms);
+  for (const auto& t : big.per_turn) {
+    if (t.tier == "miss") CHECK(t.ttft_serial_ms == Approx(t.ttft_layerwise_ms));
+    else CHECK(t.ttft_layerwise_ms < t.ttft_serial_ms);
+    CHECK(t.ttft_ms == Approx(t.ttft_layerwise_ms));
+  }
+  auto serial_opt = options(PolicyKind::Lru, 64 << 20, 64 << 20);
+  serial_opt.overlap = LoadOverlap::None;
+  serial_opt.pipeline_layers = 8;
+  const auto serial = replay(w, engine, *codec, serial_opt);
+  CHECK(serial.pipeline_layers == 8);
+  CHECK(serial.hits_mem == big.hits_mem);
+  CHECK(serial.mean_ttft_ms == Approx(serial.mean_ttft_serial_ms));
+  CHECK(serial.mean_ttft_layerwise_ms < serial.mean_ttft_serial_ms);
+  serial_opt.pipeline_layers = -1;
+  CHECK_THROWS_AS(replay(w, engine, *codec, serial_opt), std::invalid_argument);
 
   const auto none = replay(w, engine, *codec, options(PolicyKind::Lru, 0, 0));
   CHECK(none.hits_mem + none.hits_disk == 0);
