@@ -23,6 +23,8 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
   sub.add_option("--scale-bits", o->p.scale_bits, "rANS table precision (<= 12)");
   sub.add_option("--threads", o->p.threads, "0 = all cores");
   sub.add_option("--weighting", o->p.weighting, "sensitivity (default), rms or uniform per-lane steps");
+  sub.add_flag("!--no-token-table", o->p.token_table,
+               "quantize layer 0 like the others instead of sending token ids for it (profile format 1)");
   sub.add_option("--margin-z", o->p.margin_z, "ladder margin: z of the standard error a level must clear its target by");
   sub.add_option("--min-weight", o->p.min_weight, "floor of a lane's sensitivity weight (largest step = base / floor)");
   sub.add_flag("--verbose", o->p.verbose);

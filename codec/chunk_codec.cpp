@@ -51,28 +51,51 @@ std::vector<float> gather(const KvCache& kv, size_t begin, size_t end, uint32_t 
   return x;
 }
 
-void put_header(std::vector<uint8_t>& out, Method m, int level, const KvShape& s, size_t T,
-                uint32_t pos0, uint64_t hash) {
+void put_header(std::vector<uint8_t>& out, Method m, int level, uint8_t flags, const KvShape& s,
+                size_t T, uint32_t pos0, uint64_t hash) {
   ByteWriter w{out};
   w.u8(kMagic0), w.u8(kMagic1), w.u8(kBlobVersion), w.u8(uint8_t(m));
-  w.u8(uint8_t(level)), w.u8(0);
+  w.u8(uint8_t(level)), w.u8(flags);
   w.u16(uint16_t(s.n_layers)), w.u16(uint16_t(s.n_kv_heads)), w.u16(uint16_t(s.head_dim));
   w.u16(uint16_t(T)), w.u16(0);
   w.u32(pos0);
   w.u64(hash);
 }
 
-void encode_quant(std::vector<uint8_t>& out, const std::vector<float>& x, const KvShape& s,
+// True when the profile's token table reproduces layer 0 of the chunk (x: pre-RoPE chunk values)
+// within half of each lane's step at `level`, i.e. no worse than quantizing it would.
+bool token_table_fits(const KvCache& kv, size_t begin, size_t T, const std::vector<float>& x,
+                      const Profile& p, int level) {
+  if (!p.has_token_table() || p.shape.n_layers < 2) return false;
+  const size_t d = p.shape.kv_dim();
+  const ProfileLevel& L = p.levels[size_t(level)];
+  for (size_t t = 0; t < T; ++t) {
+    const int32_t id = kv.tokens[begin + t];
+    if (id < 0 || uint32_t(id) >= p.token_vocab) return false;
+    for (int kind = 0; kind < 2; ++kind) {
+      const float* row = p.token_row(uint32_t(id), kind);
+      for (size_t c = 0; c < d; ++c) {
+        const size_t lane = size_t(kind) * d + c;  // layer 0
+        if (!(std::abs(double(x[(size_t(kind) * T + t) * d + c]) - row[c]) <= 0.5 * L.step[lane]))
+          return false;
+      }
+    }
+  }
+  return true;
+}
+
+// Codes chunk values x[skip..] (value index v = skip + coded index i).
+void encode_quant(std::vector<uint8_t>& out, const std::vector<float>& x, size_t skip, const KvShape& s,
                   size_t T, const Profile& p, int level, const EncodeOptions& opt) {
   const ProfileLevel& L = p.levels.at(level);
-  const size_t N = x.size(), d = s.kv_dim(), block = T * d;
+  const size_t N = x.size() - skip, d = s.kv_dim(), block = T * d;
   std::vector<uint8_t> sym(N);
-  std::vector<uint16_t> lane_of_idx(N);
+  std::vector<uint32_t> lane_of_idx(N);
   std::vector<std::pair<uint64_t, int64_t>> esc;
   for (size_t i = 0; i < N; ++i) {
-    const size_t lane = (i / block) * d + i % d;
-    lane_of_idx[i] = static_cast<uint16_t>(lane);
-    const double qd = std::nearbyint((double(x[i]) - p.mean[lane]) / L.step[lane]);
+    const size_t v = skip + i, lane = (v / block) * d + v % d;
+    lane_of_idx[i] = static_cast<uint32_t>(lane);
+    const double qd = std::nearbyint((double(x[v]) - p.mean[lane]) / L.step[lane]);
     if (!(std::abs(qd) < double(kMaxEscapeQ)))
       throw std::invalid_argument("encode_chunk: value too far outside the profile's range");
     const int64_t q = int64_t(qd) - L.q_min[lane];
@@ -149,6 +172,7 @@ void decode_quant(std::span<const uint8_t> blob, const BlobHeader& h, const Quan
                   const LevelDecodeTables& t, float* const* dst, double* ideal) {
   const KvShape& s = h.shape;
   const size_t d = s.kv_dim(), block = size_t(h.tokens) * d, N = lay.values, S = lay.streams;
+  const size_t skip = lay.skip_values;  // a multiple of block
   const uint32_t M = uint32_t(t.scale_bits);
   std::vector<RansDecoder> dec(S);
   for (size_t st = 0; st < S; ++st)
@@ -156,8 +180,8 @@ void decode_quant(std::span<const uint8_t> blob, const BlobHeader& h, const Quan
                           blob.data() + lay.offset[st + 1], 0};
   uint64_t escapes = 0;
   double bits = 0;
-  // Walk values in chunk order; stream st = i % S advances in lockstep with the others.
-  size_t st = 0, c = 0, b = 0, off = 0;
+  // Walk coded values in chunk order; stream st = i % S advances in lockstep with the others.
+  size_t st = 0, c = 0, b = skip / block, off = 0;
   const uint32_t* slots = t.slots.data();
   const float* value = t.value.data();
   for (size_t i = 0; i < N; ++i) {
@@ -186,13 +210,26 @@ void decode_quant(std::span<const uint8_t> blob, const BlobHeader& h, const Quan
     idx = e == 0 ? delta : idx + 1 + delta;
     const int64_t q = unzigzag(r.varint("escape value"));
     if (q >= kMaxEscapeQ || q <= -kMaxEscapeQ) r.fail("escape value out of range");
-    const size_t bb = idx / block, o = idx % block, lane = bb * d + o % d;
+    const size_t bb = (skip + idx) / block, o = (skip + idx) % block, lane = bb * d + o % d;
     float& slot = dst[bb][o];
     if (!std::isnan(slot)) r.fail("escape at a position that is not an escape symbol");
     slot = t.mean[lane] + t.step[lane] * float(q);
   }
   if (r.pos != lay.escape_end) r.fail("escape list length mismatch");
   if (ideal) *ideal = bits;
+}
+
+// Layer 0 of a token-table blob: each token's K (pre-RoPE) and V rows copied from the profile.
+void fill_token_layer(const QuantLayout& lay, const Profile& p, float* const* dst, size_t d) {
+  if (!p.has_token_table()) throw CorruptBlob("chunk blob: needs a token table the profile does not have");
+  for (size_t t = 0; t < lay.tokens.size(); ++t) {
+    const uint32_t id = uint32_t(lay.tokens[t]);
+    if (id >= p.token_vocab)
+      throw CorruptBlob("chunk blob: token id " + std::to_string(id) + " outside the profile's vocabulary (" +
+                        std::to_string(p.token_vocab) + ")");
+    std::memcpy(dst[0] + t * d, p.token_row(id, 0), d * sizeof(float));
+    std::memcpy(dst[1] + t * d, p.token_row(id, 1), d * sizeof(float));
+  }
 }
 
 }  // namespace
@@ -223,13 +260,16 @@ BlobHeader parse_blob_header(std::span<const uint8_t> blob) {
   if (tail.u32("crc") != crc32c(blob.data(), blob.size() - 4)) r.fail("CRC32C mismatch");
   if (r.u8("magic") != kMagic0 || r.u8("magic") != kMagic1) r.fail("bad magic");
   const uint8_t ver = r.u8("version");
-  if (ver != kBlobVersion) r.fail("unsupported version " + std::to_string(ver));
+  if (ver != kBlobVersion && ver != 1) r.fail("unsupported version " + std::to_string(ver));
   BlobHeader h;
   const uint8_t m = r.u8("method");
   if (m < 1 || m > 6) r.fail("unknown method " + std::to_string(m));
   h.method = Method(m);
   h.level = r.u8("level");
-  if (r.u8("reserved") != 0) r.fail("reserved byte not zero");
+  h.flags = r.u8("flags");
+  if (ver == 1 && h.flags != 0) r.fail("version 1 blob with flags set");
+  if (h.flags & ~kBlobFlagTokenLayer) r.fail("unknown flags " + std::to_string(h.flags));
+  if (h.flags && h.method != Method::Quant) r.fail("flags set on a baseline blob");
   h.shape.n_layers = r.u16("n_layers");
   h.shape.n_kv_heads = r.u16("n_kv_heads");
   h.shape.head_dim = r.u16("head_dim");
@@ -241,6 +281,7 @@ BlobHeader parse_blob_header(std::span<const uint8_t> blob) {
       h.shape.head_dim % 2 || h.shape.head_dim > 1024)
     r.fail("bad shape");
   if (h.tokens == 0) r.fail("empty chunk");
+  if ((h.flags & kBlobFlagTokenLayer) && h.shape.n_layers < 2) r.fail("token-table blob of a 1-layer model");
   if (uint64_t(h.first_pos) + h.tokens > (1ull << 31)) r.fail("positions beyond 2^31");
   if (h.method != Method::Quant && (h.level != 0 || h.profile_hash != 0))
     r.fail("level/profile hash set on a baseline blob");
@@ -251,6 +292,17 @@ QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& 
   Reader r{blob.first(blob.size() - kBlobTrailerBytes), kBlobHeaderBytes, "chunk blob"};
   QuantLayout lay;
   lay.values = chunk_values(h.shape, h.tokens);
+  if (h.flags & kBlobFlagTokenLayer) {
+    lay.skip_values = 2ull * h.tokens * h.shape.kv_dim();
+    lay.values -= lay.skip_values;
+    lay.tokens.resize(h.tokens);  // bounded by the u16 header field
+    for (auto& id : lay.tokens) {
+      const uint64_t v = r.varint("token id");
+      if (v > 0x7FFFFFFF) r.fail("token id out of range");
+      id = int32_t(v);
+    }
+  }
+  const size_t directory_at = r.pos;
   lay.streams = r.u16("stream count");
   if (lay.streams == 0) r.fail("zero streams");
   if ((lay.values + lay.streams - 1) / lay.streams > 32767) r.fail("streams too long");
@@ -277,8 +329,7 @@ QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& 
   for (uint32_t k = 0; k < lay.streams; ++k) lay.offset[k] = uint32_t(off), off += 2ull * words[k];
   lay.offset[lay.streams] = uint32_t(off);
   lay.side_info_bytes = kBlobHeaderBytes + 2 + 6ull * lay.streams +
-                        (lay.escape_offset - (kBlobHeaderBytes + 2 + 6ull * lay.streams)) +
-                        kBlobTrailerBytes;
+                        (lay.escape_offset - (directory_at + 2 + 6ull * lay.streams)) + kBlobTrailerBytes;
   return lay;
 }
 
@@ -294,21 +345,31 @@ std::vector<uint8_t> encode_chunk(const KvCache& kv, size_t begin, size_t end, u
   const size_t T = end - begin;
   std::vector<uint8_t> out;
   uint64_t hash = 0;
+  uint8_t flags = 0;
+  std::vector<float> pre;  // Quant: pre-RoPE chunk values
   if (method == Method::Quant) {
     if (!profile) throw std::invalid_argument("encode_chunk: quant levels need a profile");
     if (!(profile->shape == s)) throw std::invalid_argument("encode_chunk: profile is for another model shape");
     if (level < 0 || level >= int(profile->levels.size()))
       throw std::invalid_argument("encode_chunk: level not in profile");
     hash = opt.profile_hash ? opt.profile_hash : profile->hash();
+    pre = gather(kv, begin, end, pos0, true);
+    if (token_table_fits(kv, begin, T, pre, *profile, level)) flags |= kBlobFlagTokenLayer;
   } else {
     level = 0;
   }
-  put_header(out, method, level, s, T, pos0, hash);
+  put_header(out, method, level, flags, s, T, pos0, hash);
   ByteWriter w{out};
   switch (method) {
-    case Method::Quant:
-      encode_quant(out, gather(kv, begin, end, pos0, true), s, T, *profile, level, opt);
+    case Method::Quant: {
+      size_t skip = 0;
+      if (flags & kBlobFlagTokenLayer) {
+        for (size_t t = begin; t < end; ++t) w.varint(uint64_t(kv.tokens[t]));
+        skip = 2 * T * s.kv_dim();
+      }
+      encode_quant(out, pre, skip, s, T, *profile, level, opt);
       break;
+    }
     case Method::Fp16:
       for (float v : gather(kv, begin, end, pos0, false)) w.u16(f32_to_f16(v));
       break;
@@ -369,7 +430,9 @@ void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache
       if (h.profile_hash != tables->profile_hash)
         throw CorruptBlob("chunk blob: made with another profile (hash mismatch)");
       const QuantLayout lay = parse_quant_layout(blob, h);
+      if (lay.skip_values) fill_token_layer(lay, *profile, dst.data(), d);
       decode_quant(blob, h, lay, *tables, dst.data(), nullptr);
+      for (size_t t = 0; t < lay.tokens.size(); ++t) out.tokens[row0 + t] = lay.tokens[t];
       pre = true;
       break;
     }

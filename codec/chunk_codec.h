@@ -3,8 +3,11 @@
 //
 // Methods (a blob says which it is):
 //   Quant    profile level: pre-RoPE keys, per-lane mean and fixed step from the profile, rANS with
-//            the profile's per-lane tables over `streams` interleaved streams (value i of the chunk
-//            belongs to stream i % streams), escapes for values outside a table's range.
+//            the profile's per-lane tables over `streams` interleaved streams (coded value i
+//            belongs to stream i % streams), escapes for values outside a table's range. When the
+//            profile has a token table (profile.h) and it reproduces the chunk's layer 0 within
+//            half of every lane's step, the blob sets flag kBlobFlagTokenLayer, carries the chunk's
+//            token ids and codes only layers 1.. (layer 0 is rebuilt from the table, exactly).
 //   Fp16     raw IEEE half values (keys post-RoPE), the "no compression" reference.
 //   Q8, Q4   CacheGen-style per-token symmetric quantization: one fp16 absmax scale per
 //            (layer, kind, token), 255 / 15 levels, 8 / 4 bits per value, no entropy coding.
@@ -20,7 +23,8 @@
 // it throws CorruptBlob and leaves `out` possibly partially written but never reads or writes out of
 // bounds. `out` must have the profile's shape and already hold the blob's rows (a blob's
 // positions never make the decoder allocate: CorruptBlob otherwise); keys are written post-RoPE
-// or pre-RoPE as out.keys_pre_rope says. Token ids are written only by Text.
+// or pre-RoPE as out.keys_pre_rope says. Token ids are written by Text and by token-table Quant
+// blobs (the only blobs that carry them).
 // Byte layout: docs/FORMAT.md.
 #pragma once
 #include <cstdint>
@@ -34,7 +38,8 @@
 
 namespace kvstream::codec {
 
-inline constexpr uint8_t kBlobVersion = 1;
+inline constexpr uint8_t kBlobVersion = 2;      // written; version 1 (flags always 0) is read too
+inline constexpr uint8_t kBlobFlagTokenLayer = 1;  // Quant: layer 0 from the profile's token table
 inline constexpr size_t kBlobHeaderBytes = 28;  // fixed header before the method body
 inline constexpr size_t kBlobTrailerBytes = 4;  // CRC32C
 
@@ -60,6 +65,7 @@ struct EncodeOptions {
 struct BlobHeader {
   Method method{};
   uint8_t level = 0;          // Quant: index into the profile's levels
+  uint8_t flags = 0;          // kBlobFlag* bits (only kBlobFlagTokenLayer, only on Quant)
   uint16_t tokens = 0;        // tokens in the chunk (1..65535)
   uint32_t first_pos = 0;     // position of the chunk's first token
   uint64_t profile_hash = 0;  // Quant: hash of the profile it needs; 0 otherwise
@@ -70,12 +76,14 @@ BlobHeader parse_blob_header(std::span<const uint8_t> blob);  // also checks the
 // A Quant blob's layout after validation (offsets into the blob), for CPU and CUDA decoders.
 struct QuantLayout {
   uint32_t streams = 0;
-  uint64_t values = 0;                // 2 * n_layers * tokens * kv_dim
+  uint64_t values = 0;                // coded values: 2 * n_layers * tokens * kv_dim - skip_values
+  uint64_t skip_values = 0;           // leading chunk values not coded (token table: layer 0's K, V)
+  std::vector<int32_t> tokens;        // token-table blobs: the chunk's ids (< 2^31; < vocab unchecked)
   std::vector<uint32_t> final_state;  // [stream]
   std::vector<uint32_t> offset;       // [stream + 1] byte offsets of stream data in the blob
   uint32_t escapes = 0;               // escaped values
   size_t escape_offset = 0, escape_end = 0;  // byte range of the escape list
-  size_t side_info_bytes = 0;         // header + stream directory + counts + CRC
+  size_t side_info_bytes = 0;         // header + stream directory + counts + CRC (not token ids)
 };
 QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& h);
 

@@ -161,11 +161,14 @@ struct HdChunk {
   const uint8_t* data = nullptr;         // the blob bytes
   const uint32_t* offset = nullptr;      // [streams + 1] byte offsets of each stream in data
   const uint32_t* final_state = nullptr; // [streams]
-  const uint32_t* esc_index = nullptr;   // [escapes] strictly increasing value indices (< values)
+  const uint32_t* esc_index = nullptr;   // [escapes] strictly increasing coded-value indices (< values)
   const int32_t* esc_q = nullptr;        // [escapes] quantized values
   uint32_t escapes = 0;
   uint32_t streams = 0;
-  uint32_t values = 0;    // 2 * n_layers * tokens * kv_dim
+  uint32_t values = 0;    // coded values: 2 * n_layers * tokens * kv_dim, less layer 0's if first_block
+  uint32_t first_block = 0;        // 2 for a token-table blob (layer 0 not coded), else 0
+  const int32_t* tokens = nullptr; // token-table blob: [tokens] ids, each < the table's vocabulary
+  const float* token_kv = nullptr; // token-table blob: the profile's table (profile.h layout)
   uint32_t block = 0;     // tokens * kv_dim: values per (layer, kind)
   uint32_t kv_dim = 0;
   uint32_t head_dim = 0;
@@ -201,7 +204,7 @@ KVSTREAM_HD inline void decode_stream_hd(const HdChunk& c, const HdLevel& L, con
   RansDecoder d{c.final_state[st], c.data + c.offset[st], c.data + c.offset[st + 1], 0};
   const uint32_t S = c.streams, kd = c.kv_dim, block = c.block, sb = L.scale_bits;
   const uint32_t s_mod_d = S % kd;
-  uint32_t b = st / block, off = st % block, ch = off % kd;  // block, offset in block, channel
+  uint32_t b = c.first_block + st / block, off = st % block, ch = off % kd;  // block, offset, channel
   uint32_t seen = 0, bad = 0;
   const size_t row_off = size_t(c.dst_row0) * kd;
   for (uint32_t i = st; i < c.values; i += S) {
@@ -233,6 +236,21 @@ KVSTREAM_HD inline void decode_stream_hd(const HdChunk& c, const HdLevel& L, con
   if (!rans_decoder_ok(d)) bad |= kHdBadStream;
   if (seen) hd_status_add(c.status + 1, seen);
   if (bad) hd_status_or(c.status, bad);
+}
+
+// Number of layer-0 values fill_token_value_hd() writes per chunk (0 unless a token-table blob).
+KVSTREAM_HD inline uint32_t token_values_hd(const HdChunk& c) { return c.first_block ? 2 * c.block : 0; }
+
+// Token-table blob: layer-0 value idx (< token_values_hd) = the table's entry for its token,
+// stored (V, or K when keys stay pre-RoPE) or put into k_scratch for finish_key_pair_hd().
+KVSTREAM_HD inline void fill_token_value_hd(const HdChunk& c, const HdOut& o, uint32_t idx) {
+  if (idx >= token_values_hd(c)) return;
+  const uint32_t kind = idx / c.block, off = idx % c.block, t = off / c.kv_dim, ch = off % c.kv_dim;
+  const float v = c.token_kv[(size_t(uint32_t(c.tokens[t])) * 2 + kind) * c.kv_dim + ch];
+  if (o.rope && kind == 0)
+    c.k_scratch[off] = v;
+  else
+    store_hd(o.base[kind], size_t(c.dst_row0) * c.kv_dim + off, o.dtype, v);
 }
 
 // Number of key pairs finish_key_pair_hd() handles per chunk.

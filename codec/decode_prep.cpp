@@ -36,6 +36,13 @@ PreparedQuantChunk prepare_quant_chunk(std::span<const uint8_t> blob, const Blob
     c.esc_q.push_back(int32_t(q));
   }
   if (r.pos != c.layout.escape_end) r.fail("escape list length mismatch");
+  if (c.layout.skip_values) {  // token-table blob: ids index the profile's table
+    if (!profile.has_token_table()) throw CorruptBlob("chunk blob: needs a token table the profile does not have");
+    for (int32_t id : c.layout.tokens)
+      if (uint32_t(id) >= profile.token_vocab)
+        throw CorruptBlob("chunk blob: token id " + std::to_string(id) + " outside the profile's vocabulary (" +
+                          std::to_string(profile.token_vocab) + ")");
+  }
   return c;
 }
 
@@ -106,6 +113,9 @@ void decode_quant_emulated(std::span<const uint8_t> blob, const Profile& profile
   c.escapes = pc.layout.escapes;
   c.streams = pc.layout.streams;
   c.values = uint32_t(pc.layout.values);
+  c.first_block = pc.layout.skip_values ? 2u : 0u;
+  c.tokens = pc.layout.tokens.data();
+  c.token_kv = profile.token_kv.data();
   c.block = uint32_t(h.tokens) * d;
   c.kv_dim = d;
   c.head_dim = uint32_t(h.shape.head_dim);
@@ -118,6 +128,8 @@ void decode_quant_emulated(std::span<const uint8_t> blob, const Profile& profile
   const HdOut o{base.data(), hd_dtype(dst.dtype), rope ? 1u : 0u};
   // Kernel 1: one thread per stream.
   for (uint32_t st = 0; st < c.streams; ++st) decode_stream_hd(c, L, o, st);
+  // Kernel 1b: one thread per layer-0 value of a token-table blob.
+  for (uint32_t i = 0; i < token_values_hd(c); ++i) fill_token_value_hd(c, o, i);
   // Kernel 2: one thread per key pair (only when keys are rotated).
   if (rope)
     for (uint32_t p = 0; p < key_pairs_hd(c); ++p) finish_key_pair_hd(c, o, p);

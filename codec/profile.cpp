@@ -80,6 +80,10 @@ void Profile::validate() const {
   if (mean.size() != lanes || weight.size() != lanes) bad("mean/weight size != lanes");
   for (float m : mean)
     if (!std::isfinite(m)) bad("non-finite mean");
+  if (token_vocab > kMaxTokenVocab) bad("token table vocabulary too large");
+  if (token_kv.size() != size_t(token_vocab) * 2 * size_t(shape.kv_dim())) bad("token table size != vocab * 2 * kv_dim");
+  for (float v : token_kv)
+    if (!std::isfinite(v)) bad("non-finite token table value");
   if (levels.empty() || levels.size() > 255) bad("needs 1..255 levels");
   for (size_t i = 0; i < levels.size(); ++i) {
     const ProfileLevel& L = levels[i];
@@ -114,11 +118,17 @@ std::vector<uint8_t> serialize_profile(const Profile& p) {
   std::vector<uint8_t> out;
   ByteWriter w{out};
   w.bytes(kMagic, 8);
-  w.u32(kProfileVersion);
+  // Version 1 bytes (no token table) are kept exactly so that the hashes of such profiles, which
+  // containers name, never change.
+  w.u32(p.has_token_table() ? kProfileVersion : kProfileVersionNoTable);
   w.u32(static_cast<uint32_t>(js.size()));
   w.bytes(js.data(), js.size());
   for (float m : p.mean) w.f32(m);
   for (float m : p.weight) w.f32(m);
+  if (p.has_token_table()) {
+    w.u32(p.token_vocab);
+    for (float v : p.token_kv) w.f32(v);
+  }
   for (const auto& L : p.levels) {
     for (float s : L.step) w.f32(s);
     for (size_t k = 0; k < L.tables.size(); ++k) {
@@ -140,7 +150,7 @@ Profile parse_profile(std::span<const uint8_t> bytes, const std::string& what) {
   r.data = bytes.first(bytes.size() - 4);
   if (std::memcmp(r.take(8, "magic"), kMagic, 8) != 0) r.fail("not a kvstream profile (bad magic)");
   const uint32_t version = r.u32("version");
-  if (version != kProfileVersion)
+  if (version != kProfileVersion && version != kProfileVersionNoTable)
     r.fail("unsupported profile version " + std::to_string(version));
   const uint32_t jlen = r.u32("json length");
   if (jlen > kMaxJson) r.fail("JSON header too large");
@@ -179,6 +189,15 @@ Profile parse_profile(std::span<const uint8_t> bytes, const std::string& what) {
   p.weight.resize(lanes);
   for (auto& m : p.mean) m = r.f32("mean");
   for (auto& m : p.weight) m = r.f32("weight");
+  if (version >= 2) {
+    p.token_vocab = r.u32("token table vocabulary");
+    if (p.token_vocab == 0 || p.token_vocab > kMaxTokenVocab)
+      r.fail("token table vocabulary " + std::to_string(p.token_vocab) + " outside 1.." + std::to_string(kMaxTokenVocab));
+    const size_t n = size_t(p.token_vocab) * 2 * size_t(p.shape.kv_dim());
+    r.need(n * 4, "token table");
+    p.token_kv.resize(n);
+    for (auto& v : p.token_kv) v = r.f32("token table");
+  }
   for (auto& L : p.levels) {
     L.step.resize(lanes);
     L.q_min.resize(lanes);

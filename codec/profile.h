@@ -10,6 +10,13 @@
 // is table symbol q - q_min, anything else is the escape symbol n - 1 (value sent separately).
 // Decoding: x' = mean[lane] + step[lane] * q.
 //
+// Token table (format version 2, optional): layer 0's K and V depend only on the token id
+// (embedding -> rmsnorm -> projection; no position enters before RoPE), so a profile may carry
+// them for every id of the vocabulary: token_kv[(id * 2 + kind) * kv_dim + channel], K pre-RoPE.
+// Quant blobs then send the chunk's token ids instead of coding layer 0 (chunk_codec.h). For a
+// 7B-class model the table would be vocab x 2 x kv_dim values (e.g. 32000 x 8192 x 2 B = 0.5 GB);
+// a receiver holding the weights could compute it instead — here it is simply a profile section.
+//
 // Contract: parse_profile() validates everything (magic, version, sizes, CRC32C, every table via
 // rans_finish_table, finite positive steps) and throws std::runtime_error with a clear message;
 // it never allocates from an unchecked length. The profile hash (FNV-1a 64 of the serialised
@@ -27,7 +34,9 @@
 
 namespace kvstream::codec {
 
-inline constexpr uint32_t kProfileVersion = 1;
+inline constexpr uint32_t kProfileVersion = 2;        // written when the profile has a token table
+inline constexpr uint32_t kProfileVersionNoTable = 1;  // written (and hashed) when it has none
+inline constexpr uint32_t kMaxTokenVocab = 1u << 20;
 
 enum class Kind : uint8_t { K = 0, V = 1 };
 
@@ -63,6 +72,8 @@ struct Profile {
   std::vector<float> mean;          // [lane] (K lanes: pre-RoPE key means)
   std::vector<float> weight;        // [lane] sensitivity weight used to derive steps (provenance)
   std::vector<ProfileLevel> levels; // best quality first
+  uint32_t token_vocab = 0;         // ids covered by token_kv (0 = no token table)
+  std::vector<float> token_kv;      // [(id * 2 + kind) * kv_dim + channel]: layer 0 K (pre-RoPE) / V
   nlohmann::json provenance;        // how it was made (calibration text, contexts, ...)
 
   // Index of the level named `name`; throws std::invalid_argument listing the names if absent.
@@ -71,6 +82,11 @@ struct Profile {
   void validate() const;
   // FNV-1a 64 over serialize_profile(*this).
   uint64_t hash() const;
+  bool has_token_table() const { return token_vocab > 0; }
+  // Layer 0's K (kind 0, pre-RoPE) or V (kind 1) row of token `id` (kv_dim floats); id < token_vocab.
+  const float* token_row(uint32_t id, int kind) const {
+    return token_kv.data() + (size_t(id) * 2 + size_t(kind)) * size_t(shape.kv_dim());
+  }
 };
 
 std::vector<uint8_t> serialize_profile(const Profile& p);

@@ -21,12 +21,6 @@ using codec::Kind;
 using codec::Method;
 using codec::parallel_for;
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open text file " + path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
 std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
                                       int count, int context_tokens, int continuation_tokens) {
   if (count <= 0 || context_tokens < 2 || continuation_tokens < 1)
@@ -204,6 +198,22 @@ Bounds quality_bounds(const QualityResult& q, double z, int eval_contexts) {
 
 }  // namespace
 
+void add_token_table(const Model& m, codec::Profile& p) {
+  const KvShape s = m.kv_shape();
+  if (!(p.shape == s)) throw std::invalid_argument("add_token_table: profile is for another model shape");
+  const int vocab = m.config().vocab_size;
+  const size_t d = size_t(s.kv_dim());
+  p.token_vocab = uint32_t(vocab);
+  p.token_kv.assign(size_t(vocab) * 2 * d, 0.0f);
+  for (int id = 0; id < vocab; ++id) {
+    KvCache kv = m.new_cache(/*pre_rope=*/true);
+    const int32_t tok = id;
+    m.recompute(kv, std::span(&tok, 1));
+    std::copy_n(kv.k[0].data(), d, p.token_kv.begin() + (size_t(id) * 2 + 0) * d);
+    std::copy_n(kv.v[0].data(), d, p.token_kv.begin() + (size_t(id) * 2 + 1) * d);
+  }
+}
+
 codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::string& text,
                              const ProfileOptions& opt) {
   const KvShape s = m.kv_shape();
@@ -243,6 +253,7 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   p.rope_theta = m.config().rope_theta;
   p.mean = st.mean;
   p.weight = weight;
+  if (opt.token_table) add_token_table(m, p);
 
   // Candidate grid: base step (absolute units at weight 1) x V/K step ratio.
   std::vector<float> rms_sorted = st.rms;
@@ -284,7 +295,11 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
           (!best || c.q.bits_per_value < best->q.bits_per_value))
         best = &c;
     }
-    if (!best || best == prev) continue;
+    if (!best) continue;
+    if (best == prev) {  // one candidate meets two targets: name it after the later (the goal it
+      p.levels.back().name = t.name;  // is checked against, e.g. "standard"), keep one level
+      continue;
+    }
     if (prev && best->q.bits_per_value >= prev->q.bits_per_value) continue;
     prev = best;
     codec::ProfileLevel L = best->level;

@@ -18,6 +18,7 @@
 
 #include "codec/container.h"
 #include "codec/profile.h"
+#include "model/file_bytes.h"  // read_text_file
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -37,7 +38,6 @@ struct EvalContext {
 // `count` contexts evenly spread over `range` of the text.
 std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
                                       int count, int context_tokens, int continuation_tokens);
-std::string read_text_file(const std::string& path);
 
 // A prefilled context: its KV (post-RoPE, positions 0..) and the baseline score.
 struct PreparedContext {
@@ -88,7 +88,14 @@ struct ProfileOptions {
   // default), "rms" (step proportional to the lane's spread: plain per-channel scaling) or
   // "uniform" (one step for every lane).
   std::string weighting = "sensitivity";
+  // Put layer 0's per-token K/V table into the profile (add_token_table), so that quant blobs send
+  // token ids instead of coding layer 0. Off: layer 0 is quantized like every other layer.
+  bool token_table = true;
 };
+// Fills p.token_vocab / p.token_kv with layer 0's pre-RoPE K and V of every token id (a one-token
+// forward pass at position 0 per id; layer 0 sees no position before RoPE, so these are the rows
+// any context produces for that id).
+void add_token_table(const Model& m, codec::Profile& p);
 // Runs the whole profiler (see kv_quality.cpp): per-lane sensitivities by perturbation, a grid of
 // candidate step sizes, and a ladder of named levels picked from the measured size/quality front.
 codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::string& text,

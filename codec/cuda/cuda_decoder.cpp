@@ -108,6 +108,10 @@ class CudaDecoder final : public Decoder {
     dev_levels_.resize(p.levels.size());
     host_levels_.assign(p.levels.size(), HdLevel{});
     levels_arr_.reserve(std::max<size_t>(1, p.levels.size()) * sizeof(HdLevel));
+    if (p.has_token_table()) {  // layer 0 of token-table blobs is read from the device copy
+      token_kv_.reserve(p.token_kv.size() * sizeof(float));
+      KV_CUDA(cudaMemcpy(token_kv_.p, p.token_kv.data(), p.token_kv.size() * sizeof(float), cudaMemcpyHostToDevice));
+    }
   }
 
   void submit(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) override {
@@ -306,7 +310,7 @@ class CudaDecoder final : public Decoder {
       }
       const auto& lay = pcs[c].layout;
       bytes += align_up((lay.streams + 1) * 4) + align_up(lay.streams * 4) + 2 * align_up(lay.escapes * 4) +
-               align_up(blobs[i].size());
+               align_up(blobs[i].size()) + align_up(lay.tokens.size() * 4);
       if (rope) {
         bytes += align_up(size_t(hs[i].tokens) * shape.head_dim * sizeof(float));
         scratch_floats += size_t(L) * hs[i].tokens * d;
@@ -334,7 +338,7 @@ class CudaDecoder final : public Decoder {
     const uint8_t* base_h = put(base.data(), base.size() * sizeof(void*));
     auto* status_dev = reinterpret_cast<uint32_t*>(db + s.status_offset);
     size_t scratch_at = 0;
-    uint32_t max_streams = 0, max_pairs = 0;
+    uint32_t max_streams = 0, max_pairs = 0, max_token_values = 0;
     s.escapes.assign(n, 0);
     s.blob_index.assign(n, 0);
     for (uint32_t c = 0; c < n; ++c) {
@@ -351,6 +355,11 @@ class CudaDecoder final : public Decoder {
       hc.escapes = pc.layout.escapes;
       hc.streams = pc.layout.streams;
       hc.values = uint32_t(pc.layout.values);
+      if (pc.layout.skip_values) {
+        hc.first_block = 2;
+        hc.tokens = reinterpret_cast<const int32_t*>(dev_of(put(pc.layout.tokens.data(), pc.layout.tokens.size() * 4)));
+        hc.token_kv = reinterpret_cast<const float*>(token_kv_.p);
+      }
       hc.block = uint32_t(h.tokens) * d;
       hc.kv_dim = d;
       hc.head_dim = uint32_t(shape.head_dim);
@@ -369,11 +378,12 @@ class CudaDecoder final : public Decoder {
       chunks[c] = hc;
       max_streams = std::max(max_streams, hc.streams);
       max_pairs = std::max(max_pairs, key_pairs_hd(hc));
+      max_token_values = std::max(max_token_values, token_values_hd(hc));
       s.escapes[c] = pc.layout.escapes;
       s.blob_index[c] = submitted_ + i;
       stats_.blobs += 1;
       stats_.blob_bytes += blobs[i].size();
-      stats_.output_bytes += size_t(hc.values) * dest_elem_bytes(dst.dtype);
+      stats_.output_bytes += size_t(hc.values + token_values_hd(hc)) * dest_elem_bytes(dst.dtype);
     }
     const HdOut out{reinterpret_cast<void* const*>(dev_of(base_h)), hd_dtype(dst.dtype), rope ? 1u : 0u};
     KV_CUDA(cudaEventRecord(s.start, s.stream));
@@ -382,6 +392,7 @@ class CudaDecoder final : public Decoder {
     KV_CUDA(cudaMemsetAsync(status_dev, 0, size_t(n) * 8, s.stream));
     const auto* chunks_dev = reinterpret_cast<const HdChunk*>(db);
     KV_CUDA(launch_decode_streams(chunks_dev, n, max_streams, levels, out, s.stream));
+    KV_CUDA(launch_fill_token_layer(chunks_dev, n, max_token_values, out, s.stream));
     if (rope) KV_CUDA(launch_finish_keys(chunks_dev, n, max_pairs, out, s.stream));
     KV_CUDA(cudaMemcpyAsync(s.status_host.p, status_dev, size_t(n) * 8, cudaMemcpyDeviceToHost, s.stream));
     KV_CUDA(cudaEventRecord(s.done, s.stream));
@@ -399,6 +410,7 @@ class CudaDecoder final : public Decoder {
   std::vector<std::unique_ptr<DevLevel>> dev_levels_;
   std::vector<HdLevel> host_levels_;
   DeviceBuf levels_arr_;   // HdLevel[levels] on the device
+  DeviceBuf token_kv_;     // the profile's token table (layer 0 of token-table blobs)
   std::vector<float> cs_;  // host cos/sin rows for positions [0, cs_.size() / head_dim)
   float cs_theta_ = 0;
   int cs_head_dim_ = 0;

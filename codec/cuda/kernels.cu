@@ -16,11 +16,25 @@ __global__ void decode_streams_kernel(const HdChunk* __restrict__ chunks, const 
   decode_stream_hd(c, levels[c.level], out, st);
 }
 
+__global__ void fill_token_layer_kernel(const HdChunk* __restrict__ chunks, HdOut out) {
+  const HdChunk c = chunks[blockIdx.y];
+  const uint32_t n = token_values_hd(c);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    fill_token_value_hd(c, out, i);
+}
+
 __global__ void finish_keys_kernel(const HdChunk* __restrict__ chunks, HdOut out) {
   const HdChunk c = chunks[blockIdx.y];
   const uint32_t n = key_pairs_hd(c);
   for (uint32_t p = blockIdx.x * blockDim.x + threadIdx.x; p < n; p += gridDim.x * blockDim.x)
     finish_key_pair_hd(c, out, p);
+}
+
+// Grid of a grid-stride kernel over up to `max_items` items per chunk (grid y = chunk).
+dim3 grid_stride_grid(uint32_t max_items, uint32_t n_chunks) {
+  uint32_t blocks = (max_items + kThreads - 1) / kThreads;
+  if (blocks > 4096) blocks = 4096;  // grid-stride beyond
+  return dim3(blocks, n_chunks);
 }
 
 }  // namespace
@@ -34,14 +48,19 @@ cudaError_t launch_decode_streams(const HdChunk* chunks, uint32_t n_chunks, uint
   return cudaGetLastError();
 }
 
+cudaError_t launch_fill_token_layer(const HdChunk* chunks, uint32_t n_chunks, uint32_t max_values, HdOut out,
+                                   cudaStream_t stream) {
+  if (n_chunks == 0 || max_values == 0) return cudaSuccess;
+  if (n_chunks > 65535) return cudaErrorInvalidValue;
+  fill_token_layer_kernel<<<grid_stride_grid(max_values, n_chunks), kThreads, 0, stream>>>(chunks, out);
+  return cudaGetLastError();
+}
+
 cudaError_t launch_finish_keys(const HdChunk* chunks, uint32_t n_chunks, uint32_t max_pairs, HdOut out,
                                cudaStream_t stream) {
   if (n_chunks == 0 || max_pairs == 0) return cudaSuccess;
   if (n_chunks > 65535) return cudaErrorInvalidValue;
-  uint32_t blocks = (max_pairs + kThreads - 1) / kThreads;
-  if (blocks > 4096) blocks = 4096;  // grid-stride beyond
-  const dim3 grid(blocks, n_chunks);
-  finish_keys_kernel<<<grid, kThreads, 0, stream>>>(chunks, out);
+  finish_keys_kernel<<<grid_stride_grid(max_pairs, n_chunks), kThreads, 0, stream>>>(chunks, out);
   return cudaGetLastError();
 }
 

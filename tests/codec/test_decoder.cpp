@@ -171,28 +171,32 @@ TEST_CASE("CPU Decoder equals the codec's own decode_chunk on real chunks", "[co
 TEST_CASE("host run of the CUDA kernels' code is bit-identical to the CPU decoder", "[codec][decoder]") {
   const auto& fx = DecoderFixture::get();
   CpuDecoder dec;
-  dec.set_profile(fx.profile);
-  uint64_t escapes = 0, streams_max = 0, compared = 0;
+  uint64_t escapes = 0, streams_max = 0, compared = 0, token_blobs = 0;
+  for (const Profile* prof : {&fx.profile, &fx.profile_tt})  // without / with the layer-0 token table
   for (int level = 0; level < 3; ++level)
     for (int sps : {4096, 97, 1000000})  // default, many short streams (S not a multiple of kv_dim), one stream
       for (Dtype dt : {Dtype::F16, Dtype::BF16, Dtype::F32})
         for (bool pre : {false, true}) {
-          const auto blobs = encode_chunks(fx.context, fx.profile, level, 64, sps);
+          dec.set_profile(*prof);
+          const auto blobs = encode_chunks(fx.context, *prof, level, 64, sps);
           const uint32_t T = uint32_t(fx.context.num_tokens());
-          KvBuffer cpu = dec.allocate(fx.context.shape, dt, T, 0, pre, fx.profile.rope_theta);
-          KvBuffer emu = dec.allocate(fx.context.shape, dt, T, 0, pre, fx.profile.rope_theta);
+          KvBuffer cpu = dec.allocate(fx.context.shape, dt, T, 0, pre, prof->rope_theta);
+          KvBuffer emu = dec.allocate(fx.context.shape, dt, T, 0, pre, prof->rope_theta);
           for (const auto& blob : blobs) {
             dec.decode(blob, cpu.dest);
-            decode_quant_emulated(blob, fx.profile, emu.dest);
+            decode_quant_emulated(blob, *prof, emu.dest);
+            token_blobs += parse_blob_header(blob).flags == kBlobFlagTokenLayer;
             escapes += escapes_of(blob);
             streams_max = std::max<uint64_t>(streams_max, parse_quant_layout(blob, parse_blob_header(blob)).streams);
           }
           const auto a = dest_bytes(dec, cpu.dest, T), b = dest_bytes(dec, emu.dest, T);
-          INFO("level " << level << " symbols/stream " << sps << " dtype " << dtype_name(dt) << " pre " << pre);
+          INFO("token table " << prof->has_token_table() << " level " << level << " symbols/stream " << sps
+               << " dtype " << dtype_name(dt) << " pre " << pre);
           REQUIRE(a.size() == b.size());
           CHECK(byte_diff(a, b) == 0);
           compared += a.size();
         }
+  CHECK(token_blobs == 3 * 3 * 3 * 2 * 5);  // every blob made with the token-table profile uses it
   CHECK(escapes > 100);      // the "tail" level exercises the escape path
   CHECK(streams_max > 100);  // and some chunks have hundreds of streams
   CHECK(compared > 10000000);

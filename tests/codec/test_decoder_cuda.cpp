@@ -28,19 +28,21 @@ void gpu_equals_cpu() {
   const auto& fx = DecoderFixture::get();
   auto gpu = make_decoder("cuda");
   CpuDecoder cpu;
-  gpu->set_profile(fx.profile);
-  cpu.set_profile(fx.profile);
   const uint32_t T = uint32_t(fx.context.num_tokens());
+  for (const Profile* prof : {&fx.profile, &fx.profile_tt})  // without / with the layer-0 token table
   for (int level = 0; level < 3; ++level)
     for (int sps : {4096, 97, 1000000})
       for (Dtype dt : {Dtype::F16, Dtype::BF16, Dtype::F32})
         for (bool pre : {false, true}) {
-          const auto blobs = encode_chunks(fx.context, fx.profile, level, 64, sps);
+          gpu->set_profile(*prof);
+          cpu.set_profile(*prof);
+          const auto blobs = encode_chunks(fx.context, *prof, level, 64, sps);
           KvBuffer g = gpu->allocate(fx.context.shape, dt, T, 0, pre, fx.profile.rope_theta);
           KvBuffer c = cpu.allocate(fx.context.shape, dt, T, 0, pre, fx.profile.rope_theta);
           for (const auto& b : blobs) gpu->submit(b, g.dest), cpu.submit(b, c.dest);  // pipelined
           gpu->finish();
-          INFO("level " << level << " symbols/stream " << sps << " dtype " << dtype_name(dt) << " pre " << pre);
+          INFO("token table " << prof->has_token_table() << " level " << level << " symbols/stream " << sps
+               << " dtype " << dtype_name(dt) << " pre " << pre);
           REQUIRE(byte_diff(dest_bytes(*gpu, g.dest, T), dest_bytes(cpu, c.dest, T)) == 0);
         }
 }

@@ -11,6 +11,7 @@
 #include "codec/decoder.h"
 #include "codec/profile.h"
 #include "model/file_bytes.h"
+#include "model/kv_quality.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/test_data.h"
@@ -22,6 +23,7 @@ struct DecoderFixture {
   KvCache context;                 // post-RoPE keys, token t at position t
   std::vector<KvCache> calibration;
   codec::Profile profile;          // levels: "fine" (few escapes), "coarse", "tail" (~1% escapes)
+  codec::Profile profile_tt;       // the same plus the model's layer-0 token table (profile.h)
 
   static const DecoderFixture& get() {
     static const DecoderFixture f;
@@ -60,6 +62,9 @@ struct DecoderFixture {
     profile.levels.push_back(level("coarse", 0.1f, 1e-5));
     profile.levels.push_back(level("tail", 0.02f, 0.02));
     profile.validate();
+    profile_tt = profile;
+    model::add_token_table(model, profile_tt);
+    profile_tt.validate();
   }
 };
 
