@@ -61,11 +61,14 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     std::ostream& prog = o->json ? std::cerr : std::cout;
     ro.on_chunk = [&prog](const ks::ChunkRecord& c) {
       char line[256];
-      std::snprintf(line, sizeof line, "  chunk %3zu  %-12s %8llu B  arrived %8.1f..%8.1f ms  %7.2f Mbit/s  %s %6.2f ms  ready %8.1f ms\n",
+      const bool recompute = c.level == "text" || !c.fallback.empty();
+      std::snprintf(line, sizeof line, "  chunk %3zu  %-12s %8llu B  arrived %8.1f..%8.1f ms  %7.2f Mbit/s  %s %6.2f ms  ready %8.1f ms%s\n",
                     c.index, c.level.c_str(), static_cast<unsigned long long>(c.bytes), c.start_ms, c.end_ms,
-                    c.throughput_mbps, c.level == "text" ? "recompute" : "decode   ", c.decode_ms, c.ready_ms);
+                    c.throughput_mbps, recompute ? "recompute" : "decode   ", c.decode_ms, c.ready_ms,
+                    c.fallback.empty() ? "" : "  (fell back to text)");
       prog << line << std::flush;
     };
+    ro.on_warning = [](const std::string& w) { std::cerr << "recv: " << w << std::endl; };
     auto out = ks::receive(ro);
     auto& r = out.result;
     if (!o->reference.empty()) {
@@ -88,6 +91,9 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
                   out.profile_fetched ? ", profile fetched" : "");
       std::printf("quality (%s): top-1 agreement %.4f, ppl delta %+.2f%%; plan %s\n", r.quality_source.c_str(),
                   r.greedy_agreement, r.ppl_delta_pct, r.plan.c_str());
+      for (const auto& c : r.chunks)
+        if (!c.fallback.empty())
+          std::printf("chunk %zu fell back to %s (%s)\n", c.index, c.fallback.c_str(), c.fallback_reason.c_str());
       if (r.first_token >= 0) std::printf("first token %d%s\n", r.first_token, tok.c_str());
     }
     return 0;

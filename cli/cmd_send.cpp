@@ -13,6 +13,7 @@ namespace {
 struct SendOpts {
   std::string listen, dir;
   double duration_s = 0, idle_timeout_s = 60;
+  int fault_corrupt_blob = -1;
   bool quiet = false;
 };
 }  // namespace
@@ -25,12 +26,15 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)");
   sub.add_option("--idle-timeout-s", o->idle_timeout_s, "drop a receiver silent for this long");
   sub.add_flag("--quiet", o->quiet, "no per-connection log");
+  sub.add_option("--fault-corrupt-blob", o->fault_corrupt_blob,
+                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     ks::SenderOptions so;
     std::tie(so.host, so.port) = ks::parse_host_port(o->listen, "--listen");
     so.dir = o->dir;
     so.idle_timeout_s = o->idle_timeout_s;
+    so.faults.corrupt_blob_chunk = o->fault_corrupt_blob;
     auto log_mu = std::make_shared<std::mutex>();
     if (!o->quiet)
       so.log = [log_mu](const std::string& s) {
