@@ -1,6 +1,8 @@
 // Wire protocol implementation: frame header, CRC32C, message (de)serialisation with validation.
 #include "streamer/wire.h"
 
+#include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -124,6 +126,9 @@ bool valid_hash(const std::string& h) {
 }
 
 std::vector<uint8_t> frame_of(FrameType t, Writer& w) { return encode_frame(t, w.data()); }
+
+// Bytes of num_tokens ids packed at `bits` bits each.
+size_t packed_id_bytes(uint32_t num_tokens, unsigned bits) { return size_t((uint64_t(num_tokens) * bits + 7) / 8); }
 
 }  // namespace
 
@@ -294,10 +299,22 @@ std::vector<uint8_t> encode(const Manifest& m) {
   }
   if (m.token_ids.size() != m.num_tokens) throw ProtocolError("manifest token id count differs from num_tokens");
   if (m.num_tokens > kMaxManifestTokens) throw ProtocolError("manifest has more tokens than the protocol allows");
+  // Token ids bit-packed at the width of the largest id (e.g. 9 bits for a 512-token vocabulary):
+  // the manifest is on the critical path of every fetch.
+  uint32_t max_id = 0;
   for (int32_t t : m.token_ids) {
     if (t < 0) throw ProtocolError("manifest token id out of range");
-    w.u32(uint32_t(t));
+    max_id = std::max(max_id, uint32_t(t));
   }
+  const unsigned bits = std::max(1, int(std::bit_width(max_id)));
+  w.u8(uint8_t(bits));
+  std::vector<uint8_t> packed(packed_id_bytes(m.num_tokens, bits), 0);
+  uint64_t bit = 0;
+  for (int32_t t : m.token_ids) {
+    for (unsigned i = 0; i < bits; ++i, ++bit)
+      if ((uint32_t(t) >> i) & 1u) packed[bit / 8] |= uint8_t(1u << (bit % 8));
+  }
+  for (uint8_t b : packed) w.u8(b);
   return frame_of(FrameType::kManifest, w);
 }
 std::vector<uint8_t> encode(const ProfileGet& m) {
@@ -427,13 +444,22 @@ Manifest decode_manifest(const Frame& f) {
     m.chunks.push_back(std::move(c));
   }
   if (next_token != m.num_tokens) throw ProtocolError("MANIFEST chunk tokens do not sum to num_tokens");
-  r.need(size_t(m.num_tokens) * 4);  // before allocating: the ids must all be in the payload
+  const unsigned bits = r.u8();
+  if (bits < 1 || bits > 31)
+    throw ProtocolError("MANIFEST token id width " + std::to_string(bits) + " bits out of range (1..31)");
+  const size_t nbytes = packed_id_bytes(m.num_tokens, bits);
+  r.need(nbytes);  // before allocating: the ids must all be in the payload
+  std::vector<uint8_t> packed(nbytes);
+  for (auto& b : packed) b = r.u8();
   m.token_ids.resize(m.num_tokens);
+  uint64_t bit = 0;
   for (uint32_t t = 0; t < m.num_tokens; ++t) {
-    const uint32_t id = r.u32();
-    if (id > 0x7FFFFFFFu) throw ProtocolError("MANIFEST token id " + std::to_string(id) + " out of range (>= 2^31)");
-    m.token_ids[t] = int32_t(id);
+    uint32_t id = 0;
+    for (unsigned i = 0; i < bits; ++i, ++bit) id |= uint32_t((packed[bit / 8] >> (bit % 8)) & 1u) << i;
+    m.token_ids[t] = int32_t(id);  // < 2^31: at most 31 bits
   }
+  for (; bit < uint64_t(nbytes) * 8; ++bit)
+    if ((packed[bit / 8] >> (bit % 8)) & 1u) throw ProtocolError("MANIFEST token id padding bits are not zero");
   r.done();
   if (!valid_context_id(m.context_id)) throw ProtocolError("MANIFEST has an invalid context id");
   if (!valid_hash(m.profile_hash)) throw ProtocolError("MANIFEST profile hash is not lowercase hex");

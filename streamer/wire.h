@@ -107,7 +107,8 @@ struct ManifestChunk {
   uint32_t text_bytes = 0;
   std::vector<uint32_t> level_bytes;  // one per manifest level, same order
 };
-// Most token ids a MANIFEST may carry (512 Ki tokens = 2 MiB of ids, well inside the 4 MiB frame).
+// Most token ids a MANIFEST may carry (512 Ki tokens: at most 31 bits each, < 2 MiB, well inside
+// the 4 MiB frame). On the wire they are bit-packed at the width of the largest id.
 constexpr uint32_t kMaxManifestTokens = 1u << 19;
 
 struct Manifest {

@@ -225,7 +225,7 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     REQUIRE_THROWS_WITH(decode_manifest(parse_one(encode(m))), Catch::Contains("size"));
     // A chunk count far beyond the payload is caught before allocating.
     auto t = f;
-    const size_t count_at = t.payload.size() - 100 * 4 - 2 * (12 + 3 * 4) - 4;
+    const size_t count_at = t.payload.size() - (1 + 388) - 2 * (12 + 3 * 4) - 4;  // 100 ids x 31 bits
     t.payload[count_at + 2] = 0x0F;  // 0x000F0002 chunks
     REQUIRE_THROWS_AS(decode_manifest(t), ProtocolError);
   }
@@ -236,18 +236,24 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     m = sample_manifest();
     m.token_ids[3] = -1;
     REQUIRE_THROWS_AS(encode(m), ProtocolError);
+    // sample: 100 ids, the largest 2^31 - 1 -> 31 bits each, 388 bytes (4 padding bits)
     auto f = parse_one(encode(sample_manifest()));
-    // the last id (0x7FFFFFFF) becomes 0x80000000: >= 2^31
+    const size_t width_at = f.payload.size() - 389;
+    REQUIRE(f.payload[width_at] == 31);
     auto t = f;
-    t.payload[t.payload.size() - 4] = 0x00;
-    t.payload[t.payload.size() - 1] = 0x80;
-    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("out of range"));
-    // ids missing (truncated) or one too many (trailing)
+    t.payload[width_at] = 0;
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("width"));
+    t.payload[width_at] = 32;
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("width"));
     t = f;
-    t.payload.resize(t.payload.size() - 4);
+    t.payload.back() |= 0x80;  // a padding bit
+    REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("padding"));
+    // ids missing (truncated) or one byte too many (trailing)
+    t = f;
+    t.payload.pop_back();
     REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("truncated"));
     t = f;
-    for (int i = 0; i < 4; ++i) t.payload.push_back(0);
+    t.payload.push_back(0);
     REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("trailing"));
     // num_tokens over the hard limit is refused before any chunk or id is read
     t = f;
@@ -255,6 +261,29 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     const uint32_t big = kMaxManifestTokens + 1;
     for (int i = 0; i < 4; ++i) t.payload[at + size_t(i)] = uint8_t(big >> (8 * i));
     REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("exceeds the limit"));
+  }
+  SECTION("manifest token ids are bit-packed at the largest id's width") {
+    Manifest m = sample_manifest();
+    std::mt19937 rng(3);
+    for (auto& id : m.token_ids) id = int32_t(rng() % 512);
+    m.token_ids[17] = 511;  // 9 bits
+    const auto f9 = parse_one(encode(m));
+    REQUIRE(decode_manifest(f9).token_ids == m.token_ids);
+    for (auto& id : m.token_ids) id = 0;  // all zero: 1 bit each
+    const auto f1 = parse_one(encode(m));
+    REQUIRE(decode_manifest(f1).token_ids == m.token_ids);
+    REQUIRE(f9.payload.size() - f1.payload.size() == (100 * 9 + 7) / 8 - (100 + 7) / 8);
+    for (int i = 0; i < 100; ++i) m.token_ids[size_t(i)] = i % 2 ? 0x7FFFFFFF : 0x40000000 + i;
+    REQUIRE(decode_manifest(parse_one(encode(m))).token_ids == m.token_ids);
+    // docs/PROTOCOL.md's example, byte for byte: ids [5, 2, 7] -> 0x03 0xD5 0x01
+    Manifest e = sample_manifest();
+    e.num_tokens = 3;
+    e.chunks = {{0, 3, 30, {40, 20, 200}}};
+    e.token_ids = {5, 2, 7};
+    const auto fe = parse_one(encode(e));
+    const std::vector<uint8_t> tail(fe.payload.end() - 3, fe.payload.end());
+    REQUIRE(tail == std::vector<uint8_t>{0x03, 0xD5, 0x01});
+    REQUIRE(decode_manifest(fe).token_ids == e.token_ids);
   }
   SECTION("error code out of range") {
     std::vector<uint8_t> p = {99, 0, 0, 0};
