@@ -39,6 +39,9 @@ q8_ttft=$("$kv" simulate --kvs "$out/story.kvs" --trace "$trace" --slo-ms 100000
   --prefill-rate "$rate" --delay-ms "$delay" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ttft_ms"])')
 slo=$(/usr/bin/python3 -c "print(round($q8_ttft / 3, 1))")
 echo "q8 needs ${q8_ttft} ms here (simulated) -> SLO ${slo} ms"
+# Each log is emptied HERE before its process starts: the redirect of a background command runs in
+# the child, possibly after the wait loop below has already read the previous run's log (and port).
+: > "$out/send.log"
 "$kv" send --listen 127.0.0.1:0 --dir "$out" --quiet > "$out/send.log" 2>&1 &
 send_pid=$!
 relay_pid=""
@@ -47,8 +50,9 @@ cleanup() {
   kill "$send_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 50); do grep -q "serving" "$out/send.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "serving" "$out/send.log" 2>/dev/null && break; sleep 0.1; done
 sport=$(sed -n 's/.*serving .* on [^ ]*:\([0-9]*\).*/\1/p' "$out/send.log")
+[ -n "$sport" ] || { echo "demo: the sender did not start:"; cat "$out/send.log"; exit 1; }
 
 # The codec profile is per model, not per context: a receiver fetches it once and caches it by hash.
 # Fetch it here, directly from the sender, so that no policy's TTFT below pays for it.
@@ -58,11 +62,13 @@ sport=$(sed -n 's/.*serving .* on [^ ]*:\([0-9]*\).*/\1/p' "$out/send.log")
 echo "== 4. fetch with each policy"
 results=()
 for policy in adaptive cachegen q8 text fixed:min; do
+  : > "$out/relay.log"
   "$kv" relay --trace "$trace" --listen 127.0.0.1:0 --connect "127.0.0.1:$sport" --delay-ms "$delay" \
     > "$out/relay.log" 2>&1 &
   relay_pid=$!
-  for _ in $(seq 50); do grep -q "listening" "$out/relay.log" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q "listening" "$out/relay.log" 2>/dev/null && break; sleep 0.1; done
   rport=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\) .*/\1/p' "$out/relay.log")
+  [ -n "$rport" ] || { echo "demo: the relay did not start:"; cat "$out/relay.log"; exit 1; }
   name=$(echo "$policy" | tr ':' '_')
   echo "-- $policy"
   "$kv" recv --connect "127.0.0.1:$rport" --context story --slo-ms "$slo" --policy "$policy" \
