@@ -1,0 +1,145 @@
+// The streaming CLI commands run as processes (build/bin/kvstream send / recv) over loopback:
+// `recv -o` writes the context's token ids for chunks fetched as KV, and a sender serving one
+// corrupt blob makes `recv` fall back to text for that chunk (warning on stderr, "fallback" in
+// --json) and still complete.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "codec/safetensors.h"
+#include "tests/streamer/fixture.h"
+#include "tests/test_data.h"
+
+using kvstream::testing::StreamFixture;
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command line; returns its exit code and stdout.
+std::pair<int, std::string> shell(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// `kvstream send` in the background (it exits by itself after 60 s at the latest).
+struct SendProcess {
+  explicit SendProcess(const std::string& extra) {
+    log = (std::filesystem::temp_directory_path() / ("kvstream-send-cli-" + std::to_string(::getpid()) + ".log")).string();
+    std::filesystem::remove(log);
+    const auto [code, out] = shell(quote(kvstream::testing::kvstream_bin()) + " send --listen 127.0.0.1:0 --dir " +
+                                   quote(StreamFixture::get().dir) + " --quiet --duration-s 60 " + extra + " > " +
+                                   quote(log) + " 2>&1 & echo $!");
+    REQUIRE(code == 0);
+    pid = std::stoi(out);
+    for (int i = 0; i < 300 && port.empty(); ++i) {  // up to 30 s
+      const std::string s = slurp(log);
+      const auto at = s.find("serving ");
+      const auto nl = s.find('\n', at);
+      if (at != std::string::npos && nl != std::string::npos) {
+        const auto colon = s.rfind(':', nl);
+        port = s.substr(colon + 1, nl - colon - 1);
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    REQUIRE_FALSE(port.empty());
+  }
+  ~SendProcess() {
+    if (pid > 0) ::kill(pid, SIGTERM);
+    std::error_code ec;
+    std::filesystem::remove(log, ec);
+  }
+  int pid = -1;
+  std::string port, log;
+};
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("kvstream-cli-" + std::to_string(::getpid()) + "-" + name)).string();
+}
+
+}  // namespace
+
+TEST_CASE("kvstream recv -o writes the context's token ids for KV-fetched chunks", "[cli][stream]") {
+  const auto& fx = StreamFixture::get();
+  SendProcess send("");
+  const std::string out = temp_path("q8.safetensors"), profiles = temp_path("profiles");
+  // fixed:q8 fetches no text, and without --model nothing is recomputed: the ids can only come
+  // from the manifest
+  const auto [code, stdout_text] =
+      shell(quote(kvstream::testing::kvstream_bin()) + " recv --connect 127.0.0.1:" + send.port +
+            " --context story --slo-ms 10000 --policy fixed:q8 --profile-dir " + quote(profiles) + " -o " + quote(out) +
+            " 2>&1");
+  INFO(stdout_text);
+  REQUIRE(code == 0);
+  const auto kv = kvstream::read_safetensors(out);
+  REQUIRE(kv.num_tokens() == fx.kv.num_tokens());
+  REQUIRE(kv.tokens == fx.kv.tokens);
+  std::filesystem::remove(out);
+  std::filesystem::remove_all(profiles);
+}
+
+TEST_CASE("kvstream recv falls back to text for a chunk whose blob is corrupt", "[cli][stream]") {
+  const auto& fx = StreamFixture::get();
+  SendProcess send("--fault-corrupt-blob 2");
+  const std::string out = temp_path("fallback.safetensors"), profiles = temp_path("profiles2"),
+                    err = temp_path("recv.err");
+  const auto [code, json_text] =
+      shell(quote(kvstream::testing::kvstream_bin()) + " recv --connect 127.0.0.1:" + send.port +
+            " --context story --slo-ms 10000 --policy fixed:q8 --model " + quote(kvstream::testing::model_path()) +
+            " --profile-dir " + quote(profiles) + " --json -o " + quote(out) + " 2> " + quote(err));
+  const std::string stderr_text = slurp(err);
+  INFO(stderr_text);
+  REQUIRE(code == 0);
+  REQUIRE_THAT(stderr_text, Catch::Contains("warning: chunk 2 (level q8) failed to decode") &&
+                                Catch::Contains("fetching it again as text"));
+  const auto j = nlohmann::json::parse(json_text);
+  REQUIRE(j["chunks"].size() == 7);
+  for (size_t c = 0; c < 7; ++c) {
+    REQUIRE(j["chunks"][c]["level"] == "q8");
+    REQUIRE(j["chunks"][c].contains("fallback") == (c == 2));
+  }
+  REQUIRE(j["chunks"][2]["fallback"] == "text");
+  REQUIRE_THAT(j["chunks"][2]["fallback_reason"].get<std::string>(), Catch::Contains("CRC"));
+  const auto kv = kvstream::read_safetensors(out);
+  REQUIRE(kv.tokens == fx.kv.tokens);
+  // chunk 2's rows (a recompute on the q8 rows of chunks 0-1) are close to the original
+  const size_t kd = size_t(kv.shape.kv_dim());
+  double max_err = 0, max_abs = 0;
+  for (int l = 0; l < kv.shape.n_layers; ++l)
+    for (size_t i = 128 * kd; i < 192 * kd; ++i) {
+      max_err = std::max<double>(max_err, std::abs(kv.v[l][i] - fx.kv.v[l][i]));
+      max_abs = std::max<double>(max_abs, std::abs(fx.kv.v[l][i]));
+    }
+  REQUIRE(max_err < 0.05 * max_abs);
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  std::filesystem::remove_all(profiles);
+}
