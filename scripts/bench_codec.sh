@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Codec benchmark: prefills a held-out TinyStories context (from 60% into the text, never used for
 # calibration), then runs `kvstream bench codec --json` and `kvstream eval --json`.
-# Writes $OUT_DIR/bench_codec.json and $OUT_DIR/eval_codec.json (default build-codec/results).
+# Writes $OUT_DIR/bench_codec.json, bench_delta.json (anchor/delta study) and eval_codec.json
+# (default build-codec/results).
 # Needs a profile (PROFILE=..., default $OUT_DIR/stories260K.kvprofile, made if missing).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +26,7 @@ PY
 "$bin" prefill --model "$model" --tokenizer "$tok" --text-file "$out/ctx.txt" --max-tokens 512 \
   -o "$out/kv512.safetensors" > /dev/null
 "$bin" bench codec "$out/kv512.safetensors" --profile "$profile" --json > "$out/bench_codec.json"
+"$bin" bench delta "$out/kv512.safetensors" --profile "$profile" --json > "$out/bench_delta.json"
 "$bin" eval --model "$model" --tokenizer "$tok" --profile "$profile" --text-file "$text" \
   --contexts "${CONTEXTS:-32}" --json > "$out/eval_codec.json"
-echo "wrote $out/bench_codec.json $out/eval_codec.json"
+echo "wrote $out/bench_codec.json $out/bench_delta.json $out/eval_codec.json"
