@@ -7,7 +7,8 @@ as in `kvstream replay`). A turn with history hits if its conversation's entry i
 Policies: LRU (evict least recently saved/used), FIFO (evict the conversation inserted first; a new
 turn keeps its place, a re-insert after eviction is a new insertion) and OPT (Belady: evict the
 entry whose next turn is furthest away, knowing the future: the upper bound the scheduler-aware
-policy approximates with its look-ahead queue). Prints hit rates per capacity K.
+policy approximates with its look-ahead queue). Prints hit rates per capacity K, and for FIFO how
+often its victim is also the least recently used entry of the same cache contents.
 Usage: sim_store_policies.py [--caps 24,32,48,64] WORKLOAD.json [WORKLOAD.json ...]
 """
 import argparse
@@ -31,9 +32,11 @@ def events(w):
 
 
 def simulate(w, K, policy):
+    """Returns (hit rate, fraction of evictions whose victim is also the least recently used)."""
     ev, nxt = events(w)
     cache = OrderedDict()  # session -> next-use time (OPT) / order (LRU, FIFO)
-    hits = eligible = 0
+    last = {}              # session -> time of its last turn
+    hits = eligible = evictions = lru_same = 0
     for t, s, k in ev:
         if k > 0:
             eligible += 1
@@ -41,13 +44,16 @@ def simulate(w, K, policy):
         if s in cache and policy == "lru":
             cache.move_to_end(s)
         cache[s] = nxt[(s, k)]  # save after the turn (FIFO/LRU: an existing key keeps its place)
+        last[s] = t
         while len(cache) > K:
             if policy == "opt":
                 victim = max(cache, key=lambda x: cache[x])
-                del cache[victim]
             else:
-                cache.popitem(last=False)
-    return hits / max(1, eligible)
+                victim = next(iter(cache))
+            evictions += 1
+            lru_same += victim == min(cache, key=lambda x: last[x])
+            del cache[victim]
+    return hits / max(1, eligible), lru_same / max(1, evictions)
 
 
 def main():
@@ -56,16 +62,17 @@ def main():
     ap.add_argument("workloads", nargs="+")
     a = ap.parse_args()
     caps = [int(c) for c in a.caps.split(",")]
-    print("| workload (think time) | K entries | LRU | FIFO | FIFO - LRU | OPT |")
-    print("|---|---|---|---|---|---|")
+    print("| workload (think time) | K entries | LRU | FIFO | FIFO - LRU | OPT | FIFO victim = LRU victim |")
+    print("|---|---|---|---|---|---|---|")
     for f in a.workloads:
         w = json.load(open(f))
         o = w.get("options", {})
         dist = o.get("think_dist", "exponential")
         label = f"{dist}" + (f" sigma {o.get('think_sigma')}" if dist == "lognormal" else "")
         for K in caps:
-            lru, fifo, opt = (simulate(w, K, p) for p in ("lru", "fifo", "opt"))
-            print(f"| {label} | {K} | {100*lru:.1f}% | {100*fifo:.1f}% | {100*(fifo-lru):+.1f} | {100*opt:.1f}% |")
+            (lru, _), (fifo, same), (opt, _) = (simulate(w, K, p) for p in ("lru", "fifo", "opt"))
+            print(f"| {label} | {K} | {100*lru:.1f}% | {100*fifo:.1f}% | {100*(fifo-lru):+.1f} | {100*opt:.1f}% "
+                  f"| {100*same:.0f}% |")
 
 
 if __name__ == "__main__":
