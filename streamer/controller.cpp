@@ -94,6 +94,7 @@ Controller::Controller(StreamSpec spec, Policy policy, ControllerConfig cfg)
       policy_.plan.size() != spec_.chunks.size())
     throw std::invalid_argument("controller: plan/oracle policy needs a full plan");
   facts_.resize(spec_.chunks.size());
+  probe_.assign(spec_.chunks.size(), false);
   decode_sum_.assign(spec_.levels.size(), 0.0);
   decode_tokens_.assign(spec_.levels.size(), 0.0);
   if (cfg_.cost.decode_s_per_token.size() < spec_.levels.size())
@@ -117,7 +118,8 @@ void Controller::on_last_byte(size_t chunk, double t) {
   start = std::min(start, f.first_byte_t);
   prev_last_byte_ = t;
   const double dur = t - start;
-  if (bytes >= cfg_.min_sample_bytes && dur > 1e-6) {
+  // Probe chunks always count: they are the smallest level that measures the link.
+  if ((bytes >= cfg_.min_sample_bytes || probe_[chunk]) && dur > 1e-6) {
     const double bps = double(bytes) / dur;
     samples_.push_back(bps);
     all_samples_.push_back(bps * 8e-6);
@@ -202,15 +204,21 @@ int Controller::choose_adaptive(double now, Decision& d) {
   for (size_t l = 0; l < spec_.levels.size(); ++l) ps.allowed.push_back(int(l));
   if (cfg_.allow_text) ps.allowed.push_back(kText);
   PlanResult r = ps.run(st, next_, now + cfg_.rtt_s, cfg_.slo_s);
-  // Probe: until a chunk has measured the link, fetch the smallest KV level. The prior is only a
-  // guess: a text chunk (a few hundred bytes) measures nothing and its recompute is what a fast
-  // link cannot afford, and a large level is what a slow link cannot afford; the smallest level
-  // costs little either way and yields a throughput sample. The plan's prediction is kept.
+  // Probe: until a chunk has measured the link, fetch the smallest KV level big enough to give a
+  // throughput sample (>= min_sample_bytes on the wire; the largest level if none is). The prior
+  // is only a guess: a text chunk (a few hundred bytes) measures nothing and its recompute is what
+  // a fast link cannot afford, and a large level is what a slow link cannot afford; a small level
+  // costs little either way. (Probing with a level below the sample threshold would leave the
+  // controller on its prior for the whole context.) The plan's prediction is kept.
   if (samples_.empty() && !r.options.empty()) {
-    int smallest = 0;
-    for (size_t l = 1; l < spec_.levels.size(); ++l)
-      if (spec_.chunks[next_].level_bytes[l] < spec_.chunks[next_].level_bytes[size_t(smallest)]) smallest = int(l);
-    r.options.front() = smallest;
+    int probe = -1, largest = 0;
+    for (size_t l = 0; l < spec_.levels.size(); ++l) {
+      const uint64_t b = wire_bytes(spec_, next_, int(l));
+      if (b > wire_bytes(spec_, next_, largest)) largest = int(l);
+      if (b >= cfg_.min_sample_bytes && (probe < 0 || b < wire_bytes(spec_, next_, probe))) probe = int(l);
+    }
+    r.options.front() = probe >= 0 ? probe : largest;
+    probe_[next_] = true;
   }
   d.predicted_ttft_s = r.predicted_ttft;
   d.feasible = r.feasible;

@@ -103,6 +103,7 @@ class Controller {
   Policy policy_;
   ControllerConfig cfg_;
   std::vector<ChunkFacts> facts_;
+  std::vector<bool> probe_;  // [chunk] fetched as the link probe (always a throughput sample)
   std::vector<Decision> decisions_;
   std::deque<double> samples_;  // bytes/s of recent chunks
   std::vector<double> all_samples_;

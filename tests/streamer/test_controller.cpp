@@ -242,3 +242,23 @@ TEST_CASE("requests are pipelined by the bandwidth-delay product", "[controller]
   REQUIRE_FALSE(c.request_due(20026));  // the whole 20 kB chunk still to come
   REQUIRE(c.request_due(15000));        // one window left: ask for the next now
 }
+
+TEST_CASE("adaptive probes with the smallest level that measures the link, then leaves the prior", "[streamer][controller]") {
+  // Every level of chunk 0 but "mid" and "hi" is below the sample threshold: probing with "lo"
+  // (the smallest) would never produce a throughput sample and the controller would plan on its
+  // prior forever. The probe must be "mid" (smallest >= threshold), and the estimate must move.
+  StreamSpec s = ladder_spec(6);
+  ControllerConfig cfg = config(10.0, 2000);
+  cfg.min_sample_bytes = 5000;  // lo = 4000 B < 5000 <= mid = 10000 B
+  cfg.prior_mbps = 100;
+  Controller c(s, parse_policy("adaptive"), cfg);
+  const auto d = drive(c, [](size_t) { return 250000.0; }, 0.01);  // 2 Mbit/s
+  REQUIRE(d.size() == 6);
+  CHECK(s.levels[size_t(d[0].option)].name == "mid");
+  CHECK(d.back().est_mbps < 5.0);  // measured (2 Mbit/s x safety), not the 100 Mbit/s prior
+  CHECK(d.back().est_mbps > 1.0);
+  // With every level below the threshold the largest one probes (the closest to a real sample).
+  cfg.min_sample_bytes = 50000;
+  Controller c2(s, parse_policy("adaptive"), cfg);
+  CHECK(s.levels[size_t(c2.choose(0.01).option)].name == "hi");
+}
