@@ -79,6 +79,10 @@ std::string plan_to_string(const StreamSpec& spec, const std::vector<int>& optio
   return s;
 }
 
+namespace {
+constexpr double kSampleResolutionS = 1e-3;  // Mahimahi delivers in 1 ms opportunities
+}  // namespace
+
 Controller::Controller(StreamSpec spec, Policy policy, ControllerConfig cfg)
     : spec_(std::move(spec)), policy_(std::move(policy)), cfg_(std::move(cfg)) {
   if (spec_.chunks.empty()) throw std::invalid_argument("controller: context has no chunks");
@@ -117,9 +121,14 @@ void Controller::on_last_byte(size_t chunk, double t) {
   double start = std::max(prev_last_byte_, f.request_t + cfg_.rtt_s);
   start = std::min(start, f.first_byte_t);
   prev_last_byte_ = t;
-  const double dur = t - start;
+  // A chunk that arrived in one burst (first byte = last byte, e.g. within one delivery
+  // opportunity of a fast link, or when the request took longer than the handshake RTT) still
+  // measures the link: it moved `bytes` in under the time resolution, so bytes / resolution is a
+  // lower bound of the throughput. Without it a fast link gives no sample and adaptive keeps
+  // waiting for one (one chunk per round trip).
+  const double dur = std::max(t - start, kSampleResolutionS);
   // Probe chunks always count: they are the smallest level that measures the link.
-  if ((bytes >= cfg_.min_sample_bytes || probe_[chunk]) && dur > 1e-6) {
+  if (bytes >= cfg_.min_sample_bytes || probe_[chunk]) {
     const double bps = double(bytes) / dur;
     samples_.push_back(bps);
     all_samples_.push_back(bps * 8e-6);
