@@ -81,7 +81,8 @@ struct ProfileOptions {
   int context_tokens = 384;
   int continuation_tokens = 96;
   uint32_t chunk_tokens = 64;
-  int scale_bits = 10;             // 2^10-entry slot tables: 4 KiB per lane keeps decode in cache
+  int scale_bits = 9;              // 2^9-entry slot tables: 2 KiB per lane, 64 KiB per (layer, kind) block;
+                                   // decodes 10-17 % faster than 2^10 at 0.3-0.7 % more bits (RESULTS)
   int threads = 0;
   bool verbose = false;           // progress on stderr
   // How per-lane steps are weighted: "sensitivity" (noise injection through the model, the
