@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "model/bench.h"
 #include "model/file_bytes.h"
 
@@ -20,17 +21,14 @@ struct BenchModelOptions {
 
 KVSTREAM_COMMAND("bench model", "Benchmark reference-model prefill: batched vs token by token", [](CLI::App& sub) {
   auto o = std::make_shared<BenchModelOptions>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   sub.add_option("--text-file", o->text_file, "text to take the context from (../shared/text/tinystories_val.txt)")->required();
   sub.add_option("--tokens", o->tokens, "context length")->capture_default_str();
   sub.add_option("--repeats", o->repeats, "timed repetitions (best kept)")->capture_default_str();
   sub.add_flag("--json", o->json, "print JSON");
   return kvstream::cli::Action([o] {
     using namespace kvstream::model;
-    const Model m = Model::load(o->model);
-    const Tokenizer tok = Tokenizer::load(o->tokenizer);
-    check_tokenizer(m, tok);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     auto ids = tok.encode(read_text_file(o->text_file));
     if (ids.size() < o->tokens)
       throw std::invalid_argument("text has only " + std::to_string(ids.size()) + " tokens, fewer than --tokens");

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "model/kv_quality.h"
 
 KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every codec level and baseline",
@@ -15,8 +16,7 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
     double begin = 0.5, end = 1.0;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--model", o->model)->required();
-  sub.add_option("--tokenizer", o->tokenizer)->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   sub.add_option("--profile", o->profile)->required();
   sub.add_option("--text-file", o->text, "contexts come from its last half (never calibration)")->required();
   sub.add_option("--contexts", o->contexts);
@@ -28,8 +28,7 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
   sub.add_option("--text-end", o->end, "... up to this fraction");
   sub.add_flag("--json", o->json);
   return [o] {
-    const auto m = kvstream::model::Model::load(o->model);
-    const auto tok = kvstream::model::Tokenizer::load(o->tokenizer);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     const auto p = kvstream::codec::load_profile(o->profile);
     const auto rep = kvstream::model::evaluate_codec(m, tok, p, kvstream::model::read_text_file(o->text),
                                                      o->contexts, o->context_tokens,

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "codec/safetensors.h"
 #include "model/model.h"
 
@@ -22,8 +23,7 @@ struct GenerateOptions {
 
 KVSTREAM_COMMAND("generate", "Generate text with the reference model (llama2.c run.c output)", [](CLI::App& sub) {
   auto o = std::make_shared<GenerateOptions>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   auto* prompt = sub.add_option("--prompt", o->prompt, "prompt text (may be empty)");
   sub.add_option("--kv", o->kv, "continue the text of this KV cache file instead of a prompt")->excludes(prompt);
   sub.add_option("--steps", o->steps, "positions to run, prompt included (0 = seq_len); with --kv: new tokens")->capture_default_str();
@@ -32,9 +32,7 @@ KVSTREAM_COMMAND("generate", "Generate text with the reference model (llama2.c r
   sub.add_option("--seed", o->seed, "RNG seed for temperature > 0")->capture_default_str();
   return kvstream::cli::Action([o] {
     using namespace kvstream::model;
-    const Model m = Model::load(o->model);
-    const Tokenizer tok = Tokenizer::load(o->tokenizer);
-    check_tokenizer(m, tok);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     if (!o->kv.empty()) {
       const GenerateResult r = m.generate_from(kvstream::read_safetensors(o->kv), o->steps, o->temperature, o->seed, o->topp);
       const auto all = r.tokens;

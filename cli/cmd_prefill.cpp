@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "codec/safetensors.h"
 #include "model/file_bytes.h"
 #include "model/model.h"
@@ -22,8 +23,7 @@ struct PrefillOptions {
 
 KVSTREAM_COMMAND("prefill", "Run the reference model over text and write its KV cache (safetensors)", [](CLI::App& sub) {
   auto o = std::make_shared<PrefillOptions>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   auto* prompt = sub.add_option("--prompt", o->prompt, "text to prefill");
   auto* file = sub.add_option("--text-file", o->text_file, "file whose text to prefill");
   prompt->excludes(file);
@@ -35,9 +35,7 @@ KVSTREAM_COMMAND("prefill", "Run the reference model over text and write its KV 
     using namespace kvstream::model;
     if (!*prompt && !*file) throw std::invalid_argument("prefill: give --prompt or --text-file");
     const kvstream::Dtype dtype = kvstream::parse_dtype(o->dtype);
-    const Model m = Model::load(o->model);
-    const Tokenizer tok = Tokenizer::load(o->tokenizer);
-    check_tokenizer(m, tok);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     auto ids = tok.encode(*file ? read_text_file(o->text_file) : o->prompt);
     const size_t limit = o->max_tokens ? o->max_tokens : size_t(m.config().seq_len);
     if (ids.size() > limit) ids.resize(limit);

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "model/kv_quality.h"
 
 KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder) from calibration text",
@@ -12,8 +13,7 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
     kvstream::model::ProfileOptions p;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   sub.add_option("--text-file", o->text, "text; calibration uses only its first 35%")->required();
   sub.add_option("--contexts", o->p.calibration_contexts, "calibration contexts for tables");
   sub.add_option("--selection-contexts", o->p.selection_contexts, "contexts for sensitivities and ladder quality");
@@ -30,8 +30,7 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
   sub.add_flag("--verbose", o->p.verbose);
   sub.add_option("-o,--output", o->out, "profile file to write")->required();
   return [o] {
-    const auto m = kvstream::model::Model::load(o->model);
-    const auto tok = kvstream::model::Tokenizer::load(o->tokenizer);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     const auto p = kvstream::model::build_profile(m, tok, kvstream::model::read_text_file(o->text), o->p);
     kvstream::codec::save_profile(p, o->out);
     std::cout << "profile " << o->out << " hash " << std::hex << p.hash() << std::dec << "\n";

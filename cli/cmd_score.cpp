@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "codec/safetensors.h"
 #include "model/model.h"
 
@@ -20,16 +21,13 @@ struct ScoreOptions {
 
 KVSTREAM_COMMAND("score", "Score a continuation text given a KV cache file (log-probs, perplexity)", [](CLI::App& sub) {
   auto o = std::make_shared<ScoreOptions>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   sub.add_option("--kv", o->kv, "KV cache .safetensors file (the context)")->required();
   sub.add_option("--text", o->text, "continuation text (encoded without BOS, with run.c's dummy space prefix)")->required();
   sub.add_flag("--json", o->json, "print JSON");
   return kvstream::cli::Action([o] {
     using namespace kvstream::model;
-    const Model m = Model::load(o->model);
-    const Tokenizer tok = Tokenizer::load(o->tokenizer);
-    check_tokenizer(m, tok);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     const kvstream::KvCache kv = kvstream::read_safetensors(o->kv);
     const auto cont = tok.encode(o->text, false, false);
     const ScoreResult r = m.score_continuation(kv, cont);

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "cli/model_args.h"
 #include "model/kv_quality.h"
 #include "store/truncation.h"
 
@@ -20,8 +21,7 @@ KVSTREAM_COMMAND("store truncation-eval", "Perplexity after context overflow: re
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--model", o->model, "llama2.c checkpoint")->required();
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer")->required();
+  kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
   sub.add_option("--text-file", o->text, "TinyStories text (evaluation range is used)")->required();
   sub.add_option("--contexts", o->t.contexts, "number of conversations (default 16)");
   sub.add_option("--context-tokens", o->t.context_tokens, "context length before the next turn (default 480)");
@@ -30,8 +30,7 @@ KVSTREAM_COMMAND("store truncation-eval", "Perplexity after context overflow: re
   sub.add_flag("--json", o->json, "print JSON");
   return kvstream::cli::Action([o] {
     using namespace kvstream;
-    const auto m = model::Model::load(o->model);
-    const auto tok = model::Tokenizer::load(o->tokenizer);
+    const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     const auto r = store::truncation_eval(m, tok, model::read_text_file(o->text), o->t);
     if (o->json) {
       std::cout << r.to_json().dump(2) << "\n";
