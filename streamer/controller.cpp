@@ -218,8 +218,11 @@ int Controller::choose_adaptive(double now, Decision& d) {
   // is only a guess: a text chunk (a few hundred bytes) measures nothing and its recompute is what
   // a fast link cannot afford, and a large level is what a slow link cannot afford; a small level
   // costs little either way. (Probing with a level below the sample threshold would leave the
-  // controller on its prior for the whole context.) The plan's prediction is kept.
-  if (samples_.empty() && !r.options.empty()) {
+  // controller on its prior for the whole context.) One exception: the first chunk may stay text
+  // when the plan picks it. Text costs the link almost nothing, and its recompute needs no earlier
+  // KV, so it overlaps the transfers of the rest. It measures nothing, so from the second chunk on
+  // the probe is fetched until a sample exists. The plan's prediction is kept.
+  if (samples_.empty() && !r.options.empty() && (r.options.front() != kText || next_ > 0)) {
     int probe = -1, largest = 0;
     for (size_t l = 0; l < spec_.levels.size(); ++l) {
       const uint64_t b = wire_bytes(spec_, next_, int(l));

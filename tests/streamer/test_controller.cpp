@@ -116,7 +116,9 @@ TEST_CASE("an infeasible SLO gives the fastest plan (best effort)", "[controller
     Controller c(ladder_spec(), parse_policy("adaptive"), config(0.001, 1e6));
     auto d = drive(c, [](size_t) { return 2e4; }, 0.01);
     REQUIRE_FALSE(d.front().feasible);
-    for (size_t i = 1; i < d.size(); ++i) REQUIRE(d[i].option == kText);
+    // text, or the one probe chunk that measures the link (chunk 0 or, after a text chunk 0, chunk 1)
+    for (size_t i = 0; i < d.size(); ++i) REQUIRE((d[i].option == kText || (i <= 1 && d[i].option == 2)));
+    REQUIRE((d[0].option == 2 || d[1].option == 2));
   }
   SECTION("the smallest level is fastest when recompute is slow") {
     Controller c(ladder_spec(), parse_policy("adaptive"), config(0.001, 10));
@@ -131,8 +133,12 @@ TEST_CASE("text (exact, agreement 1) is used where its recompute fits the SLO", 
   // their recompute overlapping the transfer of later chunks, the rest at the best level.
   Controller c(ladder_spec(), parse_policy("adaptive"), config(1.0, 200));
   auto d = drive(c, [](size_t) { return 4e6; }, 0.01);
+  // The probe is the first KV chunk (chunk 0, or chunk 1 when the plan opens with text).
+  const size_t probe = d[0].option == kText ? 1 : 0;
+  REQUIRE(d[probe].option == 2);
   int text = 0;
-  for (size_t i = 1; i < d.size(); ++i) {
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i == probe) continue;
     REQUIRE((d[i].option == kText || d[i].option == 0));
     text += d[i].option == kText;
   }
@@ -248,17 +254,36 @@ TEST_CASE("adaptive probes with the smallest level that measures the link, then 
   // (the smallest) would never produce a throughput sample and the controller would plan on its
   // prior forever. The probe must be "mid" (smallest >= threshold), and the estimate must move.
   StreamSpec s = ladder_spec(6);
-  ControllerConfig cfg = config(10.0, 2000);
+  ControllerConfig cfg = config(2.0, 10);  // a text chunk costs 6.4 s > SLO: KV chunks only
   cfg.min_sample_bytes = 5000;  // lo = 4000 B < 5000 <= mid = 10000 B
   cfg.prior_mbps = 100;
   Controller c(s, parse_policy("adaptive"), cfg);
   const auto d = drive(c, [](size_t) { return 250000.0; }, 0.01);  // 2 Mbit/s
   REQUIRE(d.size() == 6);
+  REQUIRE(d[0].option != kText);
   CHECK(s.levels[size_t(d[0].option)].name == "mid");
   CHECK(d.back().est_mbps < 5.0);  // measured (2 Mbit/s x safety), not the 100 Mbit/s prior
   CHECK(d.back().est_mbps > 1.0);
   // With every level below the threshold the largest one probes (the closest to a real sample).
   cfg.min_sample_bytes = 50000;
   Controller c2(s, parse_policy("adaptive"), cfg);
-  CHECK(s.levels[size_t(c2.choose(0.01).option)].name == "hi");
+  const int o2 = c2.choose(0.01).option;
+  REQUIRE(o2 != kText);
+  CHECK(s.levels[size_t(o2)].name == "hi");
+}
+
+TEST_CASE("adaptive may open with text, then probes: text alone never measures the link", "[streamer][controller]") {
+  // Cheap recompute and a generous SLO: the plan wants text everywhere (agreement 1). Chunk 0 may
+  // be text (it costs the link nothing); chunk 1 must be the probe, so that the controller leaves
+  // its prior; afterwards text again where it fits.
+  StreamSpec s = ladder_spec(6);
+  ControllerConfig cfg = config(10.0, 2000);
+  cfg.prior_mbps = 100;
+  Controller c(s, parse_policy("adaptive"), cfg);
+  const auto d = drive(c, [](size_t) { return 250000.0; }, 0.01);  // 2 Mbit/s
+  REQUIRE(d.size() == 6);
+  CHECK(d[0].option == kText);
+  REQUIRE(d[1].option != kText);
+  CHECK(s.levels[size_t(d[1].option)].name == "lo");  // the smallest level that gives a sample
+  CHECK(d.back().est_mbps < 5.0);                      // measured, not the 100 Mbit/s prior
 }
