@@ -221,18 +221,24 @@ void decode_quant(std::span<const uint8_t> blob, const BlobHeader& h, const Quan
 
 // Layer 0 of a token-table blob: each token's K (pre-RoPE) and V rows copied from the profile.
 void fill_token_layer(const QuantLayout& lay, const Profile& p, float* const* dst, size_t d) {
-  if (!p.has_token_table()) throw CorruptBlob("chunk blob: needs a token table the profile does not have");
+  check_token_ids(lay, p);
   for (size_t t = 0; t < lay.tokens.size(); ++t) {
     const uint32_t id = uint32_t(lay.tokens[t]);
-    if (id >= p.token_vocab)
-      throw CorruptBlob("chunk blob: token id " + std::to_string(id) + " outside the profile's vocabulary (" +
-                        std::to_string(p.token_vocab) + ")");
     std::memcpy(dst[0] + t * d, p.token_row(id, 0), d * sizeof(float));
     std::memcpy(dst[1] + t * d, p.token_row(id, 1), d * sizeof(float));
   }
 }
 
 }  // namespace
+
+void check_token_ids(const QuantLayout& lay, const Profile& p) {
+  if (!lay.skip_values) return;
+  if (!p.has_token_table()) throw CorruptBlob("chunk blob: needs a token table the profile does not have");
+  for (int32_t id : lay.tokens)
+    if (uint32_t(id) >= p.token_vocab)
+      throw CorruptBlob("chunk blob: token id " + std::to_string(id) + " outside the profile's vocabulary (" +
+                        std::to_string(p.token_vocab) + ")");
+}
 
 const char* method_name(Method m) {
   switch (m) {

@@ -36,13 +36,7 @@ PreparedQuantChunk prepare_quant_chunk(std::span<const uint8_t> blob, const Blob
     c.esc_q.push_back(int32_t(q));
   }
   if (r.pos != c.layout.escape_end) r.fail("escape list length mismatch");
-  if (c.layout.skip_values) {  // token-table blob: ids index the profile's table
-    if (!profile.has_token_table()) throw CorruptBlob("chunk blob: needs a token table the profile does not have");
-    for (int32_t id : c.layout.tokens)
-      if (uint32_t(id) >= profile.token_vocab)
-        throw CorruptBlob("chunk blob: token id " + std::to_string(id) + " outside the profile's vocabulary (" +
-                          std::to_string(profile.token_vocab) + ")");
-  }
+  check_token_ids(c.layout, profile);  // token-table blob: ids index the profile's table
   return c;
 }
 

@@ -6,15 +6,16 @@
 #include <random>
 
 #include "codec/chunk_codec.h"
-#include "codec/crc32c.h"
 #include "codec/half.h"
 #include "codec/rope.h"
 #include "codec_fixture.h"
+#include "tests/codec/blob_crc.h"
 
 using namespace kvstream;
 using namespace kvstream::codec;
 using kvstream::testing::real_kv;
 using kvstream::testing::test_profile;
+using kvstream::testing::reseal;
 
 namespace {
 
@@ -22,11 +23,6 @@ KvCache empty_like(const KvCache& kv, bool pre) {
   KvCache out(kv.shape, kv.model_name, kv.rope_theta, pre);
   out.resize(kv.num_tokens());
   return out;
-}
-
-void fix_crc(std::vector<uint8_t>& b) {
-  const uint32_t c = crc32c(b.data(), b.size() - 4);
-  for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = uint8_t(c >> (8 * i));
 }
 
 // Decoding must either succeed or throw a std::exception; never crash or read out of bounds.
@@ -188,7 +184,7 @@ TEST_CASE("every flipped byte and every truncation of a small blob is rejected",
       std::vector<uint8_t> b(blob.begin(), blob.begin() + n);
       REQUIRE_FALSE(decodes(b, p));
       if (n >= 4) {
-        fix_crc(b);  // a truncation with a valid CRC must still be caught by the structure
+        reseal(b);  // a truncation with a valid CRC must still be caught by the structure
         REQUIRE_FALSE(decodes(b, p));
       }
     }
@@ -206,7 +202,7 @@ TEST_CASE("bit flips behind a recomputed CRC never crash the decoder", "[codec][
     for (int bit = 0; bit < 8; ++bit) {
       auto b = blob;
       b[i] ^= uint8_t(1 << bit);
-      fix_crc(b);
+      reseal(b);
       rejected += !decodes(b, p);
       ++total;
     }
@@ -236,7 +232,7 @@ TEST_CASE("random mutations never crash the decoder (fuzz loop)", "[codec][chunk
         case 3: b.resize(at); break;
       }
     }
-    if (b.size() >= 4 && rng() % 2) fix_crc(b);
+    if (b.size() >= 4 && rng() % 2) reseal(b);
     decodes(b, p);  // must return or throw, never crash (run under ASan/UBSan)
   }
   SUCCEED();

@@ -7,11 +7,11 @@
 #include <cstring>
 #include <random>
 
-#include "codec/crc32c.h"
 #include "codec/decode_hd.h"
 #include "codec/decode_prep.h"
 #include "codec/half.h"
 #include "codec/rope.h"
+#include "tests/codec/blob_crc.h"
 #include "tests/codec/test_decoder_util.h"
 
 using namespace kvstream;
@@ -20,6 +20,7 @@ using kvstream::testing::DecoderFixture;
 using kvstream::testing::byte_diff;
 using kvstream::testing::dest_bytes;
 using kvstream::testing::encode_chunks;
+using kvstream::testing::reseal;
 
 namespace {
 
@@ -45,12 +46,6 @@ std::vector<uint8_t> reference_bytes(std::span<const uint8_t> blob, const Profil
 uint32_t escapes_of(std::span<const uint8_t> blob) {
   const BlobHeader h = parse_blob_header(blob);
   return parse_quant_layout(blob, h).escapes;
-}
-
-// Re-seals a blob after an edit (new CRC32C) so corruption reaches the stream decoder.
-void reseal(std::vector<uint8_t>& b) {
-  const uint32_t c = crc32c(b.data(), b.size() - 4);
-  for (int i = 0; i < 4; ++i) b[b.size() - 4 + size_t(i)] = uint8_t(c >> (8 * i));
 }
 
 }  // namespace

@@ -8,9 +8,9 @@
 #include <cstring>
 #include <random>
 
-#include "codec/crc32c.h"
 #include "codec/decode_prep.h"
 #include "codec/rope.h"
+#include "tests/codec/blob_crc.h"
 #include "tests/codec/test_decoder_util.h"
 
 using namespace kvstream;
@@ -19,13 +19,9 @@ using kvstream::testing::DecoderFixture;
 using kvstream::testing::byte_diff;
 using kvstream::testing::dest_bytes;
 using kvstream::testing::encode_chunks;
+using kvstream::testing::reseal;
 
 namespace {
-
-void reseal(std::vector<uint8_t>& b) {
-  const uint32_t c = crc32c(b.data(), b.size() - 4);
-  for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = uint8_t(c >> (8 * i));
-}
 
 KvCache decode_all(const std::vector<std::vector<uint8_t>>& blobs, const Profile& p, const KvCache& like, bool pre) {
   KvCache out(like.shape, like.model_name, like.rope_theta, pre);
