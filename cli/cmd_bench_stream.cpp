@@ -13,6 +13,7 @@ struct BenchStreamOpts {
   std::vector<std::string> traces;
   std::vector<std::string> policies;
   double prefill_rate = 2000, delay_ms = 10, fraction = 1.0 / 3.0, scale = 1.0, prior_mbps = 1.0;
+  double turnaround_ms = kvstream::streamer::kDefaultTurnaroundS * 1e3;
 };
 }  // namespace
 
@@ -25,6 +26,8 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
   sub.add_option("--policy", o->policies, "policies (default adaptive cachegen oracle q8 text)");
   sub.add_option("--prefill-rate", o->prefill_rate, "text recompute tokens/s")->capture_default_str();
   sub.add_option("--delay-ms", o->delay_ms, "one-way delay")->capture_default_str();
+  sub.add_option("--turnaround-ms", o->turnaround_ms, "request at the sender -> answer on the link (sender + relay)")
+      ->capture_default_str();
   sub.add_option("--slo-fraction", o->fraction, "SLO = this x q8's TTFT on each trace")->capture_default_str();
   sub.add_option("--scale", o->scale, "trace capacity multiplier")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "controller prior")->capture_default_str();
@@ -38,11 +41,13 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
     bo.traces = o->traces;
     if (!o->policies.empty()) bo.policies = o->policies;
     bo.delay_s = o->delay_ms / 1e3;
+    bo.turnaround_s = o->turnaround_ms / 1e3;
     bo.slo_fraction_of_q8 = o->fraction;
     bo.scale = o->scale;
     bo.prior_mbps = o->prior_mbps;
     auto j = ks::run_stream_bench(ctx.inputs, bo);
     j["config"] = {{"kvs", o->kvs}, {"prefill_rate", o->prefill_rate}, {"delay_ms", o->delay_ms},
+                   {"turnaround_ms", o->turnaround_ms},
                    {"slo_fraction_of_q8", o->fraction}, {"scale", o->scale}, {"prior_mbps", o->prior_mbps},
                    {"chunks", ctx.inputs.spec.chunks.size()}, {"tokens", ctx.inputs.spec.total_tokens()}};
     if (o->out.empty()) {

@@ -12,6 +12,7 @@ namespace {
 struct SimulateOpts {
   std::string kvs, trace, policy = "adaptive", profile;
   double slo_ms = 0, prefill_rate = 0, delay_ms = 10, scale = 1.0, prior_mbps = 1.0, recompute_ms_per_token = 0.2;
+  double turnaround_ms = kvstream::streamer::kDefaultTurnaroundS * 1e3;
   bool json = false, fetch_profile = false;
 };
 }  // namespace
@@ -26,6 +27,8 @@ KVSTREAM_COMMAND("simulate", "Simulate fetching a container over a bandwidth tra
   sub.add_option("--prefill-rate", o->prefill_rate, "text recompute speed in tokens/s (0 = --recompute-ms-per-token)");
   sub.add_option("--recompute-ms-per-token", o->recompute_ms_per_token, "recompute cost without --prefill-rate")->capture_default_str();
   sub.add_option("--delay-ms", o->delay_ms, "one-way propagation delay")->capture_default_str();
+  sub.add_option("--turnaround-ms", o->turnaround_ms, "request at the sender -> answer on the link (sender + relay)")
+      ->capture_default_str();
   sub.add_option("--scale", o->scale, "trace capacity multiplier")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--profile", o->profile, "profile file (default: the *.kvprofile beside --kvs with the right hash)");
@@ -41,6 +44,7 @@ KVSTREAM_COMMAND("simulate", "Simulate fetching a container over a bandwidth tra
     const auto trace = kvstream::netsim::Trace::load(o->trace, o->scale);
     ks::SimOptions so;
     so.delay_s = o->delay_ms / 1e3;
+    so.turnaround_s = o->turnaround_ms / 1e3;
     so.slo_s = o->slo_ms / 1e3;
     so.policy = ks::parse_policy(o->policy);
     so.controller.prior_mbps = o->prior_mbps;

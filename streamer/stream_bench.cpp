@@ -19,6 +19,7 @@ nlohmann::json run_stream_bench(const SimInputs& in, const BenchOptions& opt) {
     const auto trace = netsim::Trace::load(path, opt.scale);
     SimOptions so;
     so.delay_s = opt.delay_s;
+    so.turnaround_s = opt.turnaround_s;
     so.controller.prior_mbps = opt.prior_mbps;
     so.policy = parse_policy("q8");
     so.slo_s = 1e9;

@@ -19,6 +19,7 @@ struct BenchOptions {
   std::vector<std::string> policies = {"adaptive", "cachegen", "oracle", "q8", "text"};
   double slo_fraction_of_q8 = 1.0 / 3.0;
   double delay_s = 0.01;
+  double turnaround_s = kDefaultTurnaroundS;  // see SimOptions
   double scale = 1.0;
   double prior_mbps = 1.0;
 };

@@ -39,6 +39,7 @@ void validate(const SimInputs& in, const SimOptions& opt) {
   if (in.spec.chunks.empty()) throw std::invalid_argument("simulate: context has no chunks");
   if (!(opt.slo_s > 0)) throw std::invalid_argument("simulate: SLO must be positive");
   if (opt.delay_s < 0) throw std::invalid_argument("simulate: negative delay");
+  if (opt.turnaround_s < 0) throw std::invalid_argument("simulate: negative turnaround");
 }
 
 }  // namespace
@@ -48,16 +49,17 @@ std::vector<int> oracle_plan(const SimInputs& in, const netsim::Trace& trace, co
   validate(in, opt);
   netsim::Simulator net(trace, opt.delay_s);
   const double d = opt.delay_s;
-  net.send(hello_ack_bytes(), d);
-  const double man_arr = net.send(in.manifest_bytes, d);
+  const double ta = opt.turnaround_s;
+  net.send(hello_ack_bytes(), d + ta);
+  const double man_arr = net.send(in.manifest_bytes, d + ta);
   double profile_arr = man_arr;
-  if (in.fetch_profile) profile_arr = net.send(in.profile_bytes, man_arr + d);
+  if (in.fetch_profile) profile_arr = net.send(in.profile_bytes, man_arr + d + ta);
 
   // Every chunk is requested when the manifest arrives (the oracle needs no measurement), so the
   // link stays backlogged: chunk bytes join the queue at man_arr + d behind what is still queued.
   TransferModel tm;
-  tm.rtt_s = 2 * d;
-  const double t_queue = man_arr + d;
+  tm.rtt_s = 2 * d + ta;
+  const double t_queue = man_arr + d + ta;
   tm.finish = [&trace, d](double start, uint64_t bytes) {
     const double dep = std::max(0.0, start - d);
     return netsim::ns_to_seconds(trace.time_to_deliver(netsim::seconds_to_ns(dep), bytes)) + d;
@@ -79,7 +81,7 @@ std::vector<int> oracle_plan(const SimInputs& in, const netsim::Trace& trace, co
   ps.node_budget = opt.oracle_node_budget;
   for (size_t l = 0; l < in.spec.levels.size(); ++l) ps.allowed.push_back(int(l));
   ps.allowed.push_back(kText);
-  const PlanResult r = ps.run(st, 0, man_arr + 2 * d, opt.slo_s);
+  const PlanResult r = ps.run(st, 0, man_arr + 2 * d + ta, opt.slo_s);
   if (predicted_ttft_s) *predicted_ttft_s = r.predicted_ttft;
   return r.options;
 }
@@ -90,13 +92,14 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   const size_t n = spec.chunks.size();
   netsim::Simulator net(trace, opt.delay_s);
   const double d = opt.delay_s;
+  const double ta = opt.turnaround_s;
   const uint64_t ack_bytes = hello_ack_bytes();
-  const double ack_arr = net.send(ack_bytes, d);
-  const double man_arr = net.send(in.manifest_bytes, d);
+  const double ack_arr = net.send(ack_bytes, d + ta);
+  const double man_arr = net.send(in.manifest_bytes, d + ta);
   uint64_t total_bytes = ack_bytes + in.manifest_bytes;
   double profile_arr = man_arr;
   if (in.fetch_profile) {
-    profile_arr = net.send(in.profile_bytes, man_arr + d);
+    profile_arr = net.send(in.profile_bytes, man_arr + d + ta);
     total_bytes += in.profile_bytes;
   }
 
@@ -131,7 +134,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     const size_t j = ctl.next_chunk();
     const Decision dec = ctl.choose(now);
     if (predicted < 0 && pol.kind == PolicyKind::kAdaptive) predicted = dec.predicted_ttft_s;
-    const double at = now + d;
+    const double at = now + d + ta;
     first[j] = net.peek(std::min<uint64_t>(dec.bytes, netsim::kMtuBytes), at);
     const double trig = dec.bytes > dec.window_bytes ? net.peek(dec.bytes - dec.window_bytes, at) : now;
     last[j] = net.send(dec.bytes, at);

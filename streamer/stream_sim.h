@@ -5,7 +5,8 @@
 // Contract: simulate_stream() is deterministic for given inputs. Time 0 = the request is sent
 // (HELLO and REQUEST leave together). The link model is netsim::Simulator (the relay's LinkModel):
 // sender -> receiver bytes are shaped by the trace and delayed by delay_s; requests are only
-// delayed. The sender answers a request as soon as it arrives (queued FIFO behind earlier data).
+// delayed. The sender answers a request turnaround_s after it arrives (queued FIFO behind earlier
+// data): the time a real sender and relay take to read a request and put the answer on the link.
 // The true decode time of (chunk, level) and the recompute cost come from SimInputs (measured by
 // the caller on the real codec/model, or --prefill-rate).
 #pragma once
@@ -31,8 +32,16 @@ struct SimInputs {
   double first_token_s = 0;             // generating the first token after the KV is complete
 };
 
+inline constexpr double kDefaultTurnaroundS = 0.3e-3;
+
 struct SimOptions {
   double delay_s = 0.01;  // one-way propagation delay (RTT = 2 x delay)
+  // Request reaches the sender side -> its answer enters the shaped link. Live over the relay this
+  // is the relay's release of the request (its timer, >= 0.25 ms tick spacing) plus the sender's
+  // read and reply: 0.2-0.5 ms measured on the 2-core VM (docs/RESULTS.md, "Live vs simulator").
+  // It matters on Mahimahi traces, whose delivery opportunities are whole milliseconds: an answer
+  // ready 0.1 ms after an opportunity waits for the next one.
+  double turnaround_s = kDefaultTurnaroundS;
   double slo_s = 1.0;
   Policy policy;
   ControllerConfig controller;  // slo_s, rtt_s and cost are filled in by simulate_stream

@@ -422,3 +422,25 @@ TEST_CASE("a version-1 peer is turned away with an error it can read", "[e2e][fa
   REQUIRE(e2.code == ErrorCode::kVersion);
   REQUIRE_THAT(e2.message, Catch::Contains("no common protocol version"));
 }
+
+TEST_CASE("the simulator's sender turnaround misses a delivery opportunity that is already past", "[sim]") {
+  // Mahimahi-style opportunities at 5 ms and 10 ms of every 20 ms. With a 5 ms one-way delay the
+  // HELLO reaches the sender at exactly 5 ms: with no turnaround the answer takes the 5 ms
+  // opportunity (arrives at 10 ms); with any turnaround it waits for the 10 ms one (15 ms), as a
+  // real sender behind the relay does.
+  const auto& fx = StreamFixture::get();
+  auto ctx = load_context_for_sim(fx.kvs_path, "", 1);
+  const auto trace = netsim::Trace::from_opportunities({5'000'000, 10'000'000}, {1500, 1500}, 20'000'000);
+  SimOptions so;
+  so.delay_s = 0.005;
+  so.slo_s = 100;
+  so.policy = parse_policy("text");
+  so.turnaround_s = 0;
+  const auto instant = simulate_stream(ctx.inputs, trace, so);
+  so.turnaround_s = 0.3e-3;
+  const auto real = simulate_stream(ctx.inputs, trace, so);
+  REQUIRE(instant.chunks.front().request_ms == Approx(10.0));
+  REQUIRE(real.chunks.front().request_ms == Approx(15.0));
+  so.turnaround_s = -1;
+  REQUIRE_THROWS_WITH(simulate_stream(ctx.inputs, trace, so), Catch::Contains("turnaround"));
+}
