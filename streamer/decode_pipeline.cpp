@@ -6,13 +6,30 @@
 #include <cstring>
 #include <stdexcept>
 
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "codec/chunk_codec.h"
 
 namespace kvstream::streamer {
 
 namespace {
+constexpr int kWorkerNiceIncrement = 5;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The workers are throughput work; the receiver's network thread is latency work (it measures
+// arrivals and sends the next request). On a machine with few cores a busy worker would otherwise
+// delay both. Raises this thread's nice value; failure (not permitted) is harmless.
+void lower_worker_priority() {
+#ifdef __linux__
+  const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+  ::setpriority(PRIO_PROCESS, tid, ::getpriority(PRIO_PROCESS, tid) + kWorkerNiceIncrement);
+#endif
+}
 
 void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_begin, size_t n) {
   const size_t kd = size_t(dst.shape.kv_dim());
@@ -25,7 +42,7 @@ void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_be
 
 DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                                const model::Model* model, double prefill_rate, Done on_done, Error on_error,
-                               std::vector<int32_t> token_ids, Corrupt on_corrupt)
+                               std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables)
     : full_(std::move(empty_full)),
       chunks_(std::move(chunks)),
       profile_(profile),
@@ -34,7 +51,8 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
       on_done_(std::move(on_done)),
       on_error_(std::move(on_error)),
       token_ids_(std::move(token_ids)),
-      on_corrupt_(std::move(on_corrupt)) {
+      on_corrupt_(std::move(on_corrupt)),
+      tables_(std::move(tables)) {
   uint64_t total = 0;
   for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
   if (!token_ids_.empty() && token_ids_.size() != total)
@@ -84,6 +102,7 @@ void DecodePipeline::fail(const std::string& msg) {
 }
 
 void DecodePipeline::decode_loop() {
+  lower_worker_priority();
   if (profile_) tables_.resize(profile_->levels.size());
   while (true) {
     Job job;
@@ -110,7 +129,7 @@ void DecodePipeline::decode_loop() {
       if (h.method == codec::Method::Quant && h.level < tables_.size()) {
         // built once per level, on first use (a level never fetched costs nothing)
         if (!tables_[h.level])
-          tables_[h.level] = std::make_unique<codec::LevelDecodeTables>(codec::build_decode_tables(*profile_, h.level));
+          tables_[h.level] = std::make_shared<const codec::LevelDecodeTables>(codec::build_decode_tables(*profile_, h.level));
         tables = tables_[h.level].get();
       }
       codec::decode_chunk(job.blob, profile_, tmp, tables, c.token_begin);
@@ -139,6 +158,7 @@ void DecodePipeline::decode_loop() {
 }
 
 void DecodePipeline::compute_loop() {
+  lower_worker_priority();
   // The queued text job with the lowest chunk index (a retried chunk may arrive after later text
   // chunks; those need it first).
   auto lowest = [this] {

@@ -40,12 +40,16 @@ class DecodePipeline {
   using Done = std::function<void(size_t chunk, double busy_s)>;
   using Error = std::function<void(const std::string&)>;
   using Corrupt = std::function<void(size_t chunk, const std::string& reason)>;
+  // Decode tables per profile level; null entries are built on first use.
+  using Tables = std::vector<std::shared_ptr<const codec::LevelDecodeTables>>;
 
   // `profile` must stay alive; `model` may be null (then text chunks are an error). `token_ids`:
-  // the context's ids (one per token of all chunks) or empty. `on_corrupt` may be empty.
+  // the context's ids (one per token of all chunks) or empty. `on_corrupt` may be empty. `tables`:
+  // the profile's decode tables built ahead of time (a node keeps them with its profiles, so that
+  // no chunk's decode pays for them), or empty.
   DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                  const model::Model* model, double prefill_rate, Done on_done, Error on_error,
-                 std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {});
+                 std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {}, Tables tables = {});
   ~DecodePipeline();
   void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
   void stop();
@@ -75,7 +79,7 @@ class DecodePipeline {
   std::deque<Job> decode_q_, text_q_;
   std::vector<bool> ready_;
   bool stop_ = false, failed_ = false;
-  std::vector<std::unique_ptr<codec::LevelDecodeTables>> tables_;  // per profile level, built on first use
+  Tables tables_;  // per profile level (decode thread only)
   std::thread decode_thread_, compute_thread_;
 };
 

@@ -86,7 +86,18 @@ class Session {
     for (const auto& e : fs::directory_iterator(opt_.profile_dir, ec)) {
       if (e.path().extension() != ".kvprofile") continue;
       const std::string h = e.path().stem().string();
-      if (auto p = load_cached_profile(opt_.profile_dir, h)) cached_.emplace(h, std::move(*p));
+      auto p = load_cached_profile(opt_.profile_dir, h);
+      if (!p) continue;
+      // The decode tables too: a node keeps them with its profiles, so no chunk's decode pays.
+      DecodePipeline::Tables tables;
+      for (size_t l = 0; l < p->levels.size(); ++l) {
+        try {
+          tables.push_back(std::make_shared<const codec::LevelDecodeTables>(codec::build_decode_tables(*p, int(l))));
+        } catch (const std::exception&) {
+          tables.push_back(nullptr);  // built (or reported) on use
+        }
+      }
+      cached_.emplace(h, CachedProfile{std::move(*p), std::move(tables)});
     }
   }
 
@@ -228,7 +239,8 @@ class Session {
       return fail("policy text needs the model (--model, --tokenizer) to recompute");
     ctl_.emplace(spec_, opt_.policy, cfg);
     if (auto it = cached_.find(manifest_->profile_hash); it != cached_.end()) {
-      profile_ = std::move(it->second);
+      profile_ = std::move(it->second.profile);
+      tables_ = std::move(it->second.tables);
       start_pipeline();
     } else {
       profile_pending_ = true;
@@ -269,7 +281,8 @@ class Session {
         },
         [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(msg); }); },
         manifest_->token_ids,
-        [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); });
+        [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); },
+        tables_);
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -421,7 +434,12 @@ class Session {
   StreamSpec spec_;
   std::optional<Controller> ctl_;
   std::optional<codec::Profile> profile_;
-  std::map<std::string, codec::Profile> cached_;
+  struct CachedProfile {
+    codec::Profile profile;
+    DecodePipeline::Tables tables;
+  };
+  std::map<std::string, CachedProfile> cached_;
+  DecodePipeline::Tables tables_;  // of profile_, when it was cached
   std::unique_ptr<DecodePipeline> pipeline_;
   struct Pending {
     size_t chunk;
