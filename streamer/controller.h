@@ -29,6 +29,10 @@ struct Policy {
   std::string level;          // kFixed: level name or id
   std::vector<int> plan;      // kPlan: option per chunk (resolved by resolve_policy)
   std::string plan_text;      // kPlan: as given ("3,3,T,...", level names or indices, T = text)
+  // kPlan: replay the plan with adaptive's request pacing (the plan came from an adaptive run):
+  // at most two chunks before the first throughput sample, and a KV chunk chosen before it is the
+  // probe (always a sample). Otherwise a plan is paced like a fixed policy.
+  bool adaptive_pacing = false;
   std::string name() const;   // "adaptive", "fixed:LEVEL", "q8", "text", "cachegen", "plan:...", "oracle"
 };
 // Parses a policy string; throws std::invalid_argument naming the accepted forms.
@@ -67,7 +71,8 @@ class Controller {
   Controller(StreamSpec spec, Policy policy, ControllerConfig cfg);
 
   // Events.
-  void on_first_byte(size_t chunk, double t);
+  // `bytes_so_far`: how much of the chunk's frame had arrived at t (0 = unknown).
+  void on_first_byte(size_t chunk, double t, uint64_t bytes_so_far = 0);
   void on_last_byte(size_t chunk, double t);  // the whole chunk has arrived
   void on_ready(size_t chunk, double t, double busy_s);  // decoded / recomputed; busy_s = worker time
 

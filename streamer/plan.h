@@ -78,7 +78,9 @@ struct ChunkFacts {
   bool requested = false;
   double request_t = -1;
   double first_byte_t = -1;
+  uint64_t first_bytes = 0;   // bytes of the chunk's frame already received at first_byte_t
   double last_byte_t = -1;
+  double throughput_bps = 0;  // measured over the chunk's arrival (set with last_byte_t)
   double ready_t = -1;
 };
 

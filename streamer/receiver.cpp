@@ -312,7 +312,7 @@ class Session {
       fallback_bytes_[k] = wire_bytes(spec_, k, kText);
     } else {
       const double t = now();
-      ctl_->on_first_byte(k, t);
+      ctl_->on_first_byte(k, t, wire_bytes(spec_, k, ctl_->decisions()[k].option));
       ctl_->on_last_byte(k, t);
       ++chunks_received_;
     }
@@ -353,7 +353,7 @@ class Session {
     if (!ctl_) return;
     const size_t partial = reader_.buffered();
     if (partial > 0 && !profile_pending_ && !outstanding_.empty() && !outstanding_.front().retry)
-      ctl_->on_first_byte(outstanding_.front().chunk, now());
+      ctl_->on_first_byte(outstanding_.front().chunk, now(), partial);
     uint64_t unreceived = 0;
     if (!outstanding_.empty()) {
       const Pending& last = outstanding_.back();

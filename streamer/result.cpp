@@ -50,7 +50,6 @@ void fill_chunks(StreamResult& r, const Controller& ctl, const std::vector<doubl
   const auto& facts = ctl.facts();
   const auto& decs = ctl.decisions();
   r.chunks.clear();
-  double prev_last = -1;
   for (size_t i = 0; i < decs.size(); ++i) {
     const auto& f = facts[i];
     ChunkRecord c;
@@ -61,10 +60,7 @@ void fill_chunks(StreamResult& r, const Controller& ctl, const std::vector<doubl
     c.request_ms = f.request_t * 1e3;
     c.start_ms = f.first_byte_t * 1e3;
     c.end_ms = f.last_byte_t * 1e3;
-    double start = std::max(prev_last, f.request_t + ctl.config().rtt_s);
-    start = std::min(start, f.first_byte_t);
-    if (f.last_byte_t > start) c.throughput_mbps = double(c.bytes) * 8e-6 / (f.last_byte_t - start);
-    prev_last = f.last_byte_t;
+    c.throughput_mbps = f.throughput_bps * 8e-6;
     c.decode_ms = i < busy_s.size() ? busy_s[i] * 1e3 : 0;
     c.ready_ms = i < ready_s.size() ? ready_s[i] * 1e3 : 0;
     c.est_mbps = decs[i].est_mbps;

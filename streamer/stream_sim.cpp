@@ -25,6 +25,7 @@ struct Event {
   int kind;  // 0 first byte, 1 last byte, 2 ready
   size_t chunk;
   double busy;
+  uint64_t bytes = 0;  // kind 0: bytes of the chunk arrived by then
   bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
 };
 
@@ -119,7 +120,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     while (!pq.empty() && pq.top().t <= T) {
       const Event e = pq.top();
       pq.pop();
-      if (e.kind == 0) ctl.on_first_byte(e.chunk, e.t);
+      if (e.kind == 0) ctl.on_first_byte(e.chunk, e.t, e.bytes);
       else if (e.kind == 1) ctl.on_last_byte(e.chunk, e.t);
       else ctl.on_ready(e.chunk, e.t, e.busy);
     }
@@ -135,7 +136,16 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     const Decision dec = ctl.choose(now);
     if (predicted < 0 && pol.kind == PolicyKind::kAdaptive) predicted = dec.predicted_ttft_s;
     const double at = now + d + ta;
-    first[j] = net.peek(std::min<uint64_t>(dec.bytes, netsim::kMtuBytes), at);
+    // The first delivery of this chunk's bytes, and how many it carried (what the receiver's
+    // first read of the chunk sees).
+    first[j] = net.peek(1, at);
+    uint64_t lo = 1, hi = dec.bytes;  // largest b with peek(b) == first[j]
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo + 1) / 2;
+      if (net.peek(mid, at) <= first[j]) lo = mid;
+      else hi = mid - 1;
+    }
+    const uint64_t first_bytes = lo;
     const double trig = dec.bytes > dec.window_bytes ? net.peek(dec.bytes - dec.window_bytes, at) : now;
     last[j] = net.send(dec.bytes, at);
     total_bytes += dec.bytes;
@@ -150,7 +160,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
       decode_free = ready[j];
     }
     prefix_ready = std::max(prefix_ready, ready[j]);
-    pq.push({first[j], seq++, 0, j, 0});
+    pq.push({first[j], seq++, 0, j, 0, first_bytes});
     pq.push({last[j], seq++, 1, j, 0});
     pq.push({ready[j], seq++, 2, j, busy[j]});
     if (pol.kind != PolicyKind::kOracle && ctl.next_chunk() < n) {

@@ -33,7 +33,7 @@ std::vector<Decision> drive(Controller& c, const std::function<double(size_t)>& 
     const double rate = rate_of(d.chunk);
     const double first = start + std::min<double>(1500, double(d.bytes)) / rate;
     const double last = start + double(d.bytes) / rate;
-    c.on_first_byte(d.chunk, first);
+    c.on_first_byte(d.chunk, first, std::min<uint64_t>(1500, d.bytes));
     c.on_last_byte(d.chunk, last);
     double ready;
     if (d.option == kText) {
