@@ -13,6 +13,7 @@ struct SimulateOpts {
   std::string kvs, trace, policy = "adaptive", profile;
   double slo_ms = 0, prefill_rate = 0, delay_ms = 10, scale = 1.0, prior_mbps = 1.0, recompute_ms_per_token = 0.2;
   double turnaround_ms = kvstream::streamer::kDefaultTurnaroundS * 1e3;
+  std::string pacing_of;
   bool json = false, fetch_profile = false;
 };
 }  // namespace
@@ -32,6 +33,9 @@ KVSTREAM_COMMAND("simulate", "Simulate fetching a container over a bandwidth tra
   sub.add_option("--scale", o->scale, "trace capacity multiplier")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--profile", o->profile, "profile file (default: the *.kvprofile beside --kvs with the right hash)");
+  sub.add_option("--pacing-of", o->pacing_of,
+                 "with --policy plan:...: request pacing of the policy that chose the plan (adaptive)")
+      ->check(CLI::IsMember({"adaptive"}));
   sub.add_flag("--fetch-profile", o->fetch_profile, "the receiver does not have the profile yet");
   sub.add_flag("--json", o->json, "print the result as JSON");
   return kvstream::cli::Action([o] {
@@ -47,6 +51,10 @@ KVSTREAM_COMMAND("simulate", "Simulate fetching a container over a bandwidth tra
     so.turnaround_s = o->turnaround_ms / 1e3;
     so.slo_s = o->slo_ms / 1e3;
     so.policy = ks::parse_policy(o->policy);
+    if (!o->pacing_of.empty()) {
+      if (so.policy.kind != ks::PolicyKind::kPlan) throw std::invalid_argument("--pacing-of needs --policy plan:...");
+      so.policy.adaptive_pacing = true;
+    }
     so.controller.prior_mbps = o->prior_mbps;
     const auto r = ks::simulate_stream(ctx.inputs, trace, so);
     if (o->json) {

@@ -4,7 +4,8 @@
 For each (trace, policy): start `kvstream send` on the context directory and a fresh
 `kvstream relay` shaping it with the trace (so that trace time 0 = this connection), fetch the
 context with `kvstream recv --json`, then simulate the SAME plan (policy plan:<levels the live run
-chose>) over the same trace and delay with `kvstream simulate --json`, and compare TTFTs. Also
+chose>, paced as the live policy paced it: --pacing-of adaptive for adaptive runs) over the same
+trace and delay with `kvstream simulate --json`, and compare TTFTs. Also
 reports the decode/transfer overlap: TTFT - last byte vs the largest per-chunk decode time.
 
 Usage: stream_live_check.py --kvstream BIN --dir DIR --kvs DIR/story.kvs --bench bench.json
@@ -87,7 +88,9 @@ def main():
                 L = json.loads(live.stdout)
                 sim = subprocess.run([kv, "simulate", "--kvs", a.kvs, "--trace", trace, "--slo-ms", "%.3f" % slo_ms,
                                       "--policy", "plan:" + L["plan"], "--prefill-rate", str(a.prefill_rate),
-                                      "--delay-ms", str(a.delay_ms), "--json"], capture_output=True, text=True,
+                                      "--delay-ms", str(a.delay_ms), "--json"]
+                                     + (["--pacing-of", "adaptive"] if pol == "adaptive" else []),
+                                     capture_output=True, text=True,
                                      timeout=120, check=True)
                 S = json.loads(sim.stdout)
                 max_decode = max(c["decode_ms"] for c in L["chunks"] if c["level"] != "text") if any(
