@@ -8,13 +8,15 @@
 #include "codec/safetensors.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "store/save_back.h"
 #include "streamer/endpoint.h"
 #include "streamer/receiver.h"
 
 namespace {
 struct RecvOpts {
   std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
-  std::string profile_dir = "out/profile-cache";
+  std::string profile_dir = "out/profile-cache", save_back;
+  uint64_t save_back_disk_bytes = 1ull << 30;
   double slo_ms = 0, prefill_rate = 0, prior_mbps = 1.0, stall_timeout_s = 5, timeout_s = 120;
   int query_token = 1, continuation = 32;
   bool json = false;
@@ -34,6 +36,11 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_option("-o,--output", o->out, "write the assembled KV cache here (safetensors)");
   sub.add_flag("--json", o->json, "print the result as JSON (progress goes to stderr)");
   sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model");
+  sub.add_option("--save-back", o->save_back,
+                 "after the fetch (off the TTFT path), store the assembled KV cache in this store directory "
+                 "(every level + text; `kvstream send --store DIR` serves it under the printed key)");
+  sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (default 1 GiB)")
+      ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
@@ -77,8 +84,19 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
       r.quality_source = "measured";
     }
     if (!o->out.empty()) kvstream::write_safetensors(o->out, out.kv);
+    std::optional<kvstream::store::SaveBackResult> saved;
+    if (!o->save_back.empty()) {
+      kvstream::store::SaveBackOptions sb;
+      sb.dir = o->save_back;
+      sb.disk_bytes = o->save_back_disk_bytes;
+      saved = kvstream::store::save_back(out.kv, *out.profile, sb);
+    }
     if (o->json) {
-      std::cout << r.to_json().dump(2) << std::endl;
+      auto j = r.to_json();
+      if (saved)
+        j["save_back"] = {{"key", saved->key.hex()}, {"tokens", saved->tokens}, {"stored_bytes", saved->stored_bytes},
+                          {"ms", saved->seconds * 1e3}};
+      std::cout << j.dump(2) << std::endl;
     } else {
       std::string tok;
       if (!o->tokenizer.empty() && r.first_token >= 0) {
@@ -95,6 +113,10 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
         if (!c.fallback.empty())
           std::printf("chunk %zu fell back to %s (%s)\n", c.index, c.fallback.c_str(), c.fallback_reason.c_str());
       if (r.first_token >= 0) std::printf("first token %d%s\n", r.first_token, tok.c_str());
+      if (saved)
+        std::printf("saved back to %s as %s (%zu tokens, %llu B, %.1f ms after the fetch)\n", o->save_back.c_str(),
+                    saved->key.hex().c_str(), saved->tokens, static_cast<unsigned long long>(saved->stored_bytes),
+                    saved->seconds * 1e3);
     }
     return 0;
   });

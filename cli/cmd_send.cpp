@@ -1,17 +1,21 @@
-// `kvstream send`: serve every DIR/ctx.kvs (with DIR/*.kvprofile) over the kvstream protocol until
-// SIGINT/SIGTERM (or --duration-s).
+// `kvstream send`: serve every DIR/ctx.kvs (with DIR/*.kvprofile), and with --store the entries of
+// a KV store directory (by prefix key), over the kvstream protocol until SIGINT/SIGTERM (or
+// --duration-s).
 #include <csignal>
 #include <iostream>
 #include <mutex>
 
 #include "cli/command_registry.h"
 #include "cli/stop_signal.h"
+#include "store/store_source.h"
+#include "streamer/context_source.h"
 #include "streamer/endpoint.h"
 #include "streamer/sender.h"
 
 namespace {
 struct SendOpts {
-  std::string listen, dir;
+  std::string listen, dir, store, store_policy = "lru", store_model;
+  uint64_t store_mem_bytes = 64ull << 20, store_disk_bytes = 1ull << 30;
   double duration_s = 0, idle_timeout_s = 60;
   int fault_corrupt_blob = -1;
   bool quiet = false;
@@ -23,6 +27,11 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   auto o = std::make_shared<Opts>();
   sub.add_option("--listen", o->listen, "HOST:PORT to listen on (port 0 = any; the bound port is printed)")->required();
   sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles")->required();
+  sub.add_option("--store", o->store, "also serve this KV store directory's entries, by prefix key (hex)");
+  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "--store memory tier (default 64 MiB)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "--store disk tier (default 1 GiB)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store-policy", o->store_policy, "--store eviction: lru | fifo | scheduler")->capture_default_str();
+  sub.add_option("--store-model", o->store_model, "--store entries' model (default: the one model of --dir's profiles)");
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)");
   sub.add_option("--idle-timeout-s", o->idle_timeout_s, "drop a receiver silent for this long");
   sub.add_flag("--quiet", o->quiet, "no per-connection log");
@@ -33,6 +42,15 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
     ks::SenderOptions so;
     std::tie(so.host, so.port) = ks::parse_host_port(o->listen, "--listen");
     so.dir = o->dir;
+    if (!o->store.empty()) {
+      kvstream::store::StoreConfig sc;
+      sc.dir = o->store;
+      sc.mem_bytes = o->store_mem_bytes;
+      sc.disk_bytes = o->store_disk_bytes;
+      sc.policy = kvstream::store::parse_policy(o->store_policy);
+      sc.domain = o->store_model;
+      so.source = std::make_shared<kvstream::store::StoreContextSource>(sc, std::make_shared<ks::ContextDir>(o->dir));
+    }
     so.idle_timeout_s = o->idle_timeout_s;
     so.faults.corrupt_blob_chunk = o->fault_corrupt_blob;
     auto log_mu = std::make_shared<std::mutex>();
@@ -44,7 +62,7 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
     const kvstream::cli::StopSignal stop;  // before any thread starts
     ks::Sender sender(so);
     sender.start();
-    std::cout << "send: serving " << o->dir << " on " << so.host << ":" << sender.port() << std::endl;
+    std::cout << "send: serving " << o->dir << (o->store.empty() ? "" : " and store " + o->store) << " on " << so.host << ":" << sender.port() << std::endl;
     stop.wait(o->duration_s);
     sender.stop();
     const auto st = sender.stats();

@@ -52,42 +52,60 @@ void TieredStore::recover() {
     } catch (const std::invalid_argument&) {
       continue;
     }
-    std::vector<uint8_t> bytes;
-    try {
-      bytes = env_.read_file(path, cfg_.disk_bytes);
-    } catch (const IoError&) {
-      ++st_.io_errors;  // unreadable or larger than the whole tier: left alone, not adopted
-      continue;
-    }
-    Record r;
-    try {
-      r = parse_record(bytes);
-    } catch (const CorruptRecord&) {
-      env_.remove_file(path);
-      ++st_.corrupt_dropped;
-      continue;
-    }
-    if (r.key != named || hasher_.key_of(r.tokens) != r.key) continue;  // another model's record
-    if (entries_.count(r.key)) continue;
-    if (st_.disk_used + bytes.size() > cfg_.disk_bytes) {
-      env_.remove_file(path);
-      ++st_.dropped;
-      continue;
-    }
-    Entry e;
-    e.key = r.key;
-    e.chain = hasher_.chain(r.tokens);
-    e.tokens = std::move(r.tokens);
-    e.bytes = bytes.size();
-    e.tier = Tier::Disk;
-    const PrefixKey key = e.key;
-    add_entry(std::move(e));
-    on_disk_.insert(key);
-    st_.disk_used += bytes.size();
-    policy_->on_insert(key);
-    ++st_.recovered;
+    if (named.hex() != name.substr(0, 32)) continue;  // not a name this store writes
+    if (adopt_locked(named, /*make_room=*/false)) ++st_.recovered;
   }
   bump_peaks();
+}
+
+bool TieredStore::adopt(const PrefixKey& key) {
+  std::lock_guard lock(mu_);
+  if (entries_.count(key)) return true;
+  if (!env_.file_exists(path_of(key))) return false;
+  const bool ok = adopt_locked(key, /*make_room=*/true);
+  if (ok) ++st_.adopted;
+  bump_peaks();
+  return ok;
+}
+
+bool TieredStore::adopt_locked(const PrefixKey& named, bool make_room) {
+  const std::string path = path_of(named);
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = env_.read_file(path, cfg_.disk_bytes);
+  } catch (const IoError&) {
+    ++st_.io_errors;  // missing, unreadable or larger than the whole tier: left alone, not adopted
+    return false;
+  }
+  Record r;
+  try {
+    r = parse_record(bytes);
+  } catch (const CorruptRecord&) {
+    env_.remove_file(path);
+    ++st_.corrupt_dropped;
+    return false;
+  }
+  if (r.key != named || hasher_.key_of(r.tokens) != r.key) return false;  // another model's record
+  if (entries_.count(r.key)) return false;
+  const bool fits = st_.disk_used + bytes.size() <= cfg_.disk_bytes ||
+                    (make_room && make_room_disk(r.key, bytes.size(), nullptr));
+  if (!fits) {
+    env_.remove_file(path);
+    ++st_.dropped;
+    return false;
+  }
+  Entry e;
+  e.key = r.key;
+  e.chain = hasher_.chain(r.tokens);
+  e.tokens = std::move(r.tokens);
+  e.bytes = bytes.size();
+  e.tier = Tier::Disk;
+  const PrefixKey key = e.key;
+  add_entry(std::move(e));
+  on_disk_.insert(key);
+  st_.disk_used += bytes.size();
+  policy_->on_insert(key);
+  return true;
 }
 
 void TieredStore::add_entry(Entry e) {
@@ -184,6 +202,17 @@ void TieredStore::demote(const PrefixKey& key, const PrefixKey* pinned) {
   st_.mem_used -= e.bytes;
   ++st_.demotions;
   place_on_disk(e, pinned);
+}
+
+size_t TieredStore::demote_all() {
+  std::lock_guard lock(mu_);
+  size_t kept = 0;
+  for (const auto& k : residents(Tier::Memory, nullptr)) {
+    demote(k, nullptr);
+    kept += on_disk_.count(k);
+  }
+  bump_peaks();
+  return kept;
 }
 
 // A disk entry whose room in memory is already made moves there; its file goes (an error

@@ -57,6 +57,7 @@ struct StoreStats {
   uint64_t prefetched = 0, bytes_prefetched = 0;     // disk -> memory by prefetch()
   uint64_t puts = 0, bytes_written_disk = 0, demotions = 0, promotions = 0, dropped = 0;
   uint64_t corrupt_dropped = 0, io_errors = 0, recovered = 0, temp_files_removed = 0;
+  uint64_t adopted = 0;  // by adopt(), after open
   uint64_t peak_mem_used = 0, peak_disk_used = 0;
 };
 
@@ -94,6 +95,15 @@ class TieredStore {
   PrefixKey put(std::vector<int32_t> tokens, std::vector<uint8_t> payload,
                 std::optional<PrefixKey> replaces = std::nullopt);
   bool erase(const PrefixKey& key);
+  // Adopts the disk tier file of `key` written by another process into this store's directory
+  // (e.g. a receiver's save-back while a sender serves the directory): verified like the files
+  // adopted at open (a corrupt one is deleted), then added to the disk tier, making room by the
+  // policy. Returns whether the store now holds `key`.
+  bool adopt(const PrefixKey& key);
+  // Moves every memory entry to the disk tier (as far as the disk policy makes room), so that a
+  // process that stops keeps them: tiers are exclusive, a memory entry has no file. Returns how
+  // many are now on disk.
+  size_t demote_all();
   std::optional<Tier> where(const PrefixKey& key) const;
   std::vector<PrefixKey> keys(Tier tier) const;
 
@@ -120,6 +130,7 @@ class TieredStore {
   };
 
   void recover();
+  bool adopt_locked(const PrefixKey& named, bool make_room);
   std::optional<Match> match_locked(std::span<const int32_t> tokens) const;
   std::optional<Fetched> fetch(std::unique_lock<std::mutex>& lock, const Match& m, bool count);
   RecordPtr read_disk(const PrefixKey& key, uint64_t bytes);  // nullptr if corrupt/unreadable

@@ -1,6 +1,8 @@
 // Container / profile adapter (see context_source.h).
 #include "streamer/context_source.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +101,7 @@ void ContextDir::scan_profiles() {
     try {
       const auto p = codec::load_profile(path);
       profiles_[hash_hex(p.hash())] = path;
+      models_[hash_hex(p.hash())] = p.model_name;
     } catch (const std::exception&) {
       // an unreadable profile is simply not served
     }
@@ -111,16 +114,43 @@ std::shared_ptr<const ServedContext> ContextDir::context(const std::string& id) 
   if (auto it = contexts_.find(id); it != contexts_.end()) return it->second;
   const fs::path path = fs::path(dir_) / (id + ".kvs");
   if (!fs::is_regular_file(path)) return nullptr;
-  auto sc = std::make_shared<ServedContext>(ServedContext{id, codec::ContainerReader::open(path.string()), {}, -1});
+  auto reader = codec::ContainerReader::open(path.string());
+  const std::string h = hash_hex(reader.info().profile_hash);
+  auto sc = make_served_context(id, std::move(reader), profile_size_locked(h));
+  contexts_[id] = sc;
+  return sc;
+}
+
+uint64_t ContextDir::profile_size_locked(const std::string& h) {
+  if (profiles_.find(h) == profiles_.end()) scan_profiles();
+  std::error_code ec;
+  if (auto it = profiles_.find(h); it != profiles_.end()) {
+    const auto n = fs::file_size(it->second, ec);
+    if (!ec) return n;
+  }
+  return 0;
+}
+
+std::vector<std::string> ContextDir::model_names() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> names;
+  for (const auto& [h, name] : models_)
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  return names;
+}
+
+uint64_t ContextDir::profile_size(const std::string& h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return profile_size_locked(h);
+}
+
+std::shared_ptr<const ServedContext> make_served_context(const std::string& id, codec::ContainerReader reader,
+                                                         uint64_t profile_bytes) {
+  auto sc = std::make_shared<ServedContext>(ServedContext{id, std::move(reader), {}, -1});
   const auto& info = sc->reader.info();
   for (size_t l = 0; l < info.ladder.size(); ++l)
     if (info.ladder[l].method == codec::Method::Text) sc->text_level = int(l);
-  uint64_t profile_size = 0;
-  const std::string h = hash_hex(info.profile_hash);
-  if (profiles_.find(h) == profiles_.end()) scan_profiles();
-  if (auto it = profiles_.find(h); it != profiles_.end()) profile_size = fs::file_size(it->second);
-  sc->manifest = manifest_from_container(id, sc->reader, profile_size);
-  contexts_[id] = sc;
+  sc->manifest = manifest_from_container(id, sc->reader, profile_bytes);
   return sc;
 }
 

@@ -1,6 +1,7 @@
 // The thin adapter between the codec's .kvs container / profile files and the streamer: builds the
 // wire Manifest and the controller's StreamSpec from a container, and finds contexts and profiles
-// in the sender's directory.
+// for the sender. ContextSource is what the sender serves from; ContextDir serves a directory (the
+// store layer adds a source that serves its entries, store/store_source.h).
 //
 // Contract: a context id `ctx` is served from DIR/ctx.kvs; profiles are DIR/*.kvprofile, matched by
 // their hash (FNV-1a 64, lower-case hex). Manifest level ids are ladder indices; the ladder's text
@@ -41,22 +42,43 @@ StreamSpec spec_from_manifest(const Manifest& m);
 // Ladder index of a wire level for a context (kTextLevel -> text level); -1 if invalid.
 int ladder_index_of(const ServedContext& c, uint16_t wire_level);
 
-class ContextDir {
+// A served context built from a parsed container (profile_bytes as in manifest_from_container).
+std::shared_ptr<const ServedContext> make_served_context(const std::string& id, codec::ContainerReader reader,
+                                                         uint64_t profile_bytes);
+
+// What the sender serves. Implementations are thread-safe (one sender thread calls them for every
+// connection, and tests may call them from others).
+class ContextSource {
+ public:
+  virtual ~ContextSource() = default;
+  // The context with this id, or nullptr if there is none. Throws std::runtime_error if it exists
+  // but cannot be served (not a valid container).
+  virtual std::shared_ptr<const ServedContext> context(const std::string& id) = 0;
+  // The bytes of the profile with this hash, or nullopt.
+  virtual std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex) = 0;
+};
+
+class ContextDir : public ContextSource {
  public:
   explicit ContextDir(std::string dir);
   // The context, loaded and cached on first use; nullptr if DIR/id.kvs does not exist. Throws
   // std::runtime_error if the file exists but is not a valid container.
-  std::shared_ptr<const ServedContext> context(const std::string& id);
-  // The bytes of the profile with this hash, or nullopt.
-  std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex);
+  std::shared_ptr<const ServedContext> context(const std::string& id) override;
+  std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex) override;
+  // Size of the profile file with this hash (0 if there is none).
+  uint64_t profile_size(const std::string& hash_hex);
+  // The distinct model names of the directory's profiles.
+  std::vector<std::string> model_names();
   const std::string& dir() const { return dir_; }
 
  private:
   void scan_profiles();
+  uint64_t profile_size_locked(const std::string& hash_hex);
   std::string dir_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const ServedContext>> contexts_;
   std::map<std::string, std::string> profiles_;  // hash -> path
+  std::map<std::string, std::string> models_;    // hash -> model name
 };
 
 }  // namespace kvstream::streamer

@@ -416,6 +416,7 @@ class Session {
     r.quality_source = "ladder";
     r.plan = plan_to_string(spec_, options);
     outcome_.kv = std::move(kv);
+    outcome_.profile = std::make_shared<const codec::Profile>(*profile_);
     // Give the END frame a moment to leave, then close.
     asio::post(io_, [this] { shutdown(); });
   }

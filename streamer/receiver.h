@@ -16,9 +16,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "codec/kv_cache.h"
+#include "codec/profile.h"
 #include "model/model.h"
 #include "streamer/controller.h"
 #include "streamer/result.h"
@@ -46,6 +48,7 @@ struct ReceiverOptions {
 struct ReceiveOutcome {
   StreamResult result;
   KvCache kv;              // the assembled cache (post-RoPE keys, the context's token ids)
+  std::shared_ptr<const codec::Profile> profile;  // the profile its KV chunks were decoded with
   bool profile_fetched = false;
   double rtt_s = 0;
 };

@@ -15,9 +15,10 @@ namespace kvstream::streamer {
 using asio::ip::tcp;
 
 struct Sender::Impl {
-  explicit Impl(SenderOptions o) : opt(std::move(o)), dir(opt.dir), acceptor(io) {}
+  explicit Impl(SenderOptions o)
+      : opt(std::move(o)), dir(opt.source ? opt.source : std::make_shared<ContextDir>(opt.dir)), acceptor(io) {}
   SenderOptions opt;
-  ContextDir dir;
+  std::shared_ptr<ContextSource> dir;
   asio::io_context io;
   tcp::acceptor acceptor;
   std::thread thread;
@@ -114,7 +115,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!hello_) return fail(ErrorCode::kBadRequest, "REQUEST before HELLO");
         if (ctx_) return fail(ErrorCode::kBadRequest, "a connection fetches one context");
         const Request r = decode_request(f);
-        ctx_ = srv_->dir.context(r.context_id);
+        ctx_ = srv_->dir->context(r.context_id);
         if (!ctx_) return fail(ErrorCode::kUnknownContext, "unknown context '" + r.context_id + "'");
         srv_->log("conn " + std::to_string(id_) + ": context " + r.context_id + " slo " +
                   std::to_string(r.slo_ms) + " ms policy " + r.policy);
@@ -122,7 +123,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       case FrameType::kProfileGet: {
         const ProfileGet g = decode_profile_get(f);
-        auto bytes = srv_->dir.profile_bytes(g.profile_hash);
+        auto bytes = srv_->dir->profile_bytes(g.profile_hash);
         if (!bytes) return fail(ErrorCode::kBadRequest, "no profile with hash " + g.profile_hash);
         return send(encode(ProfileData{g.profile_hash, std::move(*bytes)}));
       }

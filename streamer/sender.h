@@ -1,5 +1,6 @@
-// The sender (`kvstream send`): serves every DIR/ctx.kvs as context `ctx` over the kvstream
-// protocol (docs/PROTOCOL.md) to many receivers at once.
+// The sender (`kvstream send`): serves every DIR/ctx.kvs as context `ctx` (or whatever a given
+// ContextSource serves, e.g. a KV store's entries) over the kvstream protocol (docs/PROTOCOL.md)
+// to many receivers at once.
 //
 // Contract: one Asio io_context thread drives every connection asynchronously, so a slow or
 // stalled receiver never blocks another. Memory per connection is bounded: the sender stops
@@ -16,6 +17,8 @@
 
 namespace kvstream::streamer {
 
+class ContextSource;
+
 struct SenderFaults {
   int corrupt_chunk = -1;  // flip a payload byte of this chunk's frame (after its CRC)
   // Flip a byte inside this chunk's blob before framing (the frame CRC is valid, the blob's own
@@ -30,6 +33,7 @@ struct SenderOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0 = any free port (see Sender::port())
   std::string dir;
+  std::shared_ptr<ContextSource> source;  // when set, served instead of `dir`
   size_t max_connections = 256;
   size_t max_queued_frames = 8;
   double idle_timeout_s = 60;

@@ -1,7 +1,8 @@
 // The streaming CLI commands run as processes (build/bin/kvstream send / recv) over loopback:
 // `recv -o` writes the context's token ids for chunks fetched as KV, and a sender serving one
 // corrupt blob makes `recv` fall back to text for that chunk (warning on stderr, "fallback" in
-// --json) and still complete.
+// --json) and still complete; `recv --save-back` stores the fetched context and `send --store`
+// serves it by the printed key.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,4 +143,35 @@ TEST_CASE("kvstream recv falls back to text for a chunk whose blob is corrupt", 
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   std::filesystem::remove_all(profiles);
+}
+
+TEST_CASE("kvstream recv --save-back stores the context and send --store serves it by key", "[cli][stream][store]") {
+  const auto& fx = StreamFixture::get();
+  const std::string store_dir = temp_path("store"), profiles = temp_path("profiles3"), out = temp_path("again.safetensors");
+  std::filesystem::remove_all(store_dir);
+  SendProcess send("--store " + quote(store_dir));
+  const std::string bin = quote(kvstream::testing::kvstream_bin());
+  const auto [code, json_text] =
+      shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context story --slo-ms 10000 --policy fixed:max" +
+            " --profile-dir " + quote(profiles) + " --save-back " + quote(store_dir) + " --json 2>/dev/null");
+  REQUIRE(code == 0);
+  const auto j = nlohmann::json::parse(json_text);
+  const std::string key = j.at("save_back").at("key");
+  REQUIRE(key.size() == 32);
+  REQUIRE(j.at("save_back").at("tokens") == fx.kv.num_tokens());
+  // the running sender picks up the entry written by the other process
+  const auto [code2, text2] = shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context " + key +
+                                    " --slo-ms 10000 --policy fixed:max --profile-dir " + quote(profiles) + " -o " +
+                                    quote(out) + " 2>&1");
+  INFO(text2);
+  REQUIRE(code2 == 0);
+  const auto kv = kvstream::read_safetensors(out);
+  REQUIRE(kv.tokens == fx.kv.tokens);
+  const auto [code3, text3] = shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context " +
+                                    std::string(32, 'b') + " --slo-ms 10000 --profile-dir " + quote(profiles) + " 2>&1");
+  REQUIRE(code3 != 0);
+  REQUIRE(text3.find("unknown context") != std::string::npos);
+  std::filesystem::remove_all(store_dir);
+  std::filesystem::remove_all(profiles);
+  std::filesystem::remove(out);
 }
