@@ -78,7 +78,13 @@ void DecodePipeline::stop() {
 }
 
 KvCache DecodePipeline::take() {
-  stop();
+  // Every chunk was reported done, so the workers write no more rows: each report happened after
+  // its rows were written (the ready flag is set under mu_). The workers are told to stop; joining
+  // them is left to stop() / the destructor, off the caller's path (on a busy machine the
+  // lower-priority workers may take a while to be scheduled just to exit).
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = true;
+  cv_.notify_all();
   return std::move(full_);
 }
 

@@ -53,7 +53,8 @@ class DecodePipeline {
   ~DecodePipeline();
   void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
   void stop();
-  // The assembled cache; only meaningful once every chunk was reported done.
+  // The assembled cache; call it only once every chunk was reported done (the workers then write
+  // nothing more). Stops the workers without waiting for them to exit (stop() joins).
   KvCache take();
 
  private:
