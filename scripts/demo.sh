@@ -7,7 +7,9 @@
 #   4. fetch the context with every policy (`kvstream recv`, quality measured against the original
 #      KV with the model), SLO = 1/3 of the TTFT q8 needs on this trace (simulated),
 #   5. print a side-by-side table and draw out/stream/demo.png (trace capacity, chunk transfers
-#      coloured by level, SLO line).
+#      coloured by level, SLO line),
+#   6. the next turn from the store: the adaptive receiver saved what it fetched back into the
+#      sender's KV store (`recv --save-back`, after its TTFT); fetch that entry again by its key.
 # Env: TRACE (default TMobile-UMTS-driving.down), DELAY_MS (5), PREFILL_RATE (2000 tok/s).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,7 +44,8 @@ echo "q8 needs ${q8_ttft} ms here (simulated) -> SLO ${slo} ms"
 # Each log is emptied HERE before its process starts: the redirect of a background command runs in
 # the child, possibly after the wait loop below has already read the previous run's log (and port).
 : > "$out/send.log"
-"$kv" send --listen 127.0.0.1:0 --dir "$out" --quiet > "$out/send.log" 2>&1 &
+rm -rf "$out/store"
+"$kv" send --listen 127.0.0.1:0 --dir "$out" --store "$out/store" --quiet > "$out/send.log" 2>&1 &
 send_pid=$!
 relay_pid=""
 cleanup() {
@@ -59,9 +62,8 @@ sport=$(sed -n 's/.*serving .* on [^ ]*:\([0-9]*\).*/\1/p' "$out/send.log")
 "$kv" recv --connect "127.0.0.1:$sport" --context story --slo-ms 100000 --policy fixed:min \
   --profile-dir "$out/profile-cache" --json > /dev/null
 
-echo "== 4. fetch with each policy"
-results=()
-for policy in adaptive cachegen q8 text fixed:min; do
+# A fresh relay per fetch (trace time 0 = its connection); sets rport.
+start_relay() {
   : > "$out/relay.log"
   "$kv" relay --trace "$trace" --listen 127.0.0.1:0 --connect "127.0.0.1:$sport" --delay-ms "$delay" \
     > "$out/relay.log" 2>&1 &
@@ -69,14 +71,25 @@ for policy in adaptive cachegen q8 text fixed:min; do
   for _ in $(seq 300); do grep -q "listening" "$out/relay.log" 2>/dev/null && break; sleep 0.1; done
   rport=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\) .*/\1/p' "$out/relay.log")
   [ -n "$rport" ] || { echo "demo: the relay did not start:"; cat "$out/relay.log"; exit 1; }
-  name=$(echo "$policy" | tr ':' '_')
-  echo "-- $policy"
-  "$kv" recv --connect "127.0.0.1:$rport" --context story --slo-ms "$slo" --policy "$policy" \
-    --prefill-rate "$rate" --model "$model" --tokenizer "$tok" --reference "$out/story.safetensors" \
-    --profile-dir "$out/profile-cache" --json -o "$out/recv_$name.safetensors" > "$out/demo_$name.json"
+}
+stop_relay() {
   kill "$relay_pid" 2>/dev/null || true
   wait "$relay_pid" 2>/dev/null || true
   relay_pid=""
+}
+
+echo "== 4. fetch with each policy"
+results=()
+for policy in adaptive cachegen q8 text fixed:min; do
+  start_relay
+  name=$(echo "$policy" | tr ':' '_')
+  save=()
+  [ "$policy" = adaptive ] && save=(--save-back "$out/store")
+  echo "-- $policy"
+  "$kv" recv --connect "127.0.0.1:$rport" --context story --slo-ms "$slo" --policy "$policy" \
+    --prefill-rate "$rate" --model "$model" --tokenizer "$tok" --reference "$out/story.safetensors" \
+    --profile-dir "$out/profile-cache" --json -o "$out/recv_$name.safetensors" "${save[@]}" > "$out/demo_$name.json"
+  stop_relay
   results+=("$out/demo_$name.json")
 done
 "$kv" simulate --kvs "$out/story.kvs" --trace "$trace" --slo-ms "$slo" --policy oracle --prefill-rate "$rate" \
@@ -95,3 +108,19 @@ for p in sys.argv[1:]:
 PY
 /usr/bin/python3 "$root/scripts/plot_stream.py" --trace "$trace" --delay-ms "$delay" -o "$out/demo.png" \
   --title "kvstream demo: $(basename "$trace"), SLO ${slo} ms" "${results[@]}"
+
+echo "== 6. the next turn, from the store"
+key=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["save_back"]["key"])' "$out/demo_adaptive.json")
+echo "adaptive saved its KV cache back into $out/store as $key; fetching it by key:"
+start_relay
+"$kv" recv --connect "127.0.0.1:$rport" --context "$key" --slo-ms "$slo" --policy adaptive \
+  --prefill-rate "$rate" --model "$model" --reference "$out/story.safetensors" \
+  --profile-dir "$out/profile-cache" --json > "$out/demo_store_turn.json" 2>/dev/null
+stop_relay
+/usr/bin/python3 - "$out/demo_store_turn.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+q = r["quality"]
+print("from the store: TTFT %.1f ms (SLO %s), top-1 %.4f, ppl d %+.2f%%, %d bytes, plan %s"
+      % (r["ttft_ms"], "met" if r["slo_met"] else "MISSED", q["greedy_agreement"], q["ppl_delta_pct"], r["bytes"], r["plan"]))
+PY
