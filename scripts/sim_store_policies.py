@@ -69,6 +69,8 @@ def main():
         o = w.get("options", {})
         dist = o.get("think_dist", "exponential")
         label = f"{dist}" + (f" sigma {o.get('think_sigma')}" if dist == "lognormal" else "")
+        if o.get("turns_dist", "geometric") != "geometric":
+            label += f"; turns {o['turns_dist']} sigma {o.get('turns_sigma')}"
         for K in caps:
             (lru, _), (fifo, same), (opt, _) = (simulate(w, K, p) for p in ("lru", "fifo", "opt"))
             print(f"| {label} | {K} | {100*lru:.1f}% | {100*fifo:.1f}% | {100*(fifo-lru):+.1f} | {100*opt:.1f}% "

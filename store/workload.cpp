@@ -57,6 +57,8 @@ nlohmann::json options_json(const WorkloadOptions& o) {
           {"sessions_per_s", o.sessions_per_s},
           {"mean_turns", o.mean_turns},
           {"max_turns", o.max_turns},
+          {"turns_dist", o.turns_dist},
+          {"turns_sigma", o.turns_sigma},
           {"think_s_mean", o.think_s_mean},
           {"think_dist", o.think_dist},
           {"think_sigma", o.think_sigma},
@@ -80,6 +82,11 @@ Workload generate_workload(const WorkloadOptions& o, const std::string& text) {
     throw std::invalid_argument("workload: think time distribution must be exponential or lognormal");
   if (!(o.think_sigma > 0 && o.think_sigma <= 5)) throw std::invalid_argument("workload: think_sigma in (0, 5]");
   if (!(o.mean_turns >= 1) || o.max_turns < 1) throw std::invalid_argument("workload: mean_turns >= 1, max_turns >= 1");
+  if (o.turns_dist != "geometric" && o.turns_dist != "lognormal")
+    throw std::invalid_argument("workload: turn count distribution must be geometric or lognormal");
+  if (!(o.turns_sigma > 0 && o.turns_sigma <= 5)) throw std::invalid_argument("workload: turns_sigma in (0, 5]");
+  if (o.turns_dist == "lognormal" && !(o.mean_turns > 1))
+    throw std::invalid_argument("workload: lognormal turn counts need mean_turns > 1");
   if (o.prompt_sentences_min < 1 || o.prompt_sentences_max < o.prompt_sentences_min ||
       o.response_sentences_min < 1 || o.response_sentences_max < o.response_sentences_min)
     throw std::invalid_argument("workload: bad sentence ranges");
@@ -112,7 +119,15 @@ Workload generate_workload(const WorkloadOptions& o, const std::string& text) {
     Session s;
     s.id = id;
     s.arrival_s = t;
-    const int turns = std::min(o.max_turns, 1 + extra_turns(rng));
+    int drawn = 0;
+    if (o.turns_dist == "lognormal") {
+      // 1 + floor(X) has mean ~ E[X] + 0.5 = mean_turns (before the cap).
+      const double tmu = std::log(o.mean_turns - 0.5) - 0.5 * o.turns_sigma * o.turns_sigma;
+      drawn = 1 + static_cast<int>(std::min(1e6, std::lognormal_distribution<double>(tmu, o.turns_sigma)(rng)));
+    } else {
+      drawn = 1 + extra_turns(rng);
+    }
+    const int turns = std::min(o.max_turns, drawn);
     size_t story = pick_story(rng), sent = 0;
     auto take = [&](int n) {
       std::string out;
@@ -170,6 +185,8 @@ Workload load_workload(const std::string& path) {
       w.options.seed = o.value("seed", uint64_t{0});
       w.options.sessions_per_s = o.value("sessions_per_s", 0.0);
       w.options.mean_turns = o.value("mean_turns", 0.0);
+      w.options.turns_dist = o.value("turns_dist", std::string("geometric"));
+      w.options.turns_sigma = o.value("turns_sigma", 1.5);
       w.options.think_s_mean = o.value("think_s_mean", 0.0);
       w.options.think_dist = o.value("think_dist", std::string("exponential"));
       w.options.think_sigma = o.value("think_sigma", 1.5);

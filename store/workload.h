@@ -1,7 +1,9 @@
 // Multi-turn conversation workloads (ShareGPT-like) for the store replay, made from TinyStories.
 //
 // Generator: sessions arrive as a Poisson process (rate sessions_per_s); each has a geometric
-// number of turns with mean mean_turns (ShareGPT averages 5.75), capped at max_turns; turn k+1
+// number of turns with mean mean_turns (ShareGPT averages 5.75), or a heavy-tailed one (turns_dist
+// lognormal: 1 + floor(X), X lognormal with mean mean_turns - 0.5 and log-space standard deviation
+// turns_sigma: most sessions short, a few very long), capped at max_turns; turn k+1
 // comes a think time after turn k: exponential with mean think_s_mean (default), or lognormal
 // with the same mean and log-space standard deviation think_sigma (heavy-tailed, as human think
 // times are often modelled). A turn is a short user prompt (prompt_sentences
@@ -25,6 +27,8 @@ struct WorkloadOptions {
   double sessions_per_s = 0.5;
   double mean_turns = 5.75;
   int max_turns = 30;
+  std::string turns_dist = "geometric";  // "geometric" | "lognormal"
+  double turns_sigma = 1.5;              // lognormal only: sigma of ln(turns)
   double think_s_mean = 60.0;
   std::string think_dist = "exponential";  // "exponential" | "lognormal"
   double think_sigma = 1.5;                // lognormal only: sigma of ln(think time)

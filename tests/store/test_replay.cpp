@@ -161,6 +161,40 @@ TEST_CASE("workload generator: lognormal think times keep the mean, heavier tail
   CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
 }
 
+TEST_CASE("workload generator: lognormal turn counts keep the mean, more short and very long sessions", "[store][workload]") {
+  const auto text = synthetic_text(50);
+  WorkloadOptions o;
+  o.sessions = 2000;
+  o.seed = 5;
+  o.text_begin_frac = 0;
+  o.think_s_mean = 0;  // only the counts matter here
+  o.max_turns = 1000;
+  auto counts = [&] {
+    std::vector<size_t> c;
+    for (const auto& s : generate_workload(o, text).sessions) c.push_back(s.turns.size());
+    std::sort(c.begin(), c.end());
+    return c;
+  };
+  const auto geo = counts();
+  o.turns_dist = "lognormal";
+  o.turns_sigma = 1.5;
+  const auto logn = counts();
+  auto mean = [](const std::vector<size_t>& c) {
+    double s = 0;
+    for (size_t x : c) s += double(x);
+    return s / double(c.size());
+  };
+  CHECK(mean(geo) == Approx(5.75).epsilon(0.1));
+  CHECK(mean(logn) == Approx(5.75).epsilon(0.2));  // heavy tail: the sample mean is noisier
+  CHECK(logn[logn.size() / 2] < geo[geo.size() / 2]);  // more short sessions
+  CHECK(logn.back() > 2 * geo.back());                 // and a few very long ones
+  o.turns_dist = "zipf";
+  CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
+  o.turns_dist = "lognormal";
+  o.turns_sigma = 0;
+  CHECK_THROWS_AS(generate_workload(o, text), std::invalid_argument);
+}
+
 TEST_CASE("replay: unlimited store hits every later turn, an empty store none", "[store][replay]") {
   const auto w = small_workload(12, 3);
   FakeEngine engine(512);
