@@ -1,36 +1,24 @@
 // The model-facing CLI commands run as a process (build/bin/kvstream): generate prints run.c's
 // exact text, prefill writes a KV file that kv-info and score read, and errors exit 1 with a message.
-#include <sys/wait.h>
-
-#include <array>
 #include <catch2/catch.hpp>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/cli/shell.h"
 #include "tests/test_data.h"
+
+using kvstream::testing::quote;
 
 namespace {
 struct Run {
   int code;
   std::string out;  // stdout and stderr
 };
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 Run run(const std::string& args, bool merge_stderr = false) {
-  const std::string cmd = quote(kvstream::testing::kvstream_bin()) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto [code, out] = kvstream::testing::shell(quote(kvstream::testing::kvstream_bin()) + " " + args +
+                                                    (merge_stderr ? " 2>&1" : " 2>/dev/null"));
+  return {code, out};
 }
 std::string model_args() {
   return "--model " + quote(kvstream::testing::model_path()) + " --tokenizer " + quote(kvstream::testing::tokenizer_path());

@@ -4,13 +4,10 @@
 // --json) and still complete; `recv --save-back` stores the fetched context and `send --store`
 // serves it by the printed key.
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,36 +15,21 @@
 #include <thread>
 
 #include "codec/safetensors.h"
+#include "tests/cli/shell.h"
 #include "tests/streamer/fixture.h"
 #include "tests/test_data.h"
 
 using kvstream::testing::StreamFixture;
+using kvstream::testing::quote;
+using kvstream::testing::shell;
 
 namespace {
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
-}
-
-// Runs a shell command line; returns its exit code and stdout.
-std::pair<int, std::string> shell(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 // `kvstream send` in the background (it exits by itself after 60 s at the latest).
