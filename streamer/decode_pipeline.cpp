@@ -67,6 +67,13 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
 
 DecodePipeline::~DecodePipeline() { stop(); }
 
+DecodePipeline::Tables DecodePipeline::build_tables(const codec::Profile& p) {
+  Tables t;
+  for (size_t l = 0; l < p.levels.size(); ++l)
+    t.push_back(std::make_shared<const codec::LevelDecodeTables>(codec::build_decode_tables(p, int(l))));
+  return t;
+}
+
 void DecodePipeline::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);

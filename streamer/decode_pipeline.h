@@ -42,6 +42,8 @@ class DecodePipeline {
   using Corrupt = std::function<void(size_t chunk, const std::string& reason)>;
   // Decode tables per profile level; null entries are built on first use.
   using Tables = std::vector<std::shared_ptr<const codec::LevelDecodeTables>>;
+  // Every level's decode tables of `p` (what a node keeps with a cached profile).
+  static Tables build_tables(const codec::Profile& p);
 
   // `profile` must stay alive; `model` may be null (then text chunks are an error). `token_ids`:
   // the context's ids (one per token of all chunks) or empty. `on_corrupt` may be empty. `tables`:

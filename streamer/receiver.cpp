@@ -89,14 +89,7 @@ class Session {
       auto p = load_cached_profile(opt_.profile_dir, h);
       if (!p) continue;
       // The decode tables too: a node keeps them with its profiles, so no chunk's decode pays.
-      DecodePipeline::Tables tables;
-      for (size_t l = 0; l < p->levels.size(); ++l) {
-        try {
-          tables.push_back(std::make_shared<const codec::LevelDecodeTables>(codec::build_decode_tables(*p, int(l))));
-        } catch (const std::exception&) {
-          tables.push_back(nullptr);  // built (or reported) on use
-        }
-      }
+      auto tables = DecodePipeline::build_tables(*p);
       cached_.emplace(h, CachedProfile{std::move(*p), std::move(tables)});
     }
   }
