@@ -38,7 +38,7 @@ struct SimOptions {
   double delay_s = 0.01;  // one-way propagation delay (RTT = 2 x delay)
   // Request reaches the sender side -> its answer enters the shaped link. Live over the relay this
   // is the relay's release of the request (its timer, >= 0.25 ms tick spacing) plus the sender's
-  // read and reply: 0.2-0.5 ms measured on the 2-core VM (docs/RESULTS.md, "Live vs simulator").
+  // read and reply: 0.2-0.5 ms seen on the 2-core VM (docs/RESULTS.md, Streaming, "Live over the trace-shaped relay").
   // It matters on Mahimahi traces, whose delivery opportunities are whole milliseconds: an answer
   // ready 0.1 ms after an opportunity waits for the next one.
   double turnaround_s = kDefaultTurnaroundS;
