@@ -22,7 +22,7 @@ struct BenchModelOptions {
 KVSTREAM_COMMAND("bench model", "Benchmark reference-model prefill: batched vs token by token", [](CLI::App& sub) {
   auto o = std::make_shared<BenchModelOptions>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  sub.add_option("--text-file", o->text_file, "text to take the context from (../shared/text/tinystories_val.txt)")->required();
+  sub.add_option("--text-file", o->text_file, "text to take the context from (data/text/tinystories_val.txt)")->required();
   sub.add_option("--tokens", o->tokens, "context length")->capture_default_str();
   sub.add_option("--repeats", o->repeats, "timed repetitions (best kept)")->capture_default_str();
   sub.add_flag("--json", o->json, "print JSON");

@@ -1,8 +1,8 @@
 // `kvstream generate`: text generation with the reference model, printing exactly what llama2.c
 // run.c prints (the prompt's pieces after BOS, then the generated pieces, then a newline).
 // With --kv FILE it instead continues the text held in a KV cache file and prints only the new text.
-// Example: kvstream generate --model ../shared/models/stories260K/stories260K.bin
-//            --tokenizer ../shared/models/stories260K/tok512.bin --prompt "Once upon a time" --steps 64
+// Example: kvstream generate --model data/models/stories260K/stories260K.bin
+//            --tokenizer data/models/stories260K/tok512.bin --prompt "Once upon a time" --steps 64
 //          kvstream generate --model ... --tokenizer ... --kv kv.safetensors --steps 64
 #include <iostream>
 #include <memory>

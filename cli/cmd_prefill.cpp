@@ -1,7 +1,7 @@
 // `kvstream prefill`: runs the reference model over a text and writes its KV cache as safetensors.
-// Example: kvstream prefill --model ../shared/models/stories260K/stories260K.bin
-//            --tokenizer ../shared/models/stories260K/tok512.bin
-//            --text-file ../shared/text/tinystories_val.txt --max-tokens 448 -o kv.safetensors
+// Example: kvstream prefill --model data/models/stories260K/stories260K.bin
+//            --tokenizer data/models/stories260K/tok512.bin
+//            --text-file data/text/tinystories_val.txt --max-tokens 448 -o kv.safetensors
 #include <chrono>
 #include <cstdio>
 #include <iostream>

@@ -18,9 +18,9 @@
 KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarchical KV store", ([](CLI::App& sub) {
   struct Opts {
     std::string workload, policy = "lru", profile, codec = "container", level;
-    std::string model = "../shared/models/stories260K/stories260K.bin";
-    std::string tokenizer = "../shared/models/stories260K/tok512.bin";
-    std::string text = "../shared/text/tinystories_val.txt";
+    std::string model = "data/models/stories260K/stories260K.bin";
+    std::string tokenizer = "data/models/stories260K/tok512.bin";
+    std::string text = "data/text/tinystories_val.txt";
     std::string overflow = "block", load_overlap = "layerwise";
     kvstream::store::ReplayOptions r;
     bool json = false, no_fsync = false;

@@ -1,7 +1,7 @@
 // `kvstream score`: log-probability and perplexity of a continuation text given a KV cache file.
 // Every continuation token is scored (the KV's last token is re-fed to get the first prediction).
-// Example: kvstream score --model ../shared/models/stories260K/stories260K.bin
-//            --tokenizer ../shared/models/stories260K/tok512.bin --kv kv.safetensors --text " The end."
+// Example: kvstream score --model data/models/stories260K/stories260K.bin
+//            --tokenizer data/models/stories260K/tok512.bin --kv kv.safetensors --text " The end."
 #include <cstdio>
 #include <iostream>
 #include <memory>

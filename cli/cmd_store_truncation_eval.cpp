@@ -1,9 +1,9 @@
 // `kvstream store truncation-eval`: perplexity of a next turn after a context overflows the model
 // window, with (a) stored pre-RoPE keys truncated and re-rotated, (b) recompute of the kept text,
 // (c) naive truncation of post-RoPE keys, (d) no truncation. Logic: store/truncation.h.
-// Example: kvstream store truncation-eval --model ../shared/models/stories260K/stories260K.bin
-//            --tokenizer ../shared/models/stories260K/tok512.bin
-//            --text-file ../shared/text/tinystories_val.txt --contexts 32 --json
+// Example: kvstream store truncation-eval --model data/models/stories260K/stories260K.bin
+//            --tokenizer data/models/stories260K/tok512.bin
+//            --text-file data/text/tinystories_val.txt --contexts 32 --json
 #include <cstdio>
 #include <iostream>
 #include <memory>

@@ -12,13 +12,13 @@
 KVSTREAM_COMMAND("workload gen", "Generate a multi-turn conversation workload for kvstream replay", ([](CLI::App& sub) {
   struct Opts {
     kvstream::store::WorkloadOptions w;
-    std::string text = "../shared/text/tinystories_val.txt", out;
+    std::string text = "data/text/tinystories_val.txt", out;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("--sessions", o->w.sessions, "number of sessions")->required();
   sub.add_option("--seed", o->w.seed, "random seed")->required();
   sub.add_option("-o,--output", o->out, "workload JSON to write")->required();
-  sub.add_option("--text-file", o->text, "TinyStories text (default ../shared/text/tinystories_val.txt)");
+  sub.add_option("--text-file", o->text, "TinyStories text (default data/text/tinystories_val.txt)");
   sub.add_option("--rate", o->w.sessions_per_s, "session arrivals per second (Poisson)");
   sub.add_option("--mean-turns", o->w.mean_turns, "mean turns per session (ShareGPT: 5.75)");
   sub.add_option("--max-turns", o->w.max_turns, "cap on turns per session");

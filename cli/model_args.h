@@ -14,8 +14,8 @@
 namespace kvstream::cli {
 
 inline void add_model_args(CLI::App& sub, std::string& model, std::string& tokenizer) {
-  sub.add_option("--model", model, "llama2.c checkpoint (../shared/models/stories260K/stories260K.bin)")->required();
-  sub.add_option("--tokenizer", tokenizer, "llama2.c tokenizer (../shared/models/stories260K/tok512.bin)")->required();
+  sub.add_option("--model", model, "llama2.c checkpoint (data/models/stories260K/stories260K.bin)")->required();
+  sub.add_option("--tokenizer", tokenizer, "llama2.c tokenizer (data/models/stories260K/tok512.bin)")->required();
 }
 
 struct LoadedModel {

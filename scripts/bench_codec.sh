@@ -7,12 +7,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${KVSTREAM_BIN:-$root/build/bin/kvstream}"
-shared="${KVSTREAM_SHARED:-$root/../shared}"
+data="${KVSTREAM_DATA:-$root/data}"
 out="${OUT_DIR:-$root/build-codec/results}"
 mkdir -p "$out"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
-text="$shared/text/tinystories_val.txt"
+model="$data/models/stories260K/stories260K.bin"
+tok="$data/models/stories260K/tok512.bin"
+text="$data/text/tinystories_val.txt"
 profile="${PROFILE:-$out/stories260K.kvprofile}"
 if [ ! -f "$profile" ]; then
   "$bin" profile --model "$model" --tokenizer "$tok" --text-file "$text" -o "$profile"

@@ -15,7 +15,7 @@ if [ -z "${KVSTREAM:-}" ]; then
   "$root/scripts/setup.sh" >/dev/null
   export KVSTREAM="$root/build/bin/kvstream"
 fi
-shared="$root/../shared"
+data="${KVSTREAM_DATA:-$root/data}"
 out="$root/out/decode"
 mkdir -p "$out"
 # The codec profile is the one the streaming scripts build (cached in out/stream).
@@ -25,9 +25,9 @@ kv="$out/passage512.safetensors"
 if [ ! -s "$kv" ]; then
   # a passage from the evaluation half of the text (the profile calibrates on the first 35%)
   /usr/bin/python3 -c "import sys; t=open(sys.argv[1]).read(); print(t[len(t)*3//4:len(t)*3//4+8000])" \
-    "$shared/text/tinystories_val.txt" > "$out/passage.txt"
-  "$KVSTREAM" prefill --model "$shared/models/stories260K/stories260K.bin" \
-    --tokenizer "$shared/models/stories260K/tok512.bin" --text-file "$out/passage.txt" --max-tokens 512 -o "$kv"
+    "$data/text/tinystories_val.txt" > "$out/passage.txt"
+  "$KVSTREAM" prefill --model "$data/models/stories260K/stories260K.bin" \
+    --tokenizer "$data/models/stories260K/tok512.bin" --text-file "$out/passage.txt" --max-tokens 512 -o "$kv"
 fi
 levels="${LEVELS:-$(/usr/bin/python3 -c "import json,sys; print(' '.join(l['name'] for l in json.load(open(sys.argv[1])) if l.get('method','quant')=='quant'))" "$root/out/stream/ladder.json")}"
 for dev in ${DEVICES:-cpu cuda}; do

@@ -13,11 +13,11 @@ if [ -z "${KVSTREAM:-}" ]; then
   "$root/scripts/setup.sh" >/dev/null
   KVSTREAM="$root/build/bin/kvstream"
 fi
-shared="$root/../shared"
+data="${KVSTREAM_DATA:-$root/data}"
 out="${1:-$root/out/bench_model.json}"
 mkdir -p "$(dirname "$out")"
-"$KVSTREAM" bench model --model "$shared/models/stories260K/stories260K.bin" \
-  --tokenizer "$shared/models/stories260K/tok512.bin" --text-file "$shared/text/tinystories_val.txt" \
+"$KVSTREAM" bench model --model "$data/models/stories260K/stories260K.bin" \
+  --tokenizer "$data/models/stories260K/tok512.bin" --text-file "$data/text/tinystories_val.txt" \
   --tokens "${TOKENS:-512}" --repeats "${REPEATS:-7}" --json > "$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # netsim benchmark (issue 4): a >= 10 s bulk transfer through the shaping relay (real loopback
-# sockets, in-process) over every shared Mahimahi trace and const 10/100/1000 Mbit/s, its achieved
+# sockets, in-process) over every bundled Mahimahi trace and const 10/100/1000 Mbit/s, its achieved
 # throughput against the trace's capacity over the same interval, and the simulator's completion
-# time side by side; plus simulator speed over all shared traces. Writes JSON (default
+# time side by side; plus simulator speed over all bundled traces. Writes JSON (default
 # out/bench_netsim.json). Runs sequentially (~100 s) so transfers do not compete for the 2 cores.
 # Usage: scripts/bench_netsim.sh [OUT.json] [extra `kvstream bench netsim` options]
 set -euo pipefail
@@ -13,7 +13,7 @@ bin="$build/bin/kvstream"
 out="${1:-$root/out/bench_netsim.json}"
 shift || true
 mkdir -p "$(dirname "$out")"
-traces="$root/../shared/traces"
+traces="${KVSTREAM_DATA:-$root/data}/traces"
 args=()
 for f in "$traces"/mahimahi/*.down "$traces"/mahimahi/*.up; do args+=(--trace "$f"); done
 for r in 10 100 1000; do args+=(--trace "const:${r}mbit"); done

@@ -11,11 +11,11 @@
 #   4. kvstream store truncation-eval on TRUNC_CONTEXTS conversations that overflow the window
 #      (TRUNC_CONTEXTS=0 skips it).
 # Output: $OUT_DIR/bench_store.json (all results) plus one JSON per run beside it.
-# Env: KVSTREAM_BIN (default build/bin/kvstream), KVSTREAM_SHARED (default ../shared), OUT_DIR.
+# Env: KVSTREAM_BIN (default build/bin/kvstream), KVSTREAM_DATA (default data/), OUT_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${KVSTREAM_BIN:-$root/build/bin/kvstream}"
-shared="${KVSTREAM_SHARED:-$root/../shared}"
+data="${KVSTREAM_DATA:-$root/data}"
 out="${OUT_DIR:-$root/out/bench_store}"
 sessions="${SESSIONS:-200}"
 seed="${SEED:-1}"
@@ -24,9 +24,9 @@ caps="${CAPS:-2MB:6MB 3MB:9MB 3584KB:10752KB 4MB:12MB}"
 trunc_contexts="${TRUNC_CONTEXTS:-32}"
 think_dist="${THINK_DIST:-exponential}"
 think_sigma="${THINK_SIGMA:-1.5}"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
-text="$shared/text/tinystories_val.txt"
+model="$data/models/stories260K/stories260K.bin"
+tok="$data/models/stories260K/tok512.bin"
+text="$data/text/tinystories_val.txt"
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "bench_store: $bin not found (build first: scripts/setup.sh)" >&2; exit 1; }
 

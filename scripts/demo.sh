@@ -19,11 +19,11 @@ if [ -z "${KVSTREAM:-}" ]; then
   KVSTREAM="$root/build/bin/kvstream"
 fi
 kv="$KVSTREAM"
-shared="$root/../shared"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
+data="${KVSTREAM_DATA:-$root/data}"
+model="$data/models/stories260K/stories260K.bin"
+tok="$data/models/stories260K/tok512.bin"
 out="$root/out/stream"
-trace="${TRACE:-$shared/traces/mahimahi/TMobile-UMTS-driving.down}"
+trace="${TRACE:-$data/traces/mahimahi/TMobile-UMTS-driving.down}"
 delay="${DELAY_MS:-5}"
 rate="${PREFILL_RATE:-2000}"
 

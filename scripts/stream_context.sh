@@ -13,10 +13,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/out/stream}"
 kv="${KVSTREAM:-$root/build/bin/kvstream}"
-shared="$root/../shared"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
-text="$shared/text/tinystories_val.txt"
+data="${KVSTREAM_DATA:-$root/data}"
+model="$data/models/stories260K/stories260K.bin"
+tok="$data/models/stories260K/tok512.bin"
+text="$data/text/tinystories_val.txt"
 mkdir -p "$out"
 
 if [ ! -s "$out/stories260K.kvprofile" ]; then

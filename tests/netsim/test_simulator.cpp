@@ -42,7 +42,7 @@ TEST_CASE("simulator: waits through an outage until the trace loops", "[netsim][
 }
 
 TEST_CASE("simulator: a long transfer averages the trace's mean capacity", "[netsim][sim]") {
-  const Trace t = Trace::load(kvstream::testing::shared_dir() + "/traces/mahimahi/Verizon-LTE-short.down");
+  const Trace t = Trace::load(kvstream::testing::data_dir() + "/traces/mahimahi/Verizon-LTE-short.down");
   Simulator sim(t);
   const double end = sim.send(3 * t.bytes_per_period(), 0);
   CHECK(end == Approx(3 * t.period_s()).epsilon(0.01));

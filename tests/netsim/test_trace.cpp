@@ -146,7 +146,7 @@ TEST_CASE("bad traces give clear errors", "[netsim][trace]") {
 }
 
 TEST_CASE("shared Mahimahi traces: capacity equals lines x 1500 per period", "[netsim][trace]") {
-  const fs::path dir = kvstream::testing::shared_dir() + "/traces/mahimahi";
+  const fs::path dir = kvstream::testing::data_dir() + "/traces/mahimahi";
   REQUIRE(fs::is_directory(dir));
   int n = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
@@ -173,7 +173,7 @@ TEST_CASE("shared Mahimahi traces: capacity equals lines x 1500 per period", "[n
 }
 
 TEST_CASE("shared cooked traces (FCC, Norway) load and average ~1.3 Mbit/s", "[netsim][trace]") {
-  const fs::path dir = kvstream::testing::shared_dir() + "/traces/fcc-norway";
+  const fs::path dir = kvstream::testing::data_dir() + "/traces/fcc-norway";
   REQUIRE(fs::is_directory(dir));
   int n = 0;
   double sum = 0;
