@@ -81,8 +81,8 @@ StreamSpec spec_from_manifest(const Manifest& m) {
 }
 
 int ladder_index_of(const ServedContext& c, uint16_t wire_level) {
-  if (wire_level == kTextLevel) return c.text_level;
-  if (manifest_level_index(c.manifest, wire_level) < 0) return -1;
+  if (wire_level == kTextLevel) return c.text_level();
+  if (manifest_level_index(c.manifest(), wire_level) < 0) return -1;
   return int(wire_level);
 }
 
@@ -144,14 +144,19 @@ uint64_t ContextDir::profile_size(const std::string& h) {
   return profile_size_locked(h);
 }
 
+std::shared_ptr<const std::vector<uint8_t>> ContainerContext::blob(uint32_t chunk, int ladder_level) const {
+  const auto b = reader_.blob(chunk, ladder_level);
+  return std::make_shared<const std::vector<uint8_t>>(b.begin(), b.end());
+}
+
 std::shared_ptr<const ServedContext> make_served_context(const std::string& id, codec::ContainerReader reader,
                                                          uint64_t profile_bytes) {
-  auto sc = std::make_shared<ServedContext>(ServedContext{id, std::move(reader), {}, -1});
-  const auto& info = sc->reader.info();
+  int text_level = -1;
+  const auto& info = reader.info();
   for (size_t l = 0; l < info.ladder.size(); ++l)
-    if (info.ladder[l].method == codec::Method::Text) sc->text_level = int(l);
-  sc->manifest = manifest_from_container(id, sc->reader, profile_bytes);
-  return sc;
+    if (info.ladder[l].method == codec::Method::Text) text_level = int(l);
+  Manifest m = manifest_from_container(id, reader, profile_bytes);
+  return std::make_shared<ContainerContext>(id, std::move(reader), std::move(m), text_level);
 }
 
 std::optional<std::vector<uint8_t>> ContextDir::profile_bytes(const std::string& h) {

@@ -28,11 +28,37 @@ namespace kvstream::streamer {
 
 std::string hash_hex(uint64_t h);
 
-struct ServedContext {
-  std::string id;
-  codec::ContainerReader reader;
-  Manifest manifest;
-  int text_level = -1;  // ladder index of the text level (-1 if the container has none)
+// A context the sender serves: its manifest (built once) and its blobs, one per (chunk, ladder
+// level). Implementations are immutable after construction and thread-safe; blob() may block
+// (disk, network) and is never to be called on an I/O thread that serves other connections.
+class ServedContext {
+ public:
+  ServedContext(std::string id, Manifest manifest, int text_level)
+      : id_(std::move(id)), manifest_(std::move(manifest)), text_level_(text_level) {}
+  virtual ~ServedContext() = default;
+  const std::string& id() const { return id_; }
+  const Manifest& manifest() const { return manifest_; }
+  int text_level() const { return text_level_; }  // ladder index of the text level (-1: none)
+  // The blob of (chunk, ladder level), verified (CRC) by the implementation; throws
+  // std::runtime_error (or codec::CorruptBlob) when it cannot be read or fails its check.
+  virtual std::shared_ptr<const std::vector<uint8_t>> blob(uint32_t chunk, int ladder_level) const = 0;
+
+ private:
+  std::string id_;
+  Manifest manifest_;
+  int text_level_ = -1;
+};
+
+// A served context whose blobs come from a parsed .kvs container held in memory.
+class ContainerContext final : public ServedContext {
+ public:
+  ContainerContext(std::string id, codec::ContainerReader reader, Manifest manifest, int text_level)
+      : ServedContext(std::move(id), std::move(manifest), text_level), reader_(std::move(reader)) {}
+  std::shared_ptr<const std::vector<uint8_t>> blob(uint32_t chunk, int ladder_level) const override;
+  const codec::ContainerReader& reader() const { return reader_; }
+
+ private:
+  codec::ContainerReader reader_;
 };
 
 // Manifest of a container (profile_bytes = size of the profile file, 0 if unknown).

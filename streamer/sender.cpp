@@ -54,7 +54,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (ec) return;
       if (self->stalled_) { self->arm_timer(); return; }  // fault injection keeps the socket open
       self->srv_->log("conn " + std::to_string(self->id_) + ": idle timeout");
-      self->fail(ErrorCode::kTimeout, "receiver idle for too long");
+      self->fail(WireErrorCode::kTimeout, "receiver idle for too long");
     });
   }
 
@@ -76,7 +76,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // An older peer gets the error under its own version's header, so that it can read it.
         const uint16_t v = header_version(self->header_.data());
         const bool old = v >= 1 && v < kProtocolVersion;
-        return self->fail(old ? ErrorCode::kVersion : ErrorCode::kBadFrame, e.what(), old ? v : kProtocolVersion);
+        return self->fail(old ? WireErrorCode::kVersion : WireErrorCode::kBadFrame, e.what(), old ? v : kProtocolVersion);
       }
       self->payload_.resize(h.length);
       self->reading_ = true;
@@ -90,9 +90,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
           self->arm_timer();
           self->handle(f);
         } catch (const ProtocolError& e) {
-          return self->fail(ErrorCode::kBadFrame, e.what());
+          return self->fail(WireErrorCode::kBadFrame, e.what());
         } catch (const std::exception& e) {
-          return self->fail(ErrorCode::kInternal, e.what());
+          return self->fail(WireErrorCode::kInternal, e.what());
         }
         self->read_header();
       });
@@ -104,7 +104,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case FrameType::kHello: {
         const Hello h = decode_hello(f);
         if (h.min_version > kProtocolVersion || h.max_version < kProtocolVersion)
-          return fail(ErrorCode::kVersion, "no common protocol version (sender speaks " + std::to_string(kProtocolVersion) + ")");
+          return fail(WireErrorCode::kVersion, "no common protocol version (sender speaks " + std::to_string(kProtocolVersion) + ")");
         hello_ = true;
         HelloAck a;
         a.max_chunk_bytes = uint32_t(max_payload(FrameType::kChunkData));
@@ -112,36 +112,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return send(encode(a));
       }
       case FrameType::kRequest: {
-        if (!hello_) return fail(ErrorCode::kBadRequest, "REQUEST before HELLO");
-        if (ctx_) return fail(ErrorCode::kBadRequest, "a connection fetches one context");
+        if (!hello_) return fail(WireErrorCode::kBadRequest, "REQUEST before HELLO");
+        if (ctx_) return fail(WireErrorCode::kBadRequest, "a connection fetches one context");
         const Request r = decode_request(f);
         ctx_ = srv_->dir->context(r.context_id);
-        if (!ctx_) return fail(ErrorCode::kUnknownContext, "unknown context '" + r.context_id + "'");
+        if (!ctx_) return fail(WireErrorCode::kUnknownContext, "unknown context '" + r.context_id + "'");
         srv_->log("conn " + std::to_string(id_) + ": context " + r.context_id + " slo " +
                   std::to_string(r.slo_ms) + " ms policy " + r.policy);
-        return send(encode(ctx_->manifest));
+        return send(encode(ctx_->manifest()));
       }
       case FrameType::kProfileGet: {
         const ProfileGet g = decode_profile_get(f);
         auto bytes = srv_->dir->profile_bytes(g.profile_hash);
-        if (!bytes) return fail(ErrorCode::kBadRequest, "no profile with hash " + g.profile_hash);
+        if (!bytes) return fail(WireErrorCode::kBadRequest, "no profile with hash " + g.profile_hash);
         return send(encode(ProfileData{g.profile_hash, std::move(*bytes)}));
       }
       case FrameType::kChunkGet: {
-        if (!ctx_) return fail(ErrorCode::kBadRequest, "CHUNK_GET before REQUEST");
+        if (!ctx_) return fail(WireErrorCode::kBadRequest, "CHUNK_GET before REQUEST");
         const ChunkGet g = decode_chunk_get(f);
-        if (g.index >= ctx_->manifest.chunks.size())
-          return fail(ErrorCode::kBadRequest, "chunk " + std::to_string(g.index) + " out of range");
+        if (g.index >= ctx_->manifest().chunks.size())
+          return fail(WireErrorCode::kBadRequest, "chunk " + std::to_string(g.index) + " out of range");
         const int li = ladder_index_of(*ctx_, g.level);
-        if (li < 0) return fail(ErrorCode::kBadRequest, "no level " + std::to_string(g.level));
+        if (li < 0) return fail(WireErrorCode::kBadRequest, "no level " + std::to_string(g.level));
         const auto& faults = srv_->opt.faults;
         if (int(g.index) == faults.stall_at_chunk) {
           stalled_ = true;
           srv_->log("conn " + std::to_string(id_) + ": fault: stalling");
           return;
         }
-        const auto blob = ctx_->reader.blob(g.index, li);
-        ChunkData cd{g.index, g.level, std::vector<uint8_t>(blob.begin(), blob.end())};
+        const auto blob = ctx_->blob(g.index, li);
+        ChunkData cd{g.index, g.level, *blob};
         const bool text = g.level == kTextLevel;
         if (!cd.blob.empty() && int(g.index) == (text ? faults.corrupt_text_chunk : faults.corrupt_blob_chunk)) {
           cd.blob[cd.blob.size() / 2] ^= 0x5A;
@@ -164,7 +164,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return close("receiver error: " + e.message);
       }
       default:
-        return fail(ErrorCode::kBadFrame, std::string("unexpected ") + frame_type_name(f.type) + " frame");
+        return fail(WireErrorCode::kBadFrame, std::string("unexpected ") + frame_type_name(f.type) + " frame");
     }
   }
 
@@ -201,7 +201,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  void fail(ErrorCode code, const std::string& msg, uint16_t version = kProtocolVersion) {
+  void fail(WireErrorCode code, const std::string& msg, uint16_t version = kProtocolVersion) {
     if (closing_) return;
     srv_->log("conn " + std::to_string(id_) + ": error: " + msg);
     ++srv_->errors_sent;
