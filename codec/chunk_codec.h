@@ -33,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include "kvstream/error.h"
+
 #include "codec/kv_cache.h"
 #include "codec/profile.h"
 
@@ -43,8 +45,9 @@ inline constexpr uint8_t kBlobFlagTokenLayer = 1;  // Quant: layer 0 from the pr
 inline constexpr size_t kBlobHeaderBytes = 28;  // fixed header before the method body
 inline constexpr size_t kBlobTrailerBytes = 4;  // CRC32C
 
-struct CorruptBlob : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A blob (or file) whose bytes fail their checks; code() is ErrorCode::kCorrupt.
+struct CorruptBlob : kvstream::Error {
+  explicit CorruptBlob(const std::string& what) : kvstream::Error(kvstream::ErrorCode::kCorrupt, what) {}
 };
 
 enum class Method : uint8_t { Quant = 1, Fp16 = 2, Q8 = 3, Q4 = 4, ZstdFp16 = 5, Text = 6 };

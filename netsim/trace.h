@@ -32,6 +32,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kvstream/error.h"
+
 namespace kvstream::netsim {
 
 using TimeNs = std::int64_t;  // nanoseconds of trace (virtual or link) time
@@ -40,9 +42,10 @@ inline constexpr std::uint64_t kMtuBytes = 1500;
 inline TimeNs seconds_to_ns(double s) { return static_cast<TimeNs>(s * 1e9 + (s >= 0 ? 0.5 : -0.5)); }
 inline double ns_to_seconds(TimeNs t) { return static_cast<double>(t) * 1e-9; }
 
-class TraceError : public std::runtime_error {
+// A trace that cannot be read or represented; code() is kvstream::ErrorCode::kInvalidArgument.
+class TraceError : public kvstream::Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TraceError(const std::string& what) : kvstream::Error(kvstream::ErrorCode::kInvalidArgument, what) {}
 };
 
 enum class TraceFormat { kMahimahi, kCooked, kConstant };

@@ -506,7 +506,7 @@ ErrorMsg decode_error(const Frame& f) {
   ErrorMsg m;
   const uint16_t code = r.u16();
   if (code < 1 || code > 6) throw ProtocolError("ERROR frame has an unknown code");
-  m.code = ErrorCode(code);
+  m.code = WireErrorCode(code);
   m.message = r.str(1024);
   r.done();
   return m;

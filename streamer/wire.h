@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "kvstream/error.h"
+
 namespace kvstream::streamer {
 
 // Version 2: the MANIFEST carries the context's token ids (version 1 did not).
@@ -24,8 +26,9 @@ constexpr uint16_t kProtocolVersion = 2;
 constexpr size_t kHeaderSize = 16;
 constexpr std::array<uint8_t, 4> kMagic = {'K', 'V', 'S', 'P'};
 
-struct ProtocolError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A malformed or unexpected frame from the peer; code() is kvstream::ErrorCode::kProtocol.
+struct ProtocolError : kvstream::Error {
+  explicit ProtocolError(const std::string& what) : kvstream::Error(kvstream::ErrorCode::kProtocol, what) {}
 };
 
 enum class FrameType : uint8_t {
@@ -136,7 +139,8 @@ struct ChunkData {
   uint16_t level = 0;
   std::vector<uint8_t> blob;
 };
-enum class ErrorCode : uint16_t {
+// The code an ERROR frame carries (docs/PROTOCOL.md).
+enum class WireErrorCode : uint16_t {
   kBadFrame = 1,
   kVersion = 2,
   kUnknownContext = 3,
@@ -145,7 +149,7 @@ enum class ErrorCode : uint16_t {
   kTimeout = 6,
 };
 struct ErrorMsg {
-  ErrorCode code = ErrorCode::kInternal;
+  WireErrorCode code = WireErrorCode::kInternal;
   std::string message;  // <= 1024 bytes
 };
 

@@ -131,7 +131,7 @@ TEST_CASE("policy text recomputes the exact original KV cache", "[e2e]") {
 TEST_CASE("adaptive over an in-process trace-shaped relay completes and assembles correctly", "[e2e]") {
   RunningSender s;
   netsim::RelayConfig rc;
-  rc.trace = netsim::Trace::load(kvstream::testing::shared_dir() + "/traces/mahimahi/TMobile-LTE-short.down");
+  rc.trace = netsim::Trace::load(kvstream::testing::data_dir() + "/traces/mahimahi/TMobile-LTE-short.down");
   rc.connect_port = s.port();
   rc.delay_ns = netsim::seconds_to_ns(0.005);
   netsim::Relay relay(rc);
@@ -217,7 +217,7 @@ TEST_CASE("the simulator replays a real container over a trace", "[sim]") {
   auto ctx = load_context_for_sim(fx.kvs_path, "", 1);
   ctx.inputs.prefill_rate = 2000;
   ctx.inputs.first_token_s = 1.0 / 2000;
-  const auto trace = netsim::Trace::load(kvstream::testing::shared_dir() + "/traces/mahimahi/Verizon-EVDO-driving.down");
+  const auto trace = netsim::Trace::load(kvstream::testing::data_dir() + "/traces/mahimahi/Verizon-EVDO-driving.down");
   SimOptions so;
   so.delay_s = 0.01;
   so.policy = parse_policy("q8");
@@ -266,7 +266,7 @@ TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR f
   auto garbage = std::vector<uint8_t>(32, 0xAB);
   auto e1 = exchange(garbage);
   REQUIRE(e1.has_value());
-  REQUIRE(e1->code == ErrorCode::kBadFrame);
+  REQUIRE(e1->code == WireErrorCode::kBadFrame);
   std::vector<uint8_t> req;
   auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
   add(encode(Hello{kProtocolVersion, kProtocolVersion, "t"}));
@@ -274,13 +274,13 @@ TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR f
   add(encode(ChunkGet{999, 0}));
   auto e2 = exchange(req);
   REQUIRE(e2.has_value());
-  REQUIRE(e2->code == ErrorCode::kBadRequest);
+  REQUIRE(e2->code == WireErrorCode::kBadRequest);
   REQUIRE_THAT(e2->message, Catch::Contains("out of range"));
   req.clear();
   add(encode(ChunkGet{0, 0}));  // before HELLO/REQUEST
   auto e3 = exchange(req);
   REQUIRE(e3.has_value());
-  REQUIRE(e3->code == ErrorCode::kBadRequest);
+  REQUIRE(e3->code == WireErrorCode::kBadRequest);
 }
 
 TEST_CASE("KV-fetched chunks carry the context's token ids into the written cache", "[e2e]") {
@@ -414,12 +414,12 @@ TEST_CASE("a version-1 peer is turned away with an error it can read", "[e2e][fa
   uint16_t v = 0;
   const auto e1 = first_error(hello_v1, v);
   REQUIRE(v == 1);
-  REQUIRE(e1.code == ErrorCode::kVersion);
+  REQUIRE(e1.code == WireErrorCode::kVersion);
   REQUIRE_THAT(e1.message, Catch::Contains("unsupported protocol version 1"));
   // a current header offering only version 1 in HELLO
   const auto e2 = first_error(encode(Hello{1, 1, "old"}), v);
   REQUIRE(v == kProtocolVersion);
-  REQUIRE(e2.code == ErrorCode::kVersion);
+  REQUIRE(e2.code == WireErrorCode::kVersion);
   REQUIRE_THAT(e2.message, Catch::Contains("no common protocol version"));
 }
 
@@ -453,7 +453,7 @@ TEST_CASE("a plan replayed with adaptive's pacing reproduces the adaptive run", 
   ctx.inputs.prefill_rate = 2000;
   ctx.inputs.first_token_s = 1.0 / 2000;
   for (const char* name : {"TMobile-UMTS-driving.down", "TMobile-LTE-short.down", "Verizon-EVDO-driving.down"}) {
-    const auto trace = netsim::Trace::load(kvstream::testing::shared_dir() + "/traces/mahimahi/" + name);
+    const auto trace = netsim::Trace::load(kvstream::testing::data_dir() + "/traces/mahimahi/" + name);
     SimOptions so;
     so.delay_s = 0.005;
     so.slo_s = 0.15;

@@ -82,15 +82,15 @@ TEST_CASE("every message round-trips through frames", "[wire]") {
   REQUIRE(cc.blob == blob);
   REQUIRE(cc.index == 3);
 
-  ErrorMsg e{ErrorCode::kUnknownContext, "no context 'x'"};
+  ErrorMsg e{WireErrorCode::kUnknownContext, "no context 'x'"};
   auto ee = decode_error(parse_one(encode(e)));
-  REQUIRE(ee.code == ErrorCode::kUnknownContext);
+  REQUIRE(ee.code == WireErrorCode::kUnknownContext);
   REQUIRE(ee.message == e.message);
   REQUIRE(parse_one(encode_end()).type == FrameType::kEnd);
 }
 
 TEST_CASE("an ERROR frame can be written for an older peer", "[wire]") {
-  const auto f = encode_error_for_version(ErrorMsg{ErrorCode::kVersion, "too old"}, 1);
+  const auto f = encode_error_for_version(ErrorMsg{WireErrorCode::kVersion, "too old"}, 1);
   REQUIRE(header_version(f.data()) == 1);
   REQUIRE(f[4] == 1);
   // a current reader refuses it by its version, and its CRC is valid for the version-1 header
@@ -100,8 +100,8 @@ TEST_CASE("an ERROR frame can be written for an older peer", "[wire]") {
   const uint32_t crc = uint32_t(f[12]) | uint32_t(f[13]) << 8 | uint32_t(f[14]) << 16 | uint32_t(f[15]) << 24;
   std::vector<uint8_t> payload(f.begin() + kHeaderSize, f.end());
   REQUIRE_NOTHROW(check_crc(f.data(), payload, crc));
-  REQUIRE(encode_error_for_version(ErrorMsg{ErrorCode::kVersion, "x"}, kProtocolVersion) ==
-          encode(ErrorMsg{ErrorCode::kVersion, "x"}));
+  REQUIRE(encode_error_for_version(ErrorMsg{WireErrorCode::kVersion, "x"}, kProtocolVersion) ==
+          encode(ErrorMsg{WireErrorCode::kVersion, "x"}));
   REQUIRE_THROWS_AS(encode_error_for_version(ErrorMsg{}, 0), ProtocolError);
 }
 
