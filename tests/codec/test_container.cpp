@@ -42,6 +42,34 @@ TEST_CASE("profile serialises, parses back identically and rejects corruption", 
   CHECK_THROWS_WITH(parse_profile(b), Catch::Contains("rANS table"));
 }
 
+// A profile header claiming 1024 x 1024 x 1024 (each field in range) has 2^31 lanes: counted in
+// 64 bits and refused by the file size (an int count overflowed before the size check).
+TEST_CASE("profile shapes are bounded by the file size, products included", "[codec][profile][corrupt]") {
+  const auto bytes = serialize_profile(test_profile());
+  uint32_t jlen;
+  std::memcpy(&jlen, bytes.data() + 12, 4);
+  auto j = nlohmann::json::parse(bytes.begin() + 16, bytes.begin() + 16 + jlen);
+  auto with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto h = j;
+    edit(h);
+    const std::string js = h.dump();
+    std::vector<uint8_t> b(bytes.begin(), bytes.begin() + 12);
+    const uint32_t n = uint32_t(js.size());
+    b.insert(b.end(), reinterpret_cast<const uint8_t*>(&n), reinterpret_cast<const uint8_t*>(&n) + 4);
+    b.insert(b.end(), js.begin(), js.end());
+    b.insert(b.end(), bytes.begin() + 16 + jlen, bytes.end());
+    kvstream::testing::reseal(b);
+    return b;
+  };
+  REQUIRE_NOTHROW(parse_profile(with([](nlohmann::json&) {})));
+  CHECK_THROWS_AS(parse_profile(with([](nlohmann::json& h) { h["n_layers"] = h["n_kv_heads"] = h["head_dim"] = 1024; })),
+                  CorruptBlob);
+  CHECK_THROWS_AS(parse_profile(with([](nlohmann::json& h) { h["n_layers"] = 5.5; })), CorruptBlob);
+  CHECK_THROWS_AS(parse_profile(with([](nlohmann::json& h) { h["levels"][0]["k_step"] = 1e300; })), CorruptBlob);
+  CHECK_THROWS_AS(parse_profile(with([](nlohmann::json& h) { h["levels"][0]["quality"]["contexts"] = 1e300; })),
+                  CorruptBlob);
+}
+
 TEST_CASE("container round trip: every chunk and level decodes on its own", "[codec][container]") {
   const KvCache& kv = real_kv();
   const Profile& p = test_profile();
