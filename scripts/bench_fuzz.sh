@@ -24,6 +24,7 @@ limits=(-rss_limit_mb=512 -malloc_limit_mb=256 -timeout=10)
 BUILD_DIR="$build" BUILD_TARGET=fuzz_all "$root/scripts/setup.sh" -DKVSTREAM_FUZZ=ON \
   -DCMAKE_CXX_COMPILER=clang++ -DKVSTREAM_SANITIZE=address,undefined -DKVSTREAM_CUDA=OFF \
   -DKVSTREAM_BUILD_TESTS=OFF
+script_args="$*"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for f in "$root"/fuzz/targets/*.cpp; do targets+=("$(basename "$f" .cpp)"); done
@@ -31,6 +32,19 @@ fi
 mkdir -p "$out"
 rm -rf "$out/seeds"
 "$build/bin/fuzz_seeds" "$out/seeds" "${targets[@]}"
+
+# OUT/fuzz.json from every OUT/TARGET.json so far (rewritten after each target, so that an
+# interrupted run still leaves a valid summary).
+summarize() {
+  /usr/bin/python3 - "$out" "$runs" "$script_args" <<'PY' >"$out/fuzz.json"
+import glob, json, os, sys
+out, runs, args = sys.argv[1:]
+rs = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, "*.json"))) if not f.endswith("/fuzz.json")]
+print(json.dumps({"command": "scripts/bench_fuzz.sh" + (" " + args if args else ""), "runs_per_target": int(runs),
+                  "targets": rs, "all_clean": bool(rs) and all(r["clean"] for r in rs),
+                  "total_executions": sum(r["executions"] for r in rs)}, indent=1))
+PY
+}
 
 for t in "${targets[@]}"; do
   json="$out/$t.json"
@@ -69,14 +83,8 @@ r["clean"] = bool(last) and r["executions"] >= r["runs_asked"] and not files and
 print(json.dumps(r, indent=1))
 PY
   grep -E '"(executions|exec_per_s|crashes|leaks|timeouts|ooms|clean)"' "$json" | tr -d '\n'; echo
+  summarize
 done
 
-/usr/bin/python3 - "$out" "$runs" "$*" <<'PY' >"$out/fuzz.json"
-import glob, json, os, sys
-out, runs, args = sys.argv[1:]
-rs = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(out, "*.json"))) if not f.endswith("/fuzz.json")]
-print(json.dumps({"command": "scripts/bench_fuzz.sh" + (" " + args if args else ""), "runs_per_target": int(runs),
-                  "targets": rs, "all_clean": all(r["clean"] for r in rs),
-                  "total_executions": sum(r["executions"] for r in rs)}, indent=1))
-PY
+summarize
 echo "bench_fuzz: wrote $out/fuzz.json"
