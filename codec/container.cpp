@@ -295,8 +295,10 @@ KvCache decode_container(const ContainerReader& r, const Profile* profile, int l
   LevelDecodeTables tables;
   if (lv.method == Method::Quant) {
     if (!profile) throw std::invalid_argument("decode_container: level " + lv.name + " needs the profile");
-    if (profile->hash() != info.profile_hash || !(profile->shape == info.shape))
+    if (profile->hash() != info.profile_hash)
       throw std::invalid_argument("decode_container: the container was made with another profile");
+    if (!(profile->shape == info.shape))  // it names this profile but claims another shape
+      throw CorruptBlob("container: model shape differs from its profile's");
     tables = build_decode_tables(*profile, lv.profile_level);
   }
   // Every blob of the range is checked against the index (CRC, method, positions, shape) before
