@@ -42,7 +42,8 @@ void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_be
 
 DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                                const model::Model* model, double prefill_rate, Done on_done, Error on_error,
-                               std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables)
+                               std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables,
+                               Rows on_rows)
     : full_(std::move(empty_full)),
       chunks_(std::move(chunks)),
       profile_(profile),
@@ -52,6 +53,7 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
       on_error_(std::move(on_error)),
       token_ids_(std::move(token_ids)),
       on_corrupt_(std::move(on_corrupt)),
+      on_rows_(std::move(on_rows)),
       tables_(std::move(tables)) {
   uint64_t total = 0;
   for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
@@ -114,6 +116,18 @@ void DecodePipeline::fail(const std::string& msg) {
   on_error_(msg);
 }
 
+bool DecodePipeline::rows_final(size_t chunk) {
+  if (!on_rows_) return true;
+  try {
+    const auto& c = chunks_[chunk];
+    on_rows_(chunk, full_, c.token_begin, c.tokens);
+    return true;
+  } catch (const std::exception& e) {
+    fail("chunk " + std::to_string(chunk) + ": " + e.what());
+    return false;
+  }
+}
+
 void DecodePipeline::decode_loop() {
   lower_worker_priority();
   if (profile_) tables_.resize(profile_->levels.size());
@@ -160,6 +174,7 @@ void DecodePipeline::decode_loop() {
       }
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
+    if (!rows_final(job.chunk)) return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -230,6 +245,7 @@ void DecodePipeline::compute_loop() {
     } catch (const std::exception& e) {
       return fail("recompute of chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
+    if (!rows_final(job.chunk)) return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -24,6 +24,7 @@
 namespace kvstream::streamer {
 
 using asio::ip::tcp;
+using kvstream::ErrorCode;
 namespace fs = std::filesystem;
 
 namespace {
@@ -56,6 +57,16 @@ void store_profile(const std::string& dir, const std::string& hash, const std::v
   fs::rename(tmp, final_path, ec);
 }
 
+// Keeps the chunks of m that hold its first max_tokens tokens (whole chunks).
+void truncate(Manifest& m, uint32_t max_tokens) {
+  size_t keep = 0;
+  while (keep < m.chunks.size() && m.chunks[keep].token_begin < max_tokens) ++keep;
+  if (keep == 0 || keep == m.chunks.size()) return;
+  m.chunks.resize(keep);
+  m.num_tokens = m.chunks.back().token_begin + m.chunks.back().num_tokens;
+  if (m.token_ids.size() > m.num_tokens) m.token_ids.resize(m.num_tokens);
+}
+
 class Session {
  public:
   explicit Session(const ReceiverOptions& o) : opt_(o), sock_(io_), timer_(io_) {}
@@ -75,7 +86,7 @@ class Session {
       io_.run();
     }
     if (pipeline_) pipeline_->stop();
-    if (error_) throw std::runtime_error(*error_);
+    if (error_) throw *error_;
     return std::move(outcome_);
   }
 
@@ -101,30 +112,33 @@ class Session {
     asio::error_code ec;
     auto eps = res.resolve(opt_.host, std::to_string(opt_.port), ec);
     if (ec) {
-      error_ = "cannot resolve " + opt_.host + ": " + ec.message();
+      error_.emplace(ErrorCode::kUnavailable, "cannot resolve " + opt_.host + ": " + ec.message());
       return;
     }
     bool done = false;
     asio::async_connect(sock_, eps, [&](const asio::error_code& e, const tcp::endpoint&) {
       done = true;
-      if (e) error_ = "cannot connect to " + opt_.host + ":" + std::to_string(opt_.port) + ": " + e.message();
+      if (e)
+        error_.emplace(ErrorCode::kUnavailable,
+                       "cannot connect to " + opt_.host + ":" + std::to_string(opt_.port) + ": " + e.message());
     });
     io_.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.connect_timeout_s)));
     if (!done) {
       asio::error_code ignore;
       sock_.close(ignore);
       io_.run();  // let the aborted handler run (it references this frame)
-      error_ = "connect to " + opt_.host + ":" + std::to_string(opt_.port) + " timed out";
+      error_.emplace(ErrorCode::kTimeout, "connect to " + opt_.host + ":" + std::to_string(opt_.port) + " timed out");
     }
     io_.restart();
     if (!error_) sock_.set_option(tcp::no_delay(true));
   }
 
-  void fail(const std::string& msg) {
+  void fail(const kvstream::Error& e) {
     if (error_ || finished_) return;
-    error_ = msg;
+    error_ = e;
     shutdown();
   }
+  void fail(ErrorCode code, const std::string& msg) { fail(kvstream::Error(code, msg)); }
   void shutdown() {
     asio::error_code ec;
     timer_.cancel();
@@ -145,7 +159,7 @@ class Session {
     writing_ = true;
     auto buf = out_.front();
     asio::async_write(sock_, asio::buffer(*buf), [this, buf](const asio::error_code& ec, size_t) {
-      if (ec) return fail("sending to the sender failed: " + ec.message());
+      if (ec) return fail(ErrorCode::kClosed, "sending to the sender failed: " + ec.message());
       out_.pop_front();
       write_next();
     });
@@ -156,10 +170,10 @@ class Session {
       if (ec) {
         if (finished_ || error_) return;
         if (ec == asio::error::eof || ec == asio::error::connection_reset)
-          return fail("the sender closed the connection before the KV cache was complete (" +
+          return fail(ErrorCode::kClosed, "the sender closed the connection before the KV cache was complete (" +
                       std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
                       " chunks received)");
-        return fail("receive failed: " + ec.message());
+        return fail(ErrorCode::kClosed, "receive failed: " + ec.message());
       }
       last_rx_ = Clock::now();
       bytes_rx_ += n;
@@ -171,9 +185,13 @@ class Session {
         }
         progress();
       } catch (const ProtocolError& e) {
-        return fail(std::string("protocol error from the sender: ") + e.what());
+        return fail(ErrorCode::kProtocol, std::string("protocol error from the sender: ") + e.what());
+      } catch (const kvstream::Error& e) {
+        return fail(e);
+      } catch (const std::invalid_argument& e) {
+        return fail(ErrorCode::kInvalidArgument, e.what());
       } catch (const std::exception& e) {
-        return fail(e.what());
+        return fail(ErrorCode::kInternal, e.what());
       }
       if (!error_ && !finished_) read();
     });
@@ -186,10 +204,11 @@ class Session {
       if (ec || error_ || finished_) return;
       const double idle = std::chrono::duration<double>(Clock::now() - last_rx_).count();
       const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_ || !outstanding_.empty();
+      if (opt_.cancelled && opt_.cancelled()) return fail(ErrorCode::kCancelled, "the fetch was cancelled");
       if (waiting && idle > opt_.stall_timeout_s)
-        return fail("the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) + " s (" +
+        return fail(ErrorCode::kStalled, "the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) + " s (" +
                     std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) + " chunks received)");
-      if (now() > opt_.total_timeout_s) return fail("timed out after " + std::to_string(opt_.total_timeout_s) + " s");
+      if (now() > opt_.total_timeout_s) return fail(ErrorCode::kTimeout, "timed out after " + std::to_string(opt_.total_timeout_s) + " s");
       tick();
     });
   }
@@ -205,23 +224,31 @@ class Session {
       }
       case FrameType::kError: {
         const ErrorMsg e = decode_error(f);
-        return fail("sender error: " + e.message);
+        return fail(e.code == WireErrorCode::kUnknownContext ? ErrorCode::kUnknownContext
+                    : e.code == WireErrorCode::kVersion      ? ErrorCode::kVersion
+                    : e.code == WireErrorCode::kTimeout      ? ErrorCode::kTimeout
+                    : e.code == WireErrorCode::kBadRequest   ? ErrorCode::kInvalidArgument
+                    : e.code == WireErrorCode::kBadFrame     ? ErrorCode::kProtocol
+                                                             : ErrorCode::kInternal,
+                    "sender error: " + e.message);
       }
       case FrameType::kManifest: return on_manifest(decode_manifest(f));
       case FrameType::kProfile: return on_profile(decode_profile(f));
       case FrameType::kChunkData: return on_chunk(decode_chunk_data(f));
       default:
-        return fail(std::string("unexpected ") + frame_type_name(f.type) + " frame from the sender");
+        return fail(ErrorCode::kProtocol, std::string("unexpected ") + frame_type_name(f.type) + " frame from the sender");
     }
   }
 
   void on_manifest(Manifest m) {
-    if (manifest_) return fail("a second MANIFEST");
-    if (m.context_id != opt_.context) return fail("the sender sent the manifest of another context");
+    if (manifest_) return fail(ErrorCode::kProtocol, "a second MANIFEST");
+    if (m.context_id != opt_.context) return fail(ErrorCode::kProtocol, "the sender sent the manifest of another context");
+    if (opt_.max_tokens > 0) truncate(m, opt_.max_tokens);
     manifest_ = std::move(m);
     spec_ = spec_from_manifest(*manifest_);
     fallback_reason_.assign(manifest_->chunks.size(), std::string());
     fallback_bytes_.assign(manifest_->chunks.size(), 0);
+    failed_.assign(manifest_->chunks.size(), false);
     ControllerConfig cfg = opt_.controller;
     cfg.slo_s = opt_.slo_s;
     cfg.rtt_s = outcome_.rtt_s > 0 ? outcome_.rtt_s : now();
@@ -229,7 +256,7 @@ class Session {
     cfg.cost.first_token_s = opt_.prefill_rate > 0 ? 1.0 / opt_.prefill_rate : 0.0;
     cfg.allow_text = opt_.model != nullptr;
     if (!cfg.allow_text && opt_.policy.kind == PolicyKind::kText)
-      return fail("policy text needs the model (--model, --tokenizer) to recompute");
+      return fail(ErrorCode::kInvalidArgument, "policy text needs the model to recompute");
     ctl_.emplace(spec_, opt_.policy, cfg);
     if (auto it = cached_.find(manifest_->profile_hash); it != cached_.end()) {
       profile_ = std::move(it->second.profile);
@@ -244,9 +271,9 @@ class Session {
 
   void on_profile(ProfileData p) {
     if (!profile_pending_ || !manifest_ || p.profile_hash != manifest_->profile_hash)
-      return fail("unexpected PROFILE frame");
+      return fail(ErrorCode::kProtocol, "unexpected PROFILE frame");
     if (hash_hex(codec::fnv1a64(p.bytes)) != manifest_->profile_hash)
-      return fail("the profile's bytes do not match its hash");
+      return fail(ErrorCode::kCorrupt, "the profile's bytes do not match its hash");
     profile_ = codec::parse_profile(p.bytes, "profile from the sender");
     store_profile(opt_.profile_dir, manifest_->profile_hash, p.bytes);
     profile_pending_ = false;
@@ -257,10 +284,12 @@ class Session {
   }
 
   void start_pipeline() {
+    if (opt_.on_start) opt_.on_start(*manifest_, *profile_);
     KvCache full(profile_->shape, profile_->model_name, profile_->rope_theta, false);
     if (opt_.model) {
       full = opt_.model->new_cache(false);
-      if (!(full.shape == profile_->shape)) throw std::runtime_error("the context is for another model shape than --model");
+      if (!(full.shape == profile_->shape))
+        throw kvstream::Error(ErrorCode::kInvalidArgument, "the context is for another model shape than the receiver's model");
     }
     std::vector<DecodePipeline::Chunk> chunks;
     for (const auto& c : manifest_->chunks) chunks.push_back({c.token_begin, c.num_tokens});
@@ -272,10 +301,10 @@ class Session {
           const double t = now();
           asio::post(io_, [this, chunk, busy, t] { on_ready(chunk, busy, t); });
         },
-        [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(msg); }); },
+        [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(ErrorCode::kCorrupt, msg); }); },
         manifest_->token_ids,
         [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); },
-        tables_);
+        tables_, opt_.on_rows);
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -284,9 +313,17 @@ class Session {
     const auto& d = ctl_->decisions().at(chunk);
     const std::string level = d.option == kText ? "text" : spec_.levels[size_t(d.option)].name;
     const std::string what = "chunk " + std::to_string(chunk) + " (level " + level + ") failed to decode: " + why;
-    if (!fallback_reason_[chunk].empty()) return fail(what + " (already retried)");
-    if (!opt_.model) return fail(what + "; no model to recompute it from text (give --model)");
-    if (manifest_->chunks[chunk].text_bytes == 0) return fail(what + "; the sender has no text for it");
+    if (!fallback_reason_[chunk].empty() || !opt_.model || manifest_->chunks[chunk].text_bytes == 0) {
+      const std::string why_not = !fallback_reason_[chunk].empty() ? " (already retried)"
+                                  : !opt_.model ? "; no model to recompute it from text"
+                                                : "; the sender has no text for it";
+      if (!opt_.allow_failed_chunks) return fail(ErrorCode::kCorrupt, what + why_not);
+      // The chunk fails alone: its rows stay empty, the fetch goes on.
+      if (fallback_reason_[chunk].empty()) fallback_reason_[chunk] = why;
+      failed_[chunk] = true;
+      if (opt_.on_warning) opt_.on_warning("warning: " + what + why_not + "; left failed");
+      return on_ready(chunk, -1.0, now());
+    }
     fallback_reason_[chunk] = why;
     if (opt_.on_warning) opt_.on_warning("warning: " + what + "; fetching it again as text");
     send(encode(ChunkGet{uint32_t(chunk), kTextLevel}));
@@ -294,11 +331,11 @@ class Session {
   }
 
   void on_chunk(ChunkData cd) {
-    if (!ctl_ || outstanding_.empty()) return fail("unrequested CHUNK_DATA");
+    if (!ctl_ || outstanding_.empty()) return fail(ErrorCode::kProtocol, "unrequested CHUNK_DATA");
     const Pending p = outstanding_.front();
     const size_t k = p.chunk;
     if (cd.index != k || cd.level != p.level)
-      return fail("the sender sent chunk " + std::to_string(cd.index) + " level " + std::to_string(cd.level) +
+      return fail(ErrorCode::kProtocol, "the sender sent chunk " + std::to_string(cd.index) + " level " + std::to_string(cd.level) +
                   ", expected chunk " + std::to_string(k) + " level " + std::to_string(p.level));
     outstanding_.pop_front();
     if (p.retry) {
@@ -318,7 +355,7 @@ class Session {
   void mark_fallbacks(StreamResult& r) const {
     for (auto& c : r.chunks) {
       if (c.index >= fallback_reason_.size() || fallback_reason_[c.index].empty()) continue;
-      c.fallback = "text";
+      c.fallback = failed_[c.index] ? "failed" : "text";
       c.fallback_reason = fallback_reason_[c.index];
       c.fallback_bytes = fallback_bytes_[c.index];
     }
@@ -326,7 +363,7 @@ class Session {
 
   void on_ready(size_t chunk, double busy, double t) {
     if (error_ || finished_) return;
-    busy_[chunk] = busy;
+    busy_[chunk] = std::max(busy, 0.0);
     ready_[chunk] = t;
     // A fallback chunk's worker time is a recompute, not its level's decode: not a cost sample.
     ctl_->on_ready(chunk, t, fallback_reason_[chunk].empty() ? busy : -1.0);
@@ -423,7 +460,7 @@ class Session {
   FrameReader reader_;
   std::deque<std::shared_ptr<std::vector<uint8_t>>> out_;
   bool writing_ = false, finished_ = false, profile_pending_ = false;
-  std::optional<std::string> error_;
+  std::optional<kvstream::Error> error_;
   std::optional<Manifest> manifest_;
   StreamSpec spec_;
   std::optional<Controller> ctl_;
@@ -443,6 +480,7 @@ class Session {
   std::deque<Pending> outstanding_;  // requests in the order the sender answers them
   std::vector<std::string> fallback_reason_;  // per chunk: why it fell back to text ("" = it did not)
   std::vector<uint64_t> fallback_bytes_;
+  std::vector<bool> failed_;                  // per chunk: left failed (allow_failed_chunks)
   struct Held {
     size_t chunk;
     bool text;
@@ -459,8 +497,9 @@ class Session {
 }  // namespace
 
 ReceiveOutcome receive(const ReceiverOptions& opt) {
-  if (!valid_context_id(opt.context)) throw std::invalid_argument("invalid context id '" + opt.context + "'");
-  if (!(opt.slo_s > 0)) throw std::invalid_argument("the SLO must be positive");
+  if (!valid_context_id(opt.context))
+    throw kvstream::Error(ErrorCode::kInvalidArgument, "invalid context id '" + opt.context + "'");
+  if (!(opt.slo_s > 0)) throw kvstream::Error(ErrorCode::kInvalidArgument, "the SLO must be positive");
   Session s(opt);
   return s.run();
 }

@@ -3,14 +3,19 @@
 // is on the wire, recomputing text chunks with the model on a compute thread, and generating the
 // first token.
 //
-// Contract: receive() returns only with the complete, verified KV cache or throws
-// std::runtime_error with a clear message (unknown context, sender closed or stalled, frame
-// checksum mismatch, timeout, malformed frame): it never returns a partial or wrong cache and
-// never hangs (connect, stall and total timeouts). A KV chunk whose blob fails to decode (blob
+// Contract: receive() returns only with the complete, verified KV cache or throws kvstream::Error
+// with a clear message and its code (unknown_context, closed, stalled, timeout, protocol for a
+// malformed frame or checksum mismatch, cancelled): it never returns a partial or wrong cache
+// (but see allow_failed_chunks) and never hangs (connect, stall and total timeouts). A KV chunk whose blob fails to decode (blob
 // CRC, CorruptBlob, wrong positions) is fetched once more as text and recomputed with the model:
 // a warning goes to on_warning and the chunk's record says "fallback": "text" and why; without a
 // model, or if the text blob fails too, the fetch fails with a clear error (at most one retry per
-// chunk). The cache's token ids are the manifest's for every chunk, whatever level it came at. Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
+// chunk); with allow_failed_chunks such a chunk is instead reported failed (its record says
+// "fallback": "failed" and why, its rows stay zero) and the fetch goes on. The cache's token ids
+// are the manifest's for every chunk, whatever level it came at. With max_tokens only the chunks
+// holding the context's first max_tokens tokens are fetched (the outcome's cache holds whole
+// chunks). on_rows sees each chunk's final rows before the chunk counts as ready (an embedding
+// copies them into its own layout there). Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
 // recompute (and the first token) is held to that many tokens per second. Without a model, text
 // is never requested and TTFT = the KV cache complete.
 #pragma once
@@ -24,6 +29,7 @@
 #include "model/model.h"
 #include "streamer/controller.h"
 #include "streamer/result.h"
+#include "streamer/wire.h"  // Manifest
 
 namespace kvstream::streamer {
 
@@ -41,6 +47,16 @@ struct ReceiverOptions {
   double connect_timeout_s = 5;
   double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error
   double total_timeout_s = 120;
+  uint32_t max_tokens = 0;          // fetch only the chunks holding the first max_tokens tokens (0 = all)
+  bool allow_failed_chunks = false; // a chunk that cannot be decoded or recovered fails alone
+  // Polled every 20 ms; true -> the fetch stops with ErrorCode::kCancelled. May be empty.
+  std::function<bool()> cancelled;
+  // Called on the I/O thread once the manifest (after max_tokens) and the profile are known, before
+  // any chunk is decoded; a kvstream::Error it throws stops the fetch with that error. May be empty.
+  std::function<void(const Manifest&, const codec::Profile&)> on_start;
+  // Called on a worker thread once rows [begin, begin + n) of `kv` (the chunk's tokens, keys
+  // post-RoPE) are final, before the chunk counts as ready; it may read those rows only. May be empty.
+  std::function<void(size_t chunk, const KvCache& kv, uint32_t begin, uint32_t n)> on_rows;
   std::function<void(const ChunkRecord&)> on_chunk;  // live progress (called on the I/O thread)
   std::function<void(const std::string&)> on_warning;  // e.g. a chunk falling back to text (I/O thread)
 };

@@ -30,7 +30,9 @@ struct ChunkRecord {
   double ready_ms = 0;
   double est_mbps = 0;         // controller's estimate when it chose this chunk
   // recv only: the chunk's blob failed to decode and it was fetched again as text and recomputed
-  // ("text"; empty otherwise), why, and the retry's wire bytes. level/bytes stay the first fetch's.
+  // ("text"; empty otherwise), or, when the receiver may leave chunks failed, could not be
+  // recovered ("failed": its rows hold nothing), why, and the retry's wire bytes. level/bytes stay
+  // the first fetch's.
   std::string fallback;
   std::string fallback_reason;
   uint64_t fallback_bytes = 0;
