@@ -5,6 +5,7 @@
 #include <map>
 
 #include "cli/command_registry.h"
+#include "cli/exit_code.h"
 
 namespace kvstream::cli {
 std::vector<CommandSpec>& command_registry() {
@@ -42,14 +43,15 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : kExitUsage;  // --help exits 0
   }
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const std::exception& e) {
-    std::cerr << "kvstream: error: " << e.what() << "\n";
-    return 1;
+    const auto c = classify(e);  // the exit code of the error's class (cli/exit_code.h)
+    std::cerr << "kvstream: error (" << c.label << "): " << e.what() << "\n";
+    return c.exit_code;
   }
   return 0;
 }
