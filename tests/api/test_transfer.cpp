@@ -17,9 +17,9 @@
 #include "kvstream/kvstream.h"
 #include "streamer/receiver.h"
 #include "streamer/sender.h"
-#include "tests/streamer/fixture.h"
+#include "tests/api/fixture.h"
 
-using kvstream::testing::StreamFixture;
+using Fixture = kvstream::testing::ApiFixture;
 namespace ks = kvstream::streamer;
 
 namespace {
@@ -27,7 +27,7 @@ namespace {
 struct RunningSender {
   explicit RunningSender(ks::SenderFaults faults = {}) {
     ks::SenderOptions so;
-    so.dir = StreamFixture::get().dir;
+    so.dir = Fixture::get().dir;
     so.faults = faults;
     sender = std::make_unique<ks::Sender>(so);
     sender->start();
@@ -95,7 +95,7 @@ std::vector<uint16_t> expected_f16(const kvstream::KvCache& decoded, int l, bool
 }  // namespace
 
 TEST_CASE("a fetch into a paged fp16 layout equals the container's decode of the same plan", "[api][transfer]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   const auto reader = kvstream::codec::ContainerReader::open(fx.kvs_path);
   const auto& info = reader.info();
   RunningSender s;
@@ -138,7 +138,7 @@ TEST_CASE("a fetch into a paged fp16 layout equals the container's decode of the
 }
 
 TEST_CASE("a contiguous fp32 fetch equals today's receiver bit for bit", "[api][transfer]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   RunningSender s;
   ks::ReceiverOptions ro;
   ro.port = s.port();
@@ -162,7 +162,7 @@ TEST_CASE("a contiguous fp32 fetch equals today's receiver bit for bit", "[api][
 }
 
 TEST_CASE("max_tokens fetches the chunks of a prefix and writes nothing beyond it", "[api][transfer]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   RunningSender s;
   PagedCache cache(fx.profile.shape, kvstream::Dtype::BF16, 40, 16);
   const auto slots = scrambled_slots(fx.kv.num_tokens(), 40, 16);
@@ -186,7 +186,7 @@ TEST_CASE("max_tokens fetches the chunks of a prefix and writes nothing beyond i
 }
 
 TEST_CASE("a fetch reports typed errors", "[api][transfer][failure]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   PagedCache cache(fx.profile.shape, kvstream::Dtype::F16, 40, 16);
   const auto layout = cache.layout(scrambled_slots(fx.kv.num_tokens(), 40, 16));
   auto code_of = [&](const kvstream::FetchOptions& o) {
@@ -247,7 +247,7 @@ TEST_CASE("a fetch reports typed errors", "[api][transfer][failure]") {
 }
 
 TEST_CASE("cancel stops a transfer with kCancelled and leaves the layout alone afterwards", "[api][transfer][failure]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   ks::SenderFaults f;
   f.stall_at_chunk = 2;  // the transfer would wait here for the stall timeout
   RunningSender s(f);
@@ -272,7 +272,7 @@ TEST_CASE("cancel stops a transfer with kCancelled and leaves the layout alone a
 }
 
 TEST_CASE("a corrupt blob is a kCorrupt error, or with partial a failed range the engine prefills", "[api][transfer][failure]") {
-  const auto& fx = StreamFixture::get();
+  const auto& fx = Fixture::get();
   ks::SenderFaults f;
   f.corrupt_blob_chunk = 2;
   RunningSender s(f);
