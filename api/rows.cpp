@@ -44,28 +44,34 @@ void load_row(const void* src, float* dst, int n, Dtype d) {
 
 }  // namespace
 
-void to_layout(const KvCache& kv, uint32_t begin, uint32_t n, const KvLayout& layout) {
+void to_layout(const KvCache& kv, uint32_t src_row, uint32_t begin, uint32_t n, const KvLayout& layout) {
   require_host(layout);
   const KvShape& s = kv.shape;
-  const int hd = s.head_dim, heads = s.n_kv_heads;
+  const int hd = s.head_dim, heads = s.n_kv_heads, kd = s.kv_dim();
   const int64_t hs = layout.head_stride_bytes();
   const KvCache* src = &kv;
-  uint32_t row0 = begin;
   KvCache pre;  // keys un-rotated when the layout wants them before RoPE
   if (layout.keys_pre_rope) {
-    pre = kv.slice(begin, size_t(begin) + n);
+    pre = kv.slice(src_row, size_t(src_row) + n);
     rope_remove_from_keys(pre, int(begin));
     src = &pre;
-    row0 = 0;
+    src_row = 0;
   }
+  // A token's heads back to back: one conversion per (token, layer, kind) row.
+  const bool heads_packed = hs == int64_t(hd) * int64_t(element_bytes(layout.dtype));
   for (uint32_t i = 0; i < n; ++i) {
     const int64_t off = token_offset(layout, uint64_t(begin) + i);
     if (off < 0) continue;
     for (int l = 0; l < s.n_layers; ++l) {
-      const float* kr = src->k_row(l, row0 + i);
-      const float* vr = src->v_row(l, row0 + i);
+      const float* kr = src->k_row(l, src_row + i);
+      const float* vr = src->v_row(l, src_row + i);
       auto* kb = static_cast<uint8_t*>(layout.k[size_t(l)]) + off;
       auto* vb = static_cast<uint8_t*>(layout.v[size_t(l)]) + off;
+      if (heads_packed) {
+        store_row(kr, kb, kd, layout.dtype);
+        store_row(vr, vb, kd, layout.dtype);
+        continue;
+      }
       for (int h = 0; h < heads; ++h) {
         store_row(kr + h * hd, kb + h * hs, hd, layout.dtype);
         store_row(vr + h * hd, vb + h * hs, hd, layout.dtype);

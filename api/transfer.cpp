@@ -1,9 +1,9 @@
 // Transfer: the receiver on a thread of its own, writing each ready chunk into the caller's layout
 // (see include/kvstream/transfer.h).
 //
-// Today every chunk is decoded into the receiver's fp32 cache and then copied into the layout on
-// the decode worker (api/rows.h), before the chunk counts as ready; so a chunk's tokens are in the
-// layout when poll() first counts them.
+// Today every chunk is decoded into the receiver's fp32 scratch rows and converted from there into
+// the layout on the decode worker (api/rows.h; the receiver assembles no cache of its own), before
+// the chunk counts as ready; so a chunk's tokens are in the layout when poll() first counts them.
 #include "kvstream/transfer.h"
 
 #include <algorithm>
@@ -120,9 +120,10 @@ void Transfer::Impl::run() {
   ro.allow_failed_chunks = opt.partial;
   ro.cancelled = [this] { return cancel.load(); };
   ro.on_start = [this](const streamer::Manifest& m, const codec::Profile& p) { on_manifest(m, p); };
-  ro.on_rows = [this](size_t, const KvCache& kv, uint32_t begin, uint32_t n) {
+  ro.keep_cache = false;  // chunks go straight from the decoder's scratch rows to the layout
+  ro.on_rows = [this](size_t, const KvCache& src, uint32_t src_row, uint32_t begin, uint32_t n) {
     const uint64_t end = std::min<uint64_t>(uint64_t(begin) + n, requested);
-    if (end > begin) api::to_layout(kv, begin, uint32_t(end - begin), layout);
+    if (end > begin) api::to_layout(src, src_row, begin, uint32_t(end - begin), layout);
   };
   ro.on_chunk = [this](const streamer::ChunkRecord& c) { on_chunk(c); };
   std::optional<Error> err;

@@ -6,7 +6,8 @@
 // for the API that includes writing the chunk into the layout); wall is the call's duration.
 //
 // Contract: returns {"config", "runs": [...], "summary"} (summary: medians, the median of the
-// per-rep TTFT ratios api / receiver, and "goal_ttft_within_5pct"). Throws what the fetches throw.
+// per-rep TTFT ratios api / receiver, the median "tail" TTFT - last byte of each, and
+// "goal_ttft_within_5pct"). Throws what the fetches throw.
 #pragma once
 #include <string>
 

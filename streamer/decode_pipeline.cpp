@@ -43,7 +43,7 @@ void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_be
 DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                                const model::Model* model, double prefill_rate, Done on_done, Error on_error,
                                std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables,
-                               Rows on_rows)
+                               Rows on_rows, bool keep_rows)
     : full_(std::move(empty_full)),
       chunks_(std::move(chunks)),
       profile_(profile),
@@ -54,13 +54,16 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
       token_ids_(std::move(token_ids)),
       on_corrupt_(std::move(on_corrupt)),
       on_rows_(std::move(on_rows)),
+      keep_rows_(keep_rows),
       tables_(std::move(tables)) {
   uint64_t total = 0;
   for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
   if (!token_ids_.empty() && token_ids_.size() != total)
     throw std::invalid_argument("decode pipeline: " + std::to_string(token_ids_.size()) + " token ids for " +
                                 std::to_string(total) + " tokens");
-  full_.resize(size_t(total));
+  if (!keep_rows_ && model_) throw std::invalid_argument("decode pipeline: recomputing text needs the rows kept");
+  if (keep_rows_) full_.resize(size_t(total));
+  else full_.tokens.assign(size_t(total), 0);  // rows go to on_rows only: no cache is allocated
   if (!token_ids_.empty()) full_.tokens = token_ids_;
   ready_.assign(chunks_.size(), false);
   decode_thread_ = std::thread([this] { decode_loop(); });
@@ -116,11 +119,11 @@ void DecodePipeline::fail(const std::string& msg) {
   on_error_(msg);
 }
 
-bool DecodePipeline::rows_final(size_t chunk) {
+bool DecodePipeline::rows_final(size_t chunk, const KvCache& src, uint32_t src_row) {
   if (!on_rows_) return true;
   try {
     const auto& c = chunks_[chunk];
-    on_rows_(chunk, full_, c.token_begin, c.tokens);
+    on_rows_(chunk, src, src_row, c.token_begin, c.tokens);
     return true;
   } catch (const std::exception& e) {
     fail("chunk " + std::to_string(chunk) + ": " + e.what());
@@ -141,6 +144,7 @@ void DecodePipeline::decode_loop() {
       decode_q_.pop_front();
     }
     const auto t0 = Clock::now();
+    KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
     try {
       if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
       const auto& c = chunks_[job.chunk];
@@ -150,7 +154,6 @@ void DecodePipeline::decode_loop() {
         throw std::runtime_error("blob holds positions " + std::to_string(h.first_pos) + "+" +
                                  std::to_string(h.tokens) + ", expected " + std::to_string(c.token_begin) + "+" +
                                  std::to_string(c.tokens));
-      KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
       tmp.resize(c.tokens);
       const codec::LevelDecodeTables* tables = nullptr;
       if (h.method == codec::Method::Quant && h.level < tables_.size()) {
@@ -165,7 +168,7 @@ void DecodePipeline::decode_loop() {
       if (has_ids && !token_ids_.empty() &&
           !std::equal(tmp.tokens.begin(), tmp.tokens.end(), token_ids_.begin() + long(c.token_begin)))
         throw std::runtime_error("the blob's token ids differ from the manifest's");
-      copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
+      if (keep_rows_) copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {
       // Nothing of the cache was written (rows are copied only after a complete decode).
       if (on_corrupt_ && job.chunk < chunks_.size()) {
@@ -174,7 +177,8 @@ void DecodePipeline::decode_loop() {
       }
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
-    if (!rows_final(job.chunk)) return;
+    if (!(keep_rows_ ? rows_final(job.chunk, full_, chunks_[job.chunk].token_begin) : rows_final(job.chunk, tmp, 0)))
+      return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -245,7 +249,7 @@ void DecodePipeline::compute_loop() {
     } catch (const std::exception& e) {
       return fail("recompute of chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
-    if (!rows_final(job.chunk)) return;
+    if (!rows_final(job.chunk, full_, chunks_[job.chunk].token_begin)) return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -304,7 +304,7 @@ class Session {
         [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(ErrorCode::kCorrupt, msg); }); },
         manifest_->token_ids,
         [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); },
-        tables_, opt_.on_rows);
+        tables_, opt_.on_rows, opt_.keep_cache);
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -500,6 +500,8 @@ ReceiveOutcome receive(const ReceiverOptions& opt) {
   if (!valid_context_id(opt.context))
     throw kvstream::Error(ErrorCode::kInvalidArgument, "invalid context id '" + opt.context + "'");
   if (!(opt.slo_s > 0)) throw kvstream::Error(ErrorCode::kInvalidArgument, "the SLO must be positive");
+  if (!opt.keep_cache && opt.model)
+    throw kvstream::Error(ErrorCode::kInvalidArgument, "a receiver with a model must keep its KV cache");
   Session s(opt);
   return s.run();
 }

@@ -54,9 +54,13 @@ struct ReceiverOptions {
   // Called on the I/O thread once the manifest (after max_tokens) and the profile are known, before
   // any chunk is decoded; a kvstream::Error it throws stops the fetch with that error. May be empty.
   std::function<void(const Manifest&, const codec::Profile&)> on_start;
-  // Called on a worker thread once rows [begin, begin + n) of `kv` (the chunk's tokens, keys
-  // post-RoPE) are final, before the chunk counts as ready; it may read those rows only. May be empty.
-  std::function<void(size_t chunk, const KvCache& kv, uint32_t begin, uint32_t n)> on_rows;
+  // Called on a worker thread once the chunk's tokens [begin, begin + n) are final, as rows
+  // src_row.. of `src` (keys post-RoPE), before the chunk counts as ready; it may read those rows
+  // only. May be empty.
+  std::function<void(size_t chunk, const KvCache& src, uint32_t src_row, uint32_t begin, uint32_t n)> on_rows;
+  // false: no KV cache is assembled (the outcome's kv holds the token ids, no rows): the chunks
+  // reach on_rows only. Needs model == nullptr.
+  bool keep_cache = true;
   std::function<void(const ChunkRecord&)> on_chunk;  // live progress (called on the I/O thread)
   std::function<void(const std::string&)> on_warning;  // e.g. a chunk falling back to text (I/O thread)
 };
