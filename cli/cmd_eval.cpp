@@ -17,16 +17,16 @@ KVSTREAM_COMMAND("eval", "Measure perplexity change and top-1 agreement of every
   };
   auto o = std::make_shared<Opts>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  sub.add_option("--profile", o->profile)->required();
-  sub.add_option("--text-file", o->text, "contexts come from its last half (never calibration)")->required();
-  sub.add_option("--contexts", o->contexts);
-  sub.add_option("--context-tokens", o->context_tokens);
-  sub.add_option("--continuation-tokens", o->continuation_tokens);
-  sub.add_option("--chunk-tokens", o->chunk_tokens);
-  sub.add_option("--threads", o->threads);
-  sub.add_option("--text-begin", o->begin, "contexts from this fraction of the text (default 0.5; calibration uses < 0.35)");
-  sub.add_option("--text-end", o->end, "... up to this fraction");
-  sub.add_flag("--json", o->json);
+  sub.add_option("--profile", o->profile, "codec profile (.kvprofile) to evaluate")->required();
+  sub.add_option("--text-file", o->text, "any text: contexts come from its last half (never calibration text), each starting at a blank line, else a line break, else a space")->required();
+  sub.add_option("--contexts", o->contexts, "contexts, spread evenly over the text range");
+  sub.add_option("--context-tokens", o->context_tokens, "tokens per context, BOS included");
+  sub.add_option("--continuation-tokens", o->continuation_tokens, "tokens scored after each context");
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "tokens per codec chunk");
+  sub.add_option("--threads", o->threads, "threads (0 = all cores)");
+  sub.add_option("--text-begin", o->begin, "contexts from this fraction of the text on (calibration uses < 0.35)");
+  sub.add_option("--text-end", o->end, "contexts up to this fraction of the text");
+  sub.add_flag("--json", o->json, "print JSON instead of the table (no progress)");
   return [o] {
     const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     const auto p = kvstream::codec::load_profile(o->profile);

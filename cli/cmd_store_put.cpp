@@ -20,8 +20,8 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
   auto o = std::make_shared<Opts>();
   sub.add_option("--dir", o->dir, "store directory (disk tier)")->required();
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
-  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (default 1 GiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (default 64)");
+  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
   return kvstream::cli::Action([o] {
     using namespace kvstream;
     std::ifstream f(o->kvs, std::ios::binary);

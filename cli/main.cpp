@@ -5,6 +5,7 @@
 #include <map>
 
 #include "cli/command_registry.h"
+#include "cli/version_text.h"
 
 namespace kvstream::cli {
 std::vector<CommandSpec>& command_registry() {
@@ -13,10 +14,23 @@ std::vector<CommandSpec>& command_registry() {
 }
 }  // namespace kvstream::cli
 
+namespace {
+// A required option has no default, and an empty list shows as "[]": show neither in --help (the
+// option's description says what happens when a list is not given).
+void tidy_shown_defaults(CLI::App& sub) {
+  for (CLI::Option* opt : sub.get_options())
+    if (opt->get_required() || opt->get_default_str() == "[]") opt->default_str("");
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace kvstream::cli;
   CLI::App app{"kvstream: encode, store and stream LLM KV caches over real networks"};
   app.require_subcommand(1);
+  // Every option of every subcommand shows its default in --help, including options added later:
+  // subcommands copy these defaults when they are created, so this comes before any of them.
+  app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", version_text(), "Print the kvstream version and how it was built, then exit");
   auto commands = command_registry();
   std::sort(commands.begin(), commands.end(),
             [](const CommandSpec& a, const CommandSpec& b) { return a.name < b.name; });
@@ -38,6 +52,7 @@ int main(int argc, char** argv) {
     }
     CLI::App* sub = parent->add_subcommand(leaf, spec.description);
     actions.emplace_back(sub, spec.setup(*sub));
+    tidy_shown_defaults(*sub);
   }
   try {
     app.parse(argc, argv);
