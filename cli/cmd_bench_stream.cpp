@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/progress.h"
 #include "streamer/sim_inputs.h"
 #include "streamer/stream_bench.h"
 
@@ -45,7 +46,10 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
     bo.slo_fraction_of_q8 = o->fraction;
     bo.scale = o->scale;
     bo.prior_mbps = o->prior_mbps;
+    kvstream::cli::Progress progress("bench stream", true);
+    bo.progress = progress.fn();
     auto j = ks::run_stream_bench(ctx.inputs, bo);
+    progress.finish();
     j["config"] = {{"kvs", o->kvs}, {"prefill_rate", o->prefill_rate}, {"delay_ms", o->delay_ms},
                    {"turnaround_ms", o->turnaround_ms},
                    {"slo_fraction_of_q8", o->fraction}, {"scale", o->scale}, {"prior_mbps", o->prior_mbps},

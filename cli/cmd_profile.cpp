@@ -4,6 +4,7 @@
 
 #include "cli/command_registry.h"
 #include "cli/model_args.h"
+#include "cli/progress.h"
 #include "model/kv_quality.h"
 
 KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder) from calibration text",
@@ -31,7 +32,11 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
   sub.add_option("-o,--output", o->out, "profile file to write")->required();
   return [o] {
     const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
+    kvstream::cli::Progress progress("profile", !o->p.verbose);
+    o->p.text_name = o->text;
+    o->p.progress = progress.fn();
     const auto p = kvstream::model::build_profile(m, tok, kvstream::model::read_text_file(o->text), o->p);
+    progress.finish();
     kvstream::codec::save_profile(p, o->out);
     std::cout << "profile " << o->out << " hash " << std::hex << p.hash() << std::dec << "\n";
     for (const auto& L : p.levels)

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "cli/progress.h"
 #include "codec/profile.h"
 #include "model/kv_quality.h"
 #include "model/model.h"
@@ -72,7 +73,10 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
         p = codec::load_profile(o->profile);
       } else {
         std::fprintf(stderr, "replay: no --profile; building one from %s (calibration range)\n", o->text.c_str());
+        kvstream::cli::Progress progress("replay: profile", !o->json);
         model::ProfileOptions po;
+        po.text_name = o->text;
+        po.progress = progress.fn();
         p = model::build_profile(m, tok, model::read_text_file(o->text), po);
       }
       codec = store::make_container_codec(std::move(p), 64, 1);
@@ -87,7 +91,10 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
       o->r.level = found;
     }
     const auto engine = store::make_model_engine(m, tok);
+    kvstream::cli::Progress progress("replay", !o->json);
+    o->r.progress = progress.fn();
     const auto res = store::replay(w, *engine, *codec, o->r);
+    progress.finish();
     if (o->json) {
       std::cout << res.to_json(o->r).dump(2) << "\n";
       return 0;
