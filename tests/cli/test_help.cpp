@@ -136,3 +136,26 @@ TEST_CASE("kvstream --version and kvstream version print the project version", "
   CHECK(vcode == 0);
   CHECK(vout == out);  // one implementation
 }
+
+TEST_CASE("errors name the file and say what to do", "[cli][help]") {
+  const std::string bin = quote(kvstream::testing::kvstream_bin());
+  const std::string model = quote(kvstream::testing::model_path()), tok = quote(kvstream::testing::tokenizer_path());
+  struct Case {
+    std::string args, file, hint;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"generate --model no/such.bin --tokenizer " + tok + " --prompt x", "no/such.bin", "data/README.md"},
+           {"prefill --model " + model + " --tokenizer " + tok + " --text-file no/text.txt -o x.st", "no/text.txt", "data/"},
+           {"generate --model " + tok + " --tokenizer " + tok + " --prompt x", kvstream::testing::tokenizer_path(),
+            "`kvstream generate --help`"},
+           {"kv-info " + model, kvstream::testing::model_path(), "`kvstream kv-info --help`"},
+           {"store put --dir no/store --kvs " + model, kvstream::testing::model_path(), "`kvstream store put --help`"},
+           {"decode no/ctx.kvs -o x.st", "no/ctx.kvs", "data/"},
+       }) {
+    const auto [code, out] = kvstream::testing::shell(bin + " " + c.args + " 2>&1");
+    INFO("kvstream " << c.args << "\n" << out);
+    CHECK(code == 1);
+    CHECK_THAT(out, Catch::Contains("kvstream: error: ") && Catch::Contains(c.file) &&
+                        Catch::Contains("kvstream: hint: ") && Catch::Contains(c.hint));
+  }
+}
