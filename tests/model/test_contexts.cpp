@@ -44,6 +44,32 @@ TEST_CASE("contexts start at story boundaries when the text has blank lines", "[
   }
 }
 
+TEST_CASE("on TinyStories the cut is the earlier blank-line rule, so existing profiles stay valid", "[model][contexts]") {
+  // The rule before any text was accepted: start at the first blank line at or after the slot,
+  // unbounded. Profiles and results in docs/ were made with it; the configurations in use
+  // (profile 32+48 contexts, eval 16 and 32, truncation-eval 16 and 32, the streamer fixture) cut
+  // the same contexts now.
+  struct Config {
+    TextRange range;
+    int count, context, continuation;
+  };
+  for (const Config& c : {Config{kCalibrationRange, 80, 384, 96}, Config{kCalibrationRange, 16, 192, 32},
+                          Config{kEvalRange, 16, 384, 96}, Config{kEvalRange, 32, 384, 96},
+                          Config{kEvalRange, 32, 480, 96}, Config{kEvalRange, 1, 448, 16}}) {
+    const auto ctxs = cut_contexts(tok(), stories(), c.range, c.count, c.context, c.continuation);
+    const size_t lo = size_t(c.range.begin_frac * double(stories().size()));
+    const size_t hi = size_t(c.range.end_frac * double(stories().size()));
+    for (int i = 0; i < c.count; ++i) {
+      size_t start = lo + (hi - lo) * size_t(i) / size_t(c.count);
+      if (start > 0) start = stories().find("\n\n", start);
+      start = stories().find_first_not_of(" \n\r\t", start);
+      const auto ids = tok().encode(stories().substr(start, size_t(c.context + c.continuation) * 6));
+      INFO("contexts " << c.count << ", context " << i);
+      CHECK(std::equal(ctxs[i].context.begin(), ctxs[i].context.end(), ids.begin()));
+    }
+  }
+}
+
 TEST_CASE("contexts come from text without blank lines: line starts, then word starts", "[model][contexts]") {
   SECTION("a chat transcript (lines, no blank lines)") {
     const std::string text = kvstream::testing::chat_transcript(stories());
