@@ -26,7 +26,7 @@ void tidy_shown_defaults(CLI::App& sub) {
 
 // What to do next, for the failures a new user meets first: a path that does not exist (or is a
 // directory), and a file of the wrong kind. Chosen by the error's code where the library gives one,
-// else by the wording the layers use ("cannot open <what> <path>: ...", "invalid ...").
+// else by the wording the layers use ("cannot open <what> <path>: ...", "<path>: invalid ...").
 std::string hint_for(const std::exception& e, const std::string& command) {
   const std::string what = e.what();
   const auto* err = dynamic_cast<const kvstream::Error*>(&e);
@@ -36,7 +36,7 @@ std::string hint_for(const std::exception& e, const std::string& command) {
     return "relative paths start at the current directory (" + std::filesystem::current_path(ec).string() +
            "); the bundled model, tokenizer, traces and text are in the repository's data/ (data/README.md)";
   }
-  if ((err && err->code() == kvstream::ErrorCode::kCorrupt) || has("invalid") || has("bad magic") || has("CRC32C"))
+  if ((err && err->code() == kvstream::ErrorCode::kCorrupt) || has(": invalid ") || has("bad magic") || has("CRC32C"))
     return "is it the kind of file the option expects? `kvstream " + command + " --help` says what each option takes";
   return "";
 }
