@@ -27,7 +27,7 @@ std::pair<int, std::string> on_terminal(const std::string& cmd) {
 const std::string kProgressLine = "\r\x1b[K";
 }  // namespace
 
-TEST_CASE("profile and eval cut contexts from a chat transcript without blank lines; progress only on a terminal",
+TEST_CASE("profile and eval cut contexts from a chat transcript without blank lines, progress only on a terminal",
           "[cli][model][contexts]") {
   const auto dir = std::filesystem::temp_directory_path() / ("kvstream_cli_text_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
