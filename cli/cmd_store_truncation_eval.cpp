@@ -22,7 +22,7 @@ KVSTREAM_COMMAND("store truncation-eval", "Perplexity after context overflow: re
   };
   auto o = std::make_shared<Opts>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  sub.add_option("--text-file", o->text, "TinyStories text (evaluation range is used)")->required();
+  sub.add_option("--text-file", o->text, "any text; contexts come from its last half (the evaluation range), cut as in eval")->required();
   sub.add_option("--contexts", o->t.contexts, "number of conversations");
   sub.add_option("--context-tokens", o->t.context_tokens, "context length before the next turn");
   sub.add_option("--next-tokens", o->t.next_tokens, "next-turn tokens scored");
