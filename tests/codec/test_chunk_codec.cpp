@@ -81,7 +81,7 @@ TEST_CASE("post-RoPE decode equals RoPE applied to the pre-RoPE decode", "[codec
   }
 }
 
-TEST_CASE("baselines round trip within their bounds; text is exact", "[codec][chunk]") {
+TEST_CASE("baselines round trip within their bounds, text is exact", "[codec][chunk]") {
   const KvCache& kv = real_kv();  // stored as F16, so fp16 must be exact
   const int d = kv.shape.kv_dim();
   for (Method m : {Method::Fp16, Method::ZstdFp16, Method::Q8, Method::Q4}) {
