@@ -8,7 +8,8 @@
 #   4. `kvstream eval` of every profile on the same contexts of the evaluation half (--contexts 32),
 #   5. size at equal measured quality: for each model-based level, the bits per value a model-free
 #      profile needs for the same perplexity change (linear interpolation between its levels, in
-#      bits vs log |ppl delta|) and the ratio of the two sizes.
+#      bits vs log |ppl delta|) and for the same greedy agreement (the fewest bits at which its
+#      levels, linearly interpolated in bits, reach it), and the ratios of the sizes.
 # Usage: scripts/bench_kv_profile.sh. KVSTREAM=path/to/kvstream skips the build. Env: CONTEXTS (32).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,14 +77,29 @@ def bits_at(curve, ppl):
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return pts[-1][1]
+def bits_at_greedy(curve, g):
+    """Fewest bits per value at which the profile's levels (linear between them, by bits) reach greedy agreement g."""
+    pts = sorted((l["bits_per_value"], l["greedy_agreement"]) for l in curve)
+    best = None
+    for (b0, g0), (b1, g1) in zip(pts, pts[1:]):
+        b = b0 if g0 >= g else (b0 + (g - g0) / (g1 - g0) * (b1 - b0) if g1 >= g else None)
+        if b is not None and (best is None or b < best):
+            best = b
+    if pts and pts[0][1] >= g:
+        best = pts[0][0]  # its smallest level already reaches it (an upper bound)
+    return best
 model = levels("model")
 res = {"contexts": contexts, "profiles": {n: levels(n) for n in ("model", "kv_rms", "kv_uniform")}, "equal_quality": []}
 for l in model:
-    row = {"level": l["name"], "ppl_delta_pct": l["ppl_delta_pct"], "model_bits": l["bits_per_value"]}
+    row = {"level": l["name"], "ppl_delta_pct": l["ppl_delta_pct"], "greedy_agreement": l["greedy_agreement"],
+           "model_bits": l["bits_per_value"]}
     for n in ("kv_rms", "kv_uniform"):
         b = bits_at(res["profiles"][n], l["ppl_delta_pct"])
         row[f"{n}_bits"] = b
         row[f"{n}_size_ratio"] = None if b is None else b / l["bits_per_value"]
+        g = bits_at_greedy(res["profiles"][n], l["greedy_agreement"])
+        row[f"{n}_bits_at_greedy"] = g
+        row[f"{n}_size_ratio_at_greedy"] = None if g is None else g / l["bits_per_value"]
     res["equal_quality"].append(row)
 json.dump(res, open(f"{out}/bench_kv_profile.json", "w"), indent=2)
 print(f"{'model level':<15}{'ppl %':>8}{'model b/v':>11}{'kv-rms b/v':>12}{'ratio':>7}{'kv-unif b/v':>13}{'ratio':>7}")
@@ -91,5 +107,10 @@ f = lambda v, w=7: f"{v:>{w}.3f}" if v is not None else f"{'-':>{w}}"
 for r in res["equal_quality"]:
     print(f"{r['level']:<15}{r['ppl_delta_pct']:>8.3f}{r['model_bits']:>11.3f}{f(r['kv_rms_bits'], 12)}"
           f"{f(r['kv_rms_size_ratio'])}{f(r['kv_uniform_bits'], 13)}{f(r['kv_uniform_size_ratio'])}")
+print("at equal greedy agreement:")
+print(f"{'model level':<15}{'greedy':>8}{'model b/v':>11}{'kv-rms b/v':>12}{'ratio':>7}{'kv-unif b/v':>13}{'ratio':>7}")
+for r in res["equal_quality"]:
+    print(f"{r['level']:<15}{r['greedy_agreement']:>8.4f}{r['model_bits']:>11.3f}{f(r['kv_rms_bits_at_greedy'], 12)}"
+          f"{f(r['kv_rms_size_ratio_at_greedy'])}{f(r['kv_uniform_bits_at_greedy'], 13)}{f(r['kv_uniform_size_ratio_at_greedy'])}")
 print(f"-> {out}/bench_kv_profile.json")
 PY
