@@ -19,7 +19,7 @@ KVSTREAM_COMMAND("bench api", "TTFT of a fetch through the public API into a pag
   sub.add_option("--trace", o->trace, "shape the link with this trace through a relay (default: plain loopback)");
   sub.add_option("--delay-ms", o->delay_ms, "one-way relay delay with --trace")->capture_default_str();
   sub.add_option("--profile-dir", o->profile_dir, "receivers' profile cache (default: memory only)");
-  sub.add_option("-o,--output", *out, "write the JSON here (default stdout)");
+  sub.add_option("-o,--output", *out, "write the JSON here (default: stdout)");
   return kvstream::cli::Action([o, out] {
     const auto j = kvstream::bench::run_api_bench(*o);
     if (out->empty()) {

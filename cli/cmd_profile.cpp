@@ -49,9 +49,11 @@ KVSTREAM_COMMAND("profile", "Build a codec profile (tables, steps, level ladder)
                             "KV dumps (safetensors) to build a model-free profile from, instead of --model, "
                             "--tokenizer and --text-file: per-lane rms or uniform steps, levels by reconstruction "
                             "SNR (no model quality measured; `kvstream eval` can)")->check(CLI::ExistingFile);
+  kv->description(kv->get_description() + " (default: none)");
   for (const char* name : {"--model", "--tokenizer", "--text-file"}) {
-    sub.get_option(name)->required(false);
-    kv->excludes(sub.get_option(name));
+    CLI::Option* opt = sub.get_option(name);
+    opt->required(false)->description(opt->get_description() + "; required unless --kv (default: none)");
+    kv->excludes(opt);
   }
   sub.add_option("--snr-db", o->kvp.snr_db, "--kv: level targets, reconstruction SNR in dB (best first)")
       ->capture_default_str()->delimiter(',');
