@@ -105,10 +105,11 @@ TEST_CASE("every decode path is bit-identical to the scalar path on real chunks"
   size_t compared = 0;
   for (const Profile* prof : {&fx.profile, &fx.profile_tt})
     for (int level = 0; level < 3; ++level)
-      for (int sps : {1 << 18, 97, 1})  // one group per chunk; many; one round per group (tails everywhere)
+      for (int sps : {1 << 18, 97, 1}) {  // one group per chunk; many; one round per group (tails everywhere)
+        const auto blobs = encode_chunks(fx.context, *prof, level, 64, sps);
         for (Dtype dt : {Dtype::F16, Dtype::BF16, Dtype::F32})
           for (bool pre : {false, true}) {
-            const auto blobs = encode_chunks(fx.context, *prof, level, 64, sps);
+            if (dt != Dtype::F16 && level != 2) continue;  // other dtypes: on the level with escapes
             set_decode_path(DecodePath::Scalar);
             const auto want = decode_set(blobs, *prof, dt, pre, T);
             for (DecodePath p : paths()) {
@@ -132,7 +133,8 @@ TEST_CASE("every decode path is bit-identical to the scalar path on real chunks"
               compared += want.size();
             }
           }
-  CHECK(compared > 10000000);
+      }
+  CHECK(compared > 3000000);
 }
 
 TEST_CASE("the SIMD conversions equal half.h on every float pattern class", "[codec][decoder][paths]") {
@@ -176,7 +178,7 @@ TEST_CASE("caller layouts (padded, interleaved, paged, head-major) equal the pla
   const std::vector<std::span<const uint8_t>> spans(blobs.begin(), blobs.end());
   for (DecodePath path : paths()) {
     set_decode_path(path);
-    for (Dtype dt : {Dtype::F16, Dtype::BF16, Dtype::F32})
+    for (Dtype dt : {Dtype::F16, Dtype::F32})  // bf16 stores like f16 (2 bytes); its rounding: the path test
       for (bool pre : {false, true}) {
         const auto want = decode_set(blobs, p, dt, pre, T);
         const size_t tensor_bytes = size_t(T) * size_t(p.shape.kv_dim()) * dest_elem_bytes(dt);
@@ -324,7 +326,7 @@ TEST_CASE("every path rejects corrupt groups exactly when the scalar path does",
     const std::vector<uint8_t>& good = blobs[1];
     const QuantLayout lay = parse_quant_layout(good, parse_blob_header(good));
     int rejected = 0;
-    for (int trial = 0; trial < 150; ++trial) {
+    for (int trial = 0; trial < 100; ++trial) {
       std::vector<uint8_t> bad = good;
       const size_t at = trial % 2 ? lay.offset[0] + rng() % (lay.offset[lay.streams] - lay.offset[0])
                                   : kBlobHeaderBytes + rng() % (lay.escape_offset - kBlobHeaderBytes);
@@ -353,7 +355,7 @@ TEST_CASE("every path rejects corrupt groups exactly when the scalar path does",
       }
       rejected += !ok[0];
     }
-    CHECK(rejected > 100);
+    CHECK(rejected > 60);
   }
 }
 
