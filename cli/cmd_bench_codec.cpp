@@ -18,8 +18,8 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("kv", o->kv, "KV cache (.safetensors)")->required();
-  sub.add_option("--profile", o->profile)->required();
-  sub.add_option("--chunk-tokens", o->chunk_tokens)->capture_default_str();
+  sub.add_option("--profile", o->profile, "codec profile (.kvprofile, from `kvstream profile`)")->required();
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "tokens per chunk")->capture_default_str();
   sub.add_option("--threads", o->threads, "threads for the all-threads decode (0 = all cores)")->capture_default_str();
   sub.add_option("--repeats", o->repeats, "timed repetitions (best kept; the decoders alternate)")->capture_default_str();
   sub.add_option("--symbols-per-stream", o->symbols_per_stream,
@@ -32,7 +32,7 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
                  "both (the current decoder and, on levels, the previous one on format-2 blobs, alternating), current or reference")
       ->check(CLI::IsMember({"both", "current", "reference"}))
       ->capture_default_str();
-  sub.add_flag("--json", o->json);
+  sub.add_flag("--json", o->json, "print JSON instead of the table");
   return [o] {
     kvstream::codec::set_decode_path(kvstream::codec::parse_decode_path(o->path));
     const auto kv = kvstream::read_safetensors(o->kv);
