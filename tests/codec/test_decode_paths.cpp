@@ -290,7 +290,7 @@ TEST_CASE("format 3 is no larger than format 2 on real chunks", "[codec][chunk][
     }
 }
 
-TEST_CASE("token ids are bit-packed; padding bits and wide ids are rejected", "[codec][chunk][token]") {
+TEST_CASE("token ids are bit-packed, padding bits and wide ids are rejected", "[codec][chunk][token]") {
   const auto& fx = DecoderFixture::get();
   const auto blobs = encode_chunks(fx.context, fx.profile_tt, 1, 64);
   const auto& b = blobs[0];
