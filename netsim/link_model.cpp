@@ -17,6 +17,7 @@ namespace kvstream::netsim {
 LinkModel::LinkModel(Trace trace, LinkConfig config) : trace_(std::move(trace)), config_(config) {
   if (trace_.empty()) throw TraceError("LinkModel: no trace given");
   if (config_.delay_ns < 0) throw std::invalid_argument("link delay must be >= 0");
+  config_.delay_ns += trace_.path_delay_ns();
 }
 
 void LinkModel::check_time(TimeNs now) {

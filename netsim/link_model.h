@@ -11,7 +11,8 @@
 // - Queue limit `queue_bytes` (0 = unlimited) counts bytes enqueued and not yet departed:
 //   kBackpressure accepts only what fits and tells the caller (who keeps the rest — the relay
 //   stops reading its socket); kDropTail accepts what fits and counts the rest as dropped.
-// - One-way propagation delay: a byte departing the queue at t arrives at t + delay_ns.
+// - One-way propagation delay: a byte departing the queue at t arrives at t + delay_ns, where
+//   config().delay_ns is the configured delay plus the trace's own path_delay_ns().
 // - Several flows share the queue (FIFO across flows); departures are reported per flow.
 // - Cost: O(log trace) per call plus O(segments reported).
 #pragma once

@@ -35,7 +35,7 @@ class Simulator {
   double transfer_time(std::uint64_t bytes, double at_s) const;
   void reset();  // forget all sends (idle link, time 0)
 
-  double delay_s() const;
+  double delay_s() const;  // the one-way delay given plus the trace's path delay
   const Trace& trace() const { return link_.trace(); }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
 
