@@ -57,6 +57,8 @@ EnqueueResult LinkModel::enqueue(TimeNs now, std::uint64_t bytes, std::uint32_t 
   }
   const std::uint64_t start = start_position(now);
   const std::uint64_t end = start + r.accepted;
+  r.first_position = start;
+  r.last_position = end;
   if (!queue_.empty() && queue_.back().flow == flow && queue_.back().end == start) {
     queue_.back().end = end;
   } else {

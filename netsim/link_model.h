@@ -68,6 +68,9 @@ struct EnqueueResult {
   std::uint64_t dropped = 0;    // kDropTail only: bytes refused
   TimeNs last_departure = 0;    // when the last accepted byte leaves the queue (now if accepted == 0)
   TimeNs last_arrival = 0;      // last_departure + delay_ns
+  // The accepted bytes occupy capacity positions (first_position, last_position] of the trace:
+  // the byte at position p departs at trace().time_at_cumulative(p).
+  std::uint64_t first_position = 0, last_position = 0;
 };
 
 // A run of `bytes` bytes of one flow that left the queue; the last of them at `departure`.
