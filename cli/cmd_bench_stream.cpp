@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/progress.h"
 #include "streamer/sim_inputs.h"
 #include "streamer/stream_bench.h"
 
@@ -54,9 +55,9 @@ KVSTREAM_COMMAND("bench stream", "Streaming matrix: families x delays x SLO frac
   using Opts = BenchStreamOpts;
   auto o = std::make_shared<Opts>();
   sub.add_option("--kvs", o->kvs, "container (.kvs)")->required();
-  sub.add_option("--profile", o->profile, "profile (default: beside --kvs)");
-  sub.add_option("--family", o->families, "a family of traces: NAME=PATH[,PATH...] (a directory: all its files); repeat");
-  sub.add_option("--trace", o->traces, "trace files of one family named 'traces' (repeat or list)");
+  sub.add_option("--profile", o->profile, "profile (default: the *.kvprofile beside --kvs)");
+  sub.add_option("--family", o->families, "a family of traces: NAME=PATH[,PATH...] (a directory: all its files); repeat (default: none)");
+  sub.add_option("--trace", o->traces, "trace files of one family named 'traces' (repeat or list; default: none)");
   sub.add_option("--delays-ms", o->delays_ms, "one-way delays")->capture_default_str()->delimiter(',');
   sub.add_option("--slo-fractions", o->fractions, "SLO = each of these x q8's TTFT on each (trace, delay)")
       ->capture_default_str()->delimiter(',');
@@ -67,11 +68,11 @@ KVSTREAM_COMMAND("bench stream", "Streaming matrix: families x delays x SLO frac
   sub.add_option("--prior-mbps", o->prior_mbps, "centre of the controller's belief before any measurement")
       ->capture_default_str();
   sub.add_option("--jobs", o->jobs, "threads")->capture_default_str();
-  sub.add_option("--decode-repeats", o->decode_repeats, "decode each (chunk, level) this many times (median)")
+  sub.add_option("--decode-repeats", o->decode_repeats, "decode each (chunk, level) this many times (its minimum; per level the mean per token)")
       ->capture_default_str();
   sub.add_flag("--ablation", o->ablation, "also run adaptive with each first-estimate source off (and prior only)");
   sub.add_flag("--no-cases", o->no_cases, "leave the per-case records out of the JSON");
-  sub.add_option("-o,--output", o->out, "write the JSON here (default stdout)");
+  sub.add_option("-o,--output", o->out, "write the JSON here (default: stdout)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     ks::BenchOptions bo;
@@ -90,7 +91,10 @@ KVSTREAM_COMMAND("bench stream", "Streaming matrix: families x delays x SLO frac
     bo.jobs = o->jobs;
     bo.cases = !o->no_cases;
     if (o->ablation) bo.variants = ks::ablation_variants();
-    auto j = ks::run_stream_bench(ctx.inputs, bo, &std::cerr);
+    kvstream::cli::Progress progress("bench stream", true);
+    bo.progress = progress.fn();
+    auto j = ks::run_stream_bench(ctx.inputs, bo);
+    progress.finish();
     double q8_bytes = 0;
     const int q8 = ctx.inputs.spec.find_level("q8");
     for (const auto& c : ctx.inputs.spec.chunks) q8_bytes += q8 >= 0 ? double(c.level_bytes[size_t(q8)]) : 0.0;

@@ -27,16 +27,16 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   auto o = std::make_shared<Opts>();
   sub.add_option("--listen", o->listen, "HOST:PORT to listen on (port 0 = any; the bound port is printed)")->required();
   sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles")->required();
-  sub.add_option("--store", o->store, "also serve this KV store directory's entries, by prefix key (hex)");
-  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "--store memory tier (default 64 MiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "--store disk tier (default 1 GiB)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store", o->store, "also serve this KV store directory's entries, by prefix key (hex) (default: none)");
+  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "memory tier capacity of --store (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "disk tier capacity of --store (bytes)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--store-policy", o->store_policy, "--store eviction: lru | fifo | scheduler")->capture_default_str();
   sub.add_option("--store-model", o->store_model, "--store entries' model (default: the one model of --dir's profiles)");
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)");
   sub.add_option("--idle-timeout-s", o->idle_timeout_s, "drop a receiver silent for this long");
   sub.add_flag("--quiet", o->quiet, "no per-connection log");
   sub.add_option("--fault-corrupt-blob", o->fault_corrupt_blob,
-                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text)");
+                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text; -1 = none)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     ks::SenderOptions so;

@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -155,7 +154,7 @@ std::vector<BenchVariant> ablation_variants() {
   return v;
 }
 
-json run_stream_bench(const SimInputs& in, const BenchOptions& opt, std::ostream* progress) {
+json run_stream_bench(const SimInputs& in, const BenchOptions& opt) {
   struct Unit {
     size_t family;
     netsim::Trace trace;
@@ -170,8 +169,7 @@ json run_stream_bench(const SimInputs& in, const BenchOptions& opt, std::ostream
   std::vector<std::vector<Case>> results(units.size());
   std::vector<std::string> errors(units.size());
   std::atomic<size_t> next{0};
-  std::mutex mu;
-  size_t done = 0;
+  ProgressCounter units_done(opt.progress, "units", units.size());
   auto worker = [&] {
     for (size_t i; (i = next.fetch_add(1)) < units.size();) {
       try {
@@ -179,10 +177,7 @@ json run_stream_bench(const SimInputs& in, const BenchOptions& opt, std::ostream
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
-      std::lock_guard<std::mutex> lk(mu);
-      ++done;
-      if (progress && (done % 20 == 0 || done == units.size()))
-        *progress << "bench stream: " << done << "/" << units.size() << " (trace, delay) units" << std::endl;
+      units_done.step();
     }
   };
   std::vector<std::thread> pool;

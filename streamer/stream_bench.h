@@ -15,12 +15,12 @@
 // Fixed policies (text, q8 and fixed:L for every level) do not depend on the SLO: each is
 // simulated once per (trace, delay) and compared with every fraction's SLO.
 #pragma once
-#include <ostream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "codec/progress.h"
 #include "streamer/stream_sim.h"
 
 namespace kvstream::streamer {
@@ -46,12 +46,13 @@ struct BenchOptions {
   int jobs = 1;
   bool cases = true;  // include the per-case records
   std::vector<BenchVariant> variants;
+  ProgressFn progress;  // stage "units", one step per finished (trace, delay) (codec/progress.h)
   // Goals (issue 14).
   double hit_goal = 0.99, cell_hit_goal = 0.97, quality_goal = 0.97;
 };
 
-// Runs everything; `progress` (may be null) gets a line per finished (trace, delay).
-nlohmann::json run_stream_bench(const SimInputs& in, const BenchOptions& opt, std::ostream* progress = nullptr);
+// Runs everything.
+nlohmann::json run_stream_bench(const SimInputs& in, const BenchOptions& opt);
 
 // The ablation's variants: every source off in turn, and only the prior.
 std::vector<BenchVariant> ablation_variants();
