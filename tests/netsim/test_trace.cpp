@@ -189,7 +189,7 @@ TEST_CASE("shared cooked traces (FCC, Norway) load and average ~1.3 Mbit/s", "[n
   CHECK(sum / n == Approx(1.3).epsilon(0.35));
 }
 
-TEST_CASE("cooked: repeated timestamps split their interval in file order; decreasing time stays an error",
+TEST_CASE("cooked: repeated timestamps split their interval in file order and decreasing time stays an error",
           "[netsim][trace]") {
   // Issue 14: 30 of 175 real 4G traces repeat a timestamp ("44.000000 s after 44.000000 s").
   const Trace t = Trace::parse("43 1\n44 2\n44 4\n45 1\n46 1\n");

@@ -194,7 +194,7 @@ StreamResult sim(const SimInputs& in, const kvstream::netsim::Trace& t, const st
 
 }  // namespace
 
-TEST_CASE("required rate bisects a falling TTFT; pareto options drop dominated levels", "[controller]") {
+TEST_CASE("required rate bisects a falling TTFT and pareto options drop dominated levels", "[controller]") {
   // TTFT = 0.1 + 1000 / rate: meets 0.2 s from 10 kB/s
   const double r = required_rate([](double rate) { return 0.1 + 1000 / rate; }, 0.2);
   CHECK(r == Approx(1e4).epsilon(1e-5));
