@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
     *) echo "redis_cluster: unknown option $1" >&2; exit 2 ;;
   esac
 done
+dir="$(realpath -m "$dir")"  # redis-server changes into its data dir: every path must be absolute
 log() { echo "redis_cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
 command -v redis-server >/dev/null || die "redis-server not found (scripts/setup.sh installs redis-server)"

@@ -306,6 +306,7 @@ std::vector<Reply> Cluster::run(std::span<const Request> batch, const RunOptions
       std::vector<size_t> items;
     };
     std::map<std::pair<Endpoint, bool>, Group> groups;
+    bool unserved = false;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (st[i].done) continue;
       Endpoint ep;
@@ -316,6 +317,8 @@ std::vector<Reply> Cluster::run(std::span<const Request> batch, const RunOptions
         const int ri = topo->range_of[st[i].slot];
         if (ri < 0) {
           st[i].last_error = "slot " + std::to_string(st[i].slot) + " is not served by any node";
+          unserved = true;
+          if (ro.fail_fast) finish(i, unavailable(st[i].last_error));
           continue;
         }
         const SlotRange& range = topo->ranges[size_t(ri)];
@@ -339,7 +342,7 @@ std::vector<Reply> Cluster::run(std::span<const Request> batch, const RunOptions
       g.replica = replica;
       g.items.push_back(i);
     }
-    bool need_refresh = false, need_backoff = groups.empty();
+    bool need_refresh = unserved, need_backoff = groups.empty();
     struct Live {
       Group* g;
       Node* node;

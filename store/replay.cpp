@@ -245,7 +245,7 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
         res.bytes_read_disk += hit->bytes;
         rt.tier = "disk";
       } else if (hit->tier == Tier::Shared) {
-        disk_s = o.shared_rtt_s + double(hit->bytes) * o.kv_scale / o.shared_bw;
+        disk_s = o.shared_rtt_s + double(level_bytes) * o.kv_scale / o.shared_bw;
         ++res.hits_shared;
         res.bytes_read_shared += hit->bytes;
         rt.tier = "shared";

@@ -19,9 +19,11 @@
 //    other processes on a shared machine do not inflate it; wall time is reported too); the model
 //    assumes the decode runs on the host, so it can overlap the GPU's prefill.
 //    prefill = tokens / prefill_rate. A hit in the shared tier (ReplayOptions::shared, e.g. Redis
-//    below memory and disk) first fetches the whole record (every level, as a disk hit reads it):
-//    shared_rtt_s + bytes * kv_scale / shared_bw, serial in front of the load like the disk read;
-//    the record is then kept locally where the policy lets it in. Both models are computed for every turn; `overlap` picks
+//    below memory and disk) first fetches the chosen level's values of the reused chunks (the
+//    tier stores one value per chunk and level, as a sender reads them): shared_rtt_s +
+//    level bytes * kv_scale / shared_bw, serial in front of the load like the disk read. (This
+//    replay reads the whole record, every level, to keep it locally where the policy lets it in;
+//    the other levels are not on the request's path, and bytes_read_shared counts them all.) Both models are computed for every turn; `overlap` picks
 //    the one reported as mean_ttft_ms.
 //    Miss and the recompute-everything baseline: (kept history + prompt) / prefill_rate.
 //    kv_scale scales stories260K's bytes to the model whose rates are given (default 409.6 =

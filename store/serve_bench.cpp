@@ -8,6 +8,8 @@
 #include <cstring>
 #include <deque>
 
+#include <sys/resource.h>
+
 #include "streamer/wire.h"
 
 namespace kvstream::store {
@@ -267,6 +269,12 @@ double percentile(std::vector<double> v, double q) {
 ServeBenchResult run_serve_bench(const ServeBenchOptions& opt) {
   if (opt.senders.empty() || opt.contexts.empty() || opt.receivers == 0)
     throw kvstream::Error(kvstream::ErrorCode::kInvalidArgument, "serve bench: needs senders, contexts and receivers");
+  auto cpu_s = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  const double cpu0 = cpu_s();
   Bench b(opt);
   b.deadline = b.t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
   std::vector<std::shared_ptr<Client>> clients;
@@ -274,6 +282,7 @@ ServeBenchResult run_serve_bench(const ServeBenchOptions& opt) {
   for (auto& c : clients) c->start();
   b.io.run();
   b.res.wall_s = std::chrono::duration<double>(Clock::now() - b.t0).count();
+  b.res.client_cpu_s = cpu_s() - cpu0;
   return std::move(b.res);
 }
 
@@ -290,6 +299,7 @@ nlohmann::json ServeBenchResult::to_json() const {
           {"unverified_chunks", unverified},
           {"bytes", bytes},
           {"wall_s", wall_s},
+          {"client_cpu_s", client_cpu_s},
           {"chunks_per_s", wall_s > 0 ? double(chunks) / wall_s : 0.0},
           {"mbytes_per_s", wall_s > 0 ? double(bytes) / wall_s / 1e6 : 0.0},
           {"latency_ms", {{"p50", ms(0.5)}, {"p90", ms(0.9)}, {"p99", ms(0.99)}, {"max", ms(1.0)}}},

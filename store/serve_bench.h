@@ -45,7 +45,7 @@ struct ServeBenchResult {
   uint64_t sessions_started = 0, sessions_ok = 0, sessions_failed = 0;
   uint64_t chunks = 0, kv_chunks = 0, text_fallbacks = 0, text_chunks = 0, wrong_kv = 0, unverified = 0;
   uint64_t bytes = 0;
-  double wall_s = 0;
+  double wall_s = 0, client_cpu_s = 0;  // client_cpu_s: this process's CPU time (user + system)
   std::vector<double> latency_s;  // one per CHUNK_GET answered (fallback re-fetches included)
   std::vector<std::string> errors;  // the first failures, for the report
   std::map<std::string, uint64_t> chunks_per_sender;
