@@ -83,6 +83,15 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
     const auto st = sender.stats();
     std::cout << "send: " << st.connections << " connections, " << st.frames_sent << " frames, " << st.bytes_sent
               << " bytes, " << st.errors_sent << " errors" << std::endl;
+    if (auto* rs = dynamic_cast<kvstream::store::RedisContextSource*>(so.source.get())) {
+      const auto r = rs->stats();
+      const auto c = rs->tier().cluster().stats();
+      std::cout << "send: redis: " << r.contexts << " contexts, " << r.blobs << " blobs (" << r.mem_hits << " from memory, "
+                << r.redis_reads << " read, " << r.text_served << " text, " << r.unservable
+                << " unservable -> text); cluster: " << c.replica_reads << " replica reads, " << c.moved << " MOVED, "
+                << c.ask << " ASK, " << c.refreshes << " slot-map refreshes, " << c.io_errors << " I/O errors, "
+                << c.unavailable << " unavailable" << std::endl;
+    }
     return 0;
   });
 });

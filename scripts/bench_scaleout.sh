@@ -3,12 +3,13 @@
 # local Redis Cluster (scripts/redis_cluster.sh: 3 masters + 3 replicas, append-only files), with
 # `kvstream bench serve` as RECEIVERS concurrent clients that fetch every chunk and check every
 # byte against the original containers (wrong_kv). Steps (STEPS, default all):
-#   serve     1, 2 and 4 senders (`send --store redis://...`, no memory tier: every chunk is a Redis
-#             read) and, side by side, one sender on a local disk tier (`send --store DIR
+#   serve     1, 2 and 4 senders (`send --store redis://...`, layout context (the default), no
+#             memory tier: every chunk is a Redis read) and, side by side, one sender on a local disk tier (`send --store DIR
 #             --store-mem-bytes 0`: every request reads its record file) and one on a local memory
 #             tier (64 MiB, holds every context); REPS rounds, configurations alternating in each;
 #             CPU time of the senders and Redis nodes per run (/proc), the clients' own
-#   layout    the same with 2 senders: one hash tag per chunk (spread) vs per context (co-located)
+#   layout    2 senders: one hash tag per chunk (spread) vs per context (co-located), fetching
+#             every context and then one hot context; the Redis CPU of each node per run
 #   kill      a master SIGKILLed mid-stream (2 senders), while a writer stores contexts with WAIT 1;
 #             after the failover every acknowledged write is read back and compared
 #   restart   the whole cluster restarted mid-stream (2 senders), then a fetch round after it
@@ -90,6 +91,7 @@ start_senders() {
   ports="" spids=()
   for i in $(seq 1 "$n"); do
     logf="$out/sender_$i.log"
+    rm -f "$logf"  # (the shell truncates it only once the sender runs: an old port must not be read)
     if [[ "$store" == redis://* ]]; then
       "$bin" send --listen 127.0.0.1:0 --store "$store" --store-mem-bytes 0 --quiet > "$logf" 2>&1 &
     else
@@ -100,7 +102,7 @@ start_senders() {
   done
   for i in $(seq 1 "$n"); do
     logf="$out/sender_$i.log"
-    for _ in $(seq 200); do grep -q " on 127.0.0.1:" "$logf" && break; sleep 0.05; done
+    for _ in $(seq 200); do grep -qs " on 127.0.0.1:" "$logf" && break; sleep 0.05; done
     ports+="${ports:+,}127.0.0.1:$(grep -o ' on 127.0.0.1:[0-9]*' "$logf" | cut -d: -f2)"
   done
 }
@@ -124,30 +126,42 @@ redis_pids() { cat "$out"/cluster/*/redis.pid 2>/dev/null || true; }
 bench() {
   local name="$1" dur="$2" s0 r0 rp
   shift 2
+  local -a n0=()
   rp="$(redis_pids)"
   s0="$(cpu_s "${spids[@]}")" r0="$(cpu_s $rp)"
-  "$bin" bench serve --connect "$ports" "${keys[@]}" "${verify[@]}" --receivers "$receivers" \
+  for p in $rp; do n0+=("$(cpu_s "$p")"); done
+  "$bin" bench serve --connect "$ports" "${sel[@]}" "${verify[@]}" --receivers "$receivers" \
     --duration-s "$dur" --level "$level" --window "$window" "$@" -o "$out/$name.json" || true
-  echo "{\"sender_cpu_s\": $(awk -v a="$(cpu_s "${spids[@]}")" -v b="$s0" 'BEGIN{print a-b}'), \"redis_cpu_s\": $(awk -v a="$(cpu_s $rp)" -v b="$r0" 'BEGIN{print a-b}'), \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" > "$out/${name}_cpu.json"
+  local nodes="" k=0
+  for p in $rp; do
+    nodes+="${nodes:+, }$(awk -v a="$(cpu_s "$p")" -v b="${n0[$k]}" 'BEGIN{print a-b}')"
+    k=$((k + 1))
+  done
+  echo "{\"sender_cpu_s\": $(awk -v a="$(cpu_s "${spids[@]}")" -v b="$s0" 'BEGIN{print a-b}'), \"redis_cpu_s\": $(awk -v a="$(cpu_s $rp)" -v b="$r0" 'BEGIN{print a-b}'), \"redis_node_cpu_s\": [$nodes], \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" > "$out/${name}_cpu.json"
   log "$name: $(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(round(j["chunks_per_s"]), "chunks/s p50", round(j["latency_ms"]["p50"], 2), "p99", round(j["latency_ms"]["p99"], 2), "ms wrong_kv", j["wrong_kv"], "failed", j["sessions_failed"], "text", j["text_fallbacks"])' "$out/$name.json")"
 }
 
 runs=()
+sel=("${keys[@]}")  # the contexts a bench run fetches (round robin)
 if [[ " $steps " == *" serve "* ]]; then
   for rep in $(seq 1 "$reps"); do
     start_senders 1 "$out/store"; bench "serve_localdisk_r$rep" "$duration"; stop_senders; runs+=("serve_localdisk_r$rep")
     start_senders 1 "$out/store" 64MB; bench "serve_localmem_r$rep" "$duration"; stop_senders; runs+=("serve_localmem_r$rep")
     for n in $sender_counts; do
-      start_senders "$n" "redis://$seed/chunk"; bench "serve_redis${n}_r$rep" "$duration"; stop_senders
+      start_senders "$n" "redis://$seed/context"; bench "serve_redis${n}_r$rep" "$duration"; stop_senders
       runs+=("serve_redis${n}_r$rep")
     done
   done
 fi
 if [[ " $steps " == *" layout "* ]]; then
+  # every context, then one hot context that every client fetches
   for rep in $(seq 1 "$reps"); do
     for layout in chunk context; do
       start_senders 2 "redis://$seed/$layout"; bench "layout_${layout}_r$rep" "$duration"; stop_senders
-      runs+=("layout_${layout}_r$rep")
+      sel=("${keys[@]:0:2}")
+      start_senders 2 "redis://$seed/$layout"; bench "layout_hot_${layout}_r$rep" "$duration"; stop_senders
+      sel=("${keys[@]}")
+      runs+=("layout_${layout}_r$rep" "layout_hot_${layout}_r$rep")
     done
   done
 fi
@@ -169,9 +183,9 @@ if [[ " $steps " == *" kill "* ]]; then
   ) &
   writer=$!
   pids+=($writer)
-  start_senders 2 "redis://$seed/chunk"
+  start_senders 2 "redis://$seed/context"
   kill_dur=$((duration + 6))
-  ( sleep 3; meta="kvs:{chunk:${keys[1]}}:meta"; slot="$(redis-cli -p "$(head -1 "$out/cluster/ports")" cluster keyslot "$meta")";
+  ( sleep 3; meta="kvs:{context:${keys[1]}}:meta"; slot="$(redis-cli -p "$(head -1 "$out/cluster/ports")" cluster keyslot "$meta")";
     "$cluster" kill-master --dir "$out/cluster" --slot "$slot" > "$out/killed.txt" ) &
   killer=$!
   bench "failover_kill" "$kill_dur"
@@ -179,6 +193,7 @@ if [[ " $steps " == *" kill "* ]]; then
   touch "$out/writer.stop"
   wait "$writer" || true
   stop_senders
+  cat "$out"/sender_[12].log | grep "send: redis:" > "$out/failover_kill_senders.txt" || true
   "$cluster" wait --dir "$out/cluster"
   acked=0 lost=0
   while read -r tenant key i; do
@@ -195,13 +210,14 @@ if [[ " $steps " == *" kill "* ]]; then
   runs+=("failover_kill")
 fi
 if [[ " $steps " == *" restart "* ]]; then
-  start_senders 2 "redis://$seed/chunk"
+  start_senders 2 "redis://$seed/context"
   ( sleep 3; s=$SECONDS; "$cluster" restart --dir "$out/cluster" >/dev/null; echo $((SECONDS - s)) > "$out/restart_s.txt" ) &
   restarter=$!
   bench "failover_restart" $((duration + 6))
   wait "$restarter" || true
   bench "failover_after_restart" 3
   stop_senders
+  cat "$out"/sender_[12].log | grep "send: redis:" > "$out/failover_restart_senders.txt" || true
   runs+=("failover_restart" "failover_after_restart")
 fi
 
@@ -255,7 +271,9 @@ for g, rs in groups.items():
                   "sender_cpu_ms_per_kchunk": mean(lambda x: 1e6 * x["cpu"]["sender_cpu_s"] / max(1, x["chunks"])),
                   "redis_cpu_ms_per_kchunk": mean(lambda x: 1e6 * x["cpu"]["redis_cpu_s"] / max(1, x["chunks"])),
                   "client_cpu_ms_per_kchunk": mean(lambda x: 1e6 * x["client_cpu_s"] / max(1, x["chunks"])),
-                  "cores_busy": mean(lambda x: (x["cpu"]["sender_cpu_s"] + x["cpu"]["redis_cpu_s"] + x["client_cpu_s"]) / x["wall_s"])}
+                  "cores_busy": mean(lambda x: (x["cpu"]["sender_cpu_s"] + x["cpu"]["redis_cpu_s"] + x["client_cpu_s"]) / x["wall_s"]),
+                  # the busiest master's share of the Redis CPU (1/3 = even over 3 masters)
+                  "busiest_node_share": mean(lambda x: max(x["cpu"]["redis_node_cpu_s"]) / max(1e-9, sum(x["cpu"]["redis_node_cpu_s"])))}
 if "serve_redis1" in summary:
     one = summary["serve_redis1"]["chunks_per_s"]
     for g, s in summary.items():
@@ -264,13 +282,13 @@ if "serve_redis1" in summary:
             s["scaling_efficiency"] = s["chunks_per_s"] / (n * one) if one > 0 else 0
 res["summary"] = summary
 json.dump(res, open(os.path.join(out, "bench_scaleout.json"), "w"), indent=2)
-print("| configuration | chunks/s | MB/s | p50 ms | p99 ms | efficiency | CPU ms / 1000 chunks: senders, Redis, clients | cores busy | wrong_kv | failed sessions | text fallbacks |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| configuration | chunks/s | MB/s | p50 ms | p99 ms | efficiency | CPU ms / 1000 chunks: senders, Redis, clients | cores busy | busiest Redis node | wrong_kv | failed sessions | text fallbacks |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for g, s in summary.items():
     eff = f"{s['scaling_efficiency']:.2f}" if "scaling_efficiency" in s else "-"
     print(f"| {g} | {s['chunks_per_s']:.0f} | {s['mbytes_per_s']:.1f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {eff} | "
           f"{s['sender_cpu_ms_per_kchunk']:.0f}, {s['redis_cpu_ms_per_kchunk']:.0f}, {s['client_cpu_ms_per_kchunk']:.0f} | "
-          f"{s['cores_busy']:.2f} | {s['wrong_kv']} | {s['sessions_failed']} | {s['text_fallbacks']} |")
+          f"{s['cores_busy']:.2f} | {s['busiest_node_share']:.2f} | {s['wrong_kv']} | {s['sessions_failed']} | {s['text_fallbacks']} |")
 for r in runs:
     if r.startswith("failover"):
         j = res["runs"][r]
