@@ -26,7 +26,7 @@ struct Bench {
   asio::io_context io;
   Clock::time_point t0 = Clock::now();
   Clock::time_point deadline;
-  size_t next_sender = 0, next_context = 0;
+  size_t next_session = 0;
   ServeBenchResult res;
   bool may_start() const {
     return Clock::now() < deadline && (opt.sessions == 0 || res.sessions_started < opt.sessions);
@@ -50,9 +50,12 @@ class Client : public std::enable_shared_from_this<Client> {
     }
     ++b_.res.sessions_started;
     reset();
-    const auto& s = b_.opt.senders[b_.next_sender++ % b_.opt.senders.size()];
+    // Session k goes to sender k mod S and fetches context (k / S) mod C: every sender serves
+    // every context (not only those whose index matches its own).
+    const size_t k = b_.next_session++, ns = b_.opt.senders.size();
+    const auto& s = b_.opt.senders[k % ns];
     sender_ = s.first + ":" + std::to_string(s.second);
-    context_ = b_.opt.contexts[b_.next_context++ % b_.opt.contexts.size()];
+    context_ = b_.opt.contexts[(k / ns) % b_.opt.contexts.size()];
     if (auto it = b_.opt.expected.find(context_); it != b_.opt.expected.end()) expected_ = it->second;
     arm();
     auto self = shared_from_this();

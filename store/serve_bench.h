@@ -6,8 +6,8 @@
 // bound what it measures) and follows the receiver's rule for a blob it cannot use: an empty or
 // wrong-size KV blob is fetched once more as text.
 //
-// A session = connect to the next sender (round robin) -> HELLO, REQUEST the next context (round
-// robin) -> MANIFEST -> CHUNK_GET every chunk in order at `level` with up to `window` requests
+// A session = connect to the next sender (round robin) -> HELLO, REQUEST a context (session k:
+// sender k mod S, context (k / S) mod C, so that every sender serves every context) -> MANIFEST -> CHUNK_GET every chunk in order at `level` with up to `window` requests
 // outstanding -> END. Sessions run back to back on `receivers` concurrent clients until
 // `duration_s` has passed (no new session starts after it) or `sessions` have started.
 // Verification (when `expected` has the context): every KV blob must equal the container's blob
