@@ -32,17 +32,17 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_option("--slo-ms", o->slo_ms, "TTFT SLO in milliseconds")->required();
   sub.add_option("--policy", o->policy, "adaptive | fixed:LEVEL | q8 | text | cachegen | plan:L0,L1,...")->capture_default_str();
   sub.add_option("--prefill-rate", o->prefill_rate, "emulate a model that prefills this many tokens/s (0 = real compute time)");
-  sub.add_option("--model", o->model, "llama2.c checkpoint (recomputes text chunks, generates the first token)");
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (prints the first token)");
-  sub.add_option("-o,--output", o->out, "write the assembled KV cache here (safetensors)");
+  sub.add_option("--model", o->model, "llama2.c checkpoint: recomputes text chunks, generates the first token (default: none, KV levels only)");
+  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer: prints the first token (default: none)");
+  sub.add_option("-o,--output", o->out, "write the assembled KV cache here, safetensors (default: none)");
   sub.add_flag("--json", o->json, "print the result as JSON (progress goes to stderr)");
-  sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model");
+  sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model (default: none)");
   sub.add_option("--save-back", o->save_back,
                  "after the fetch (off the TTFT path), store the assembled KV cache in this store directory, or in a "
                  "Redis Cluster tier redis://HOST:PORT[,...][/TENANT][?layout=chunk|context&wait=N] (every level + "
                  "text, durable when the command returns; `kvstream send --store DIR|redis://...` serves it under the "
-                 "printed key)");
-  sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (default 1 GiB)")
+                 "printed key; default: none)");
+  sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();

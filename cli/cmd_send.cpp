@@ -31,16 +31,16 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles (optional with --store redis://)");
   sub.add_option("--store", o->store,
                  "also serve this KV store's entries, by prefix key (hex): a store directory, or a Redis Cluster "
-                 "redis://HOST:PORT[,HOST:PORT...][/TENANT][?read_ms=N&pool=N] (default tenant 'default')");
-  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "--store memory tier (default 64 MiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "--store disk tier (default 1 GiB; not with redis://)")->transform(CLI::AsSizeValue(false));
+                 "redis://HOST:PORT[,HOST:PORT...][/TENANT][?read_ms=N&pool=N] (default tenant 'default'; default: none)");
+  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "memory tier capacity of --store (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "disk tier capacity of --store (bytes; not with redis://)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--store-policy", o->store_policy, "--store eviction: lru | fifo | scheduler (redis://: lru | fifo)")->capture_default_str();
   sub.add_option("--store-model", o->store_model, "--store entries' model (default: the one model of --dir's profiles)");
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)");
   sub.add_option("--idle-timeout-s", o->idle_timeout_s, "drop a receiver silent for this long");
   sub.add_flag("--quiet", o->quiet, "no per-connection log");
   sub.add_option("--fault-corrupt-blob", o->fault_corrupt_blob,
-                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text)");
+                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text; -1 = none)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     ks::SenderOptions so;

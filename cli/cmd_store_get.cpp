@@ -20,9 +20,9 @@ KVSTREAM_COMMAND("store get", "Export a stored context as a .kvs container", ([]
   sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis");
   sub.add_option("--redis", o->redis, "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT] (default tenant 'default')");
   sub.add_option("--key", o->key, "prefix key (32 hex digits, as printed by store put)")->required();
-  sub.add_option("--model-name", o->model_name, "model the keys were made for (default stories260K)");
-  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (default 1 GiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (default 64)");
+  sub.add_option("--model-name", o->model_name, "model the keys were made for");
+  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
   sub.add_option("-o,--output", o->out, ".kvs file to write")->required();
   return kvstream::cli::Action([o] {
     using namespace kvstream;

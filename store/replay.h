@@ -40,6 +40,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec/progress.h"
 #include "store/context_codec.h"
 #include "store/kv_engine.h"
 #include "store/lower_tier.h"
@@ -73,6 +74,7 @@ struct ReplayOptions {
   std::shared_ptr<LowerTier> shared;  // a shared tier below memory and disk (nullptr: two tiers)
   double shared_bw = 1.25e9;    // bytes/s shared tier -> host memory (10 GbE class)
   double shared_rtt_s = 2e-4;   // one request's round trip to the shared tier
+  ProgressFn progress;          // stage "turns", one step per replayed turn (codec/progress.h)
 };
 
 struct ReplayTurn {
