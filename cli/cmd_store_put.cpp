@@ -27,7 +27,7 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
   sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis");
   sub.add_option("--redis", o->redis,
                  "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT][?layout=chunk|context&wait=N] "
-                 "(default tenant 'default', layout context: one node per context, wait 1 replica)");
+                 "(default tenant 'default', layout chunk: a context's chunks spread over the nodes, wait 1 replica)");
   sub.add_option("--profile", o->profile, "--redis: also store this codec profile (what senders serve with the entry)");
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));

@@ -3,7 +3,7 @@
 # local Redis Cluster (scripts/redis_cluster.sh: 3 masters + 3 replicas, append-only files), with
 # `kvstream bench serve` as RECEIVERS concurrent clients that fetch every chunk and check every
 # byte against the original containers (wrong_kv). Steps (STEPS, default all):
-#   serve     1, 2 and 4 senders (`send --store redis://...`, layout context (the default), no
+#   serve     1, 2 and 4 senders (`send --store redis://...`, layout chunk (the default), no
 #             memory tier: every chunk is a Redis read) and, side by side, one sender on a local disk tier (`send --store DIR
 #             --store-mem-bytes 0`: every request reads its record file) and one on a local memory
 #             tier (64 MiB, holds every context); REPS rounds, configurations alternating in each;
@@ -148,7 +148,7 @@ if [[ " $steps " == *" serve "* ]]; then
     start_senders 1 "$out/store"; bench "serve_localdisk_r$rep" "$duration"; stop_senders; runs+=("serve_localdisk_r$rep")
     start_senders 1 "$out/store" 64MB; bench "serve_localmem_r$rep" "$duration"; stop_senders; runs+=("serve_localmem_r$rep")
     for n in $sender_counts; do
-      start_senders "$n" "redis://$seed/context"; bench "serve_redis${n}_r$rep" "$duration"; stop_senders
+      start_senders "$n" "redis://$seed/chunk"; bench "serve_redis${n}_r$rep" "$duration"; stop_senders
       runs+=("serve_redis${n}_r$rep")
     done
   done
@@ -183,9 +183,9 @@ if [[ " $steps " == *" kill "* ]]; then
   ) &
   writer=$!
   pids+=($writer)
-  start_senders 2 "redis://$seed/context"
+  start_senders 2 "redis://$seed/chunk"
   kill_dur=$((duration + 6))
-  ( sleep 3; meta="kvs:{context:${keys[1]}}:meta"; slot="$(redis-cli -p "$(head -1 "$out/cluster/ports")" cluster keyslot "$meta")";
+  ( sleep 3; meta="kvs:{chunk:${keys[1]}}:meta"; slot="$(redis-cli -p "$(head -1 "$out/cluster/ports")" cluster keyslot "$meta")";
     "$cluster" kill-master --dir "$out/cluster" --slot "$slot" > "$out/killed.txt" ) &
   killer=$!
   bench "failover_kill" "$kill_dur"
@@ -210,7 +210,7 @@ if [[ " $steps " == *" kill "* ]]; then
   runs+=("failover_kill")
 fi
 if [[ " $steps " == *" restart "* ]]; then
-  start_senders 2 "redis://$seed/context"
+  start_senders 2 "redis://$seed/chunk"
   ( sleep 3; s=$SECONDS; "$cluster" restart --dir "$out/cluster" >/dev/null; echo $((SECONDS - s)) > "$out/restart_s.txt" ) &
   restarter=$!
   bench "failover_restart" $((duration + 6))

@@ -44,9 +44,10 @@ namespace kvstream::store {
 struct RedisTierOptions {
   redis::ClusterOptions cluster;
   std::string tenant = "default";
-  // For new contexts (readers follow the meta). Co-located by default: it served better than
-  // spread in bench_scaleout.sh (docs/RESULTS.md, issue 16) until one node's CPU or NIC saturates.
-  redis::Layout layout = redis::Layout::kContext;
+  // For new contexts (readers follow the meta). Spread by default: in bench_scaleout.sh the two
+  // layouts served equally (docs/RESULTS.md, issue 16), and spreading keeps one hot or large
+  // context from loading (and filling) a single node.
+  redis::Layout layout = redis::Layout::kChunk;
   int wait_replicas = 1;         // replicas that acknowledge every write (0: none)
   double wait_timeout_s = 1.0;
   double read_budget_s = 0.5;    // a read keeps retrying (failover) this long

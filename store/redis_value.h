@@ -61,7 +61,7 @@ std::string encode_value(const ValueId& id, std::span<const uint8_t> payload);
 std::span<const uint8_t> decode_value(std::string_view bytes, const ValueId& want, ValueId* got = nullptr);
 
 struct ContextMeta {
-  Layout layout = Layout::kContext;
+  Layout layout = Layout::kChunk;
   uint64_t generation = 0;  // from the value frame (not part of the payload)
   int text_level = -1;      // ladder index of the text level
   uint32_t ladder_levels = 0;

@@ -107,18 +107,18 @@ TEST_CASE("the context meta round-trips and rejects inconsistent or truncated by
   CHECK_THROWS_AS(decode_meta(encode_meta(bad)), CorruptValue);
 }
 
-TEST_CASE("redis:// URIs: seeds, tenant, parameters; anything else is refused", "[store][redis]") {
-  const auto o = parse_redis_uri("redis://127.0.0.1:7000,10.0.0.2:7001/tenant-a?layout=chunk&wait=2&read_ms=250");
+TEST_CASE("redis:// URIs: seeds, tenant, parameters, and anything else is refused", "[store][redis]") {
+  const auto o = parse_redis_uri("redis://127.0.0.1:7000,10.0.0.2:7001/tenant-a?layout=context&wait=2&read_ms=250");
   REQUIRE(o.cluster.seeds.size() == 2);
   CHECK(o.cluster.seeds[1].host == "10.0.0.2");
   CHECK(o.cluster.seeds[1].port == 7001);
   CHECK(o.tenant == "tenant-a");
-  CHECK(o.layout == Layout::kChunk);
+  CHECK(o.layout == Layout::kContext);
   CHECK(o.wait_replicas == 2);
   CHECK(o.read_budget_s == Approx(0.25));
   const auto d = parse_redis_uri("redis://h:1");
   CHECK(d.tenant == "default");
-  CHECK(d.layout == Layout::kContext);
+  CHECK(d.layout == Layout::kChunk);
   CHECK(d.wait_replicas == 1);
   CHECK(is_redis_uri("redis://x:1"));
   CHECK_FALSE(is_redis_uri("/var/store"));
