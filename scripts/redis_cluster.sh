@@ -75,16 +75,19 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-start_node() {  # start the node in DIR/PORT from its config
+try_start_node() {  # start the node in DIR/PORT from its config; fails if it did not come up
   local port="$1"
   rm -f "$dir/$port/redis.pid"
-  redis-server "$dir/$port/redis.conf" >/dev/null
+  redis-server "$dir/$port/redis.conf" >/dev/null || return 1
   for _ in $(seq 100); do
-    [ "$(cli "$port" ping)" = PONG ] && return 0
+    # our node answers (not another server that took the port: ours writes its pid file only
+    # once it listens, and exits when a port is taken)
+    alive "$port" && [ "$(cli "$port" ping)" = PONG ] && return 0
     sleep 0.05
   done
-  die "node $port did not start (see $dir/$port/redis.log)"
+  return 1
 }
+start_node() { try_start_node "$1" || die "node $1 did not start (see $dir/$1/redis.log)"; }
 
 write_conf() {  # port bus_port
   local port="$1" bus="$2" d="$dir/$1"
@@ -176,17 +179,28 @@ case "$cmd" in
     rm -rf "$dir"
     mkdir -p "$dir"
     n=$((masters * (1 + replicas)))
-    if [ "$base" = 0 ]; then
-      read -r -a all <<< "$(free_ports $((2 * n)))"
-      ports=("${all[@]:0:n}")
-      buses=("${all[@]:n}")
-    else
-      ports=() buses=()
-      for i in $(seq 0 $((n - 1))); do ports+=($((base + i))); buses+=($((base + 10000 + i))); done
-    fi
-    echo "${ports[*]}" | tr ' ' '\n' > "$dir/ports"
-    for i in "${!ports[@]}"; do write_conf "${ports[$i]}" "${buses[$i]}"; done
-    for p in "${ports[@]}"; do start_node "$p"; done
+    # Free ports are picked, released, then bound by redis-server: another process (a test
+    # running in parallel) may take one in between, so a start whose node fails retries on
+    # fresh ports (fixed ports with --port fail at once).
+    for attempt in 1 2 3 4 5; do
+      if [ "$base" = 0 ]; then
+        read -r -a all <<< "$(free_ports $((2 * n)))"
+        ports=("${all[@]:0:n}")
+        buses=("${all[@]:n}")
+      else
+        ports=() buses=()
+        for i in $(seq 0 $((n - 1))); do ports+=($((base + i))); buses+=($((base + 10000 + i))); done
+      fi
+      echo "${ports[*]}" | tr ' ' '\n' > "$dir/ports"
+      for i in "${!ports[@]}"; do write_conf "${ports[$i]}" "${buses[$i]}"; done
+      started=1
+      for p in "${ports[@]}"; do try_start_node "$p" || { started=0; break; }; done
+      [ "$started" = 1 ] && break
+      log "a node did not start (port taken?): $(tail -2 "$dir/$p/redis.log" 2>/dev/null | tr '\n' ' ')"
+      stop_all
+      [ "$base" = 0 ] && [ "$attempt" -lt 5 ] || die "node $p did not start (see $dir/$p/redis.log)"
+      rm -rf "${dir:?}"/*
+    done
     if [ -n "$owner" ]; then  # stop the cluster and delete DIR once the owner is gone
       nohup setsid bash -c "while kill -0 $owner 2>/dev/null; do sleep 0.5; done; exec '$self' stop --dir '$dir' --purge" \
         >/dev/null 2>&1 < /dev/null &

@@ -91,7 +91,7 @@ uint16_t closed_port() {
 
 }  // namespace
 
-TEST_CASE("keys go to their slot's master; our slots are the server's", "[cluster]") {
+TEST_CASE("keys go to their slot's master, and our slots are the server's", "[cluster]") {
   redis::Cluster c(TestCluster::get().options("t-route").cluster);
   REQUIRE(c.slot_ranges().size() >= 3);
   std::vector<redis::Request> puts;
