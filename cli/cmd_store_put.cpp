@@ -59,8 +59,7 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
         const auto p = codec::serialize_profile(codec::load_profile(o->profile));
         tier.put_profile(streamer::hash_hex(codec::fnv1a64(p)), p);
       }
-      const store::PrefixHasher hasher(o->chunk_tokens, r.info().model_name);
-      const auto chain = hasher.chain(tokens);
+      const auto chain = tier.hasher(o->chunk_tokens, r.info().model_name).chain(tokens);
       const uint64_t stored = tier.put_context(chain.back(), chain, bytes);
       std::printf("%s %zu tokens, model %s, %llu bytes in %s\n", chain.back().hex().c_str(), tokens.size(),
                   r.info().model_name.c_str(), static_cast<unsigned long long>(stored), o->redis.c_str());

@@ -17,8 +17,7 @@ SaveBackResult save_back_redis(KvCache kv, const codec::Profile& profile, RedisT
   const auto t0 = std::chrono::steady_clock::now();
   kv.validate();
   rope_remove_from_keys(kv, 0);  // the store holds pre-RoPE keys (no-op if they already are)
-  const PrefixHasher hasher(int(chunk_tokens), kv.model_name);
-  const auto chain = hasher.chain(kv.tokens);
+  const auto chain = tier.hasher(int(chunk_tokens), kv.model_name).chain(kv.tokens);
   const auto bytes = make_container_codec(profile, chunk_tokens)->encode(kv);
   const auto profile_bytes = codec::serialize_profile(profile);
   tier.put_profile(streamer::hash_hex(codec::fnv1a64(profile_bytes)), profile_bytes);

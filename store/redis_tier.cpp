@@ -98,6 +98,8 @@ RedisTier::RedisTier(RedisTierOptions opt) : opt_(std::move(opt)) {
   cluster_ = std::make_unique<redis::Cluster>(opt_.cluster);
 }
 
+PrefixHasher RedisTier::hasher(int chunk_tokens, std::string_view domain) const { return PrefixHasher(chunk_tokens, domain); }
+
 std::string RedisTier::meta_key(const PrefixKey& k) const { return "kvs:{" + opt_.tenant + ":" + k.hex() + "}:meta"; }
 
 std::string RedisTier::blob_key(const PrefixKey& k, redis::Layout layout, uint32_t chunk, uint32_t level) const {

@@ -9,8 +9,10 @@
 //   kvs:{T:K:c}:l                  a blob, layout "chunk" (chunks spread over the nodes)
 //   kvs:{T:idx:P}                  index: prefix key P (a chunk boundary of K's tokens) -> K
 //   kvs:{T:profile:H}              a codec profile by hash (FNV-1a 64 hex)
-// T is [A-Za-z0-9._-]{1,64}; tenants never see each other's keys. K is the store's key as given
-// (a keyed hash once keys are keyed; the tier does not compute keys).
+// T is [A-Za-z0-9._-]{1,64}; tenants never see each other's keys. K is the store's key
+// (store/key.h) of the context's tokens: writers of the tier take it from hasher() (the one place
+// that makes this tier's key function, so that a keyed, per-tenant key secret goes there); reads
+// use the key or chain they are given.
 //
 // Contract:
 // - put() validates the payload as a .kvs container, then writes its blobs and index entries
@@ -33,6 +35,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/lower_tier.h"
@@ -45,8 +48,9 @@ struct RedisTierOptions {
   redis::ClusterOptions cluster;
   std::string tenant = "default";
   // For new contexts (readers follow the meta). Spread by default: in bench_scaleout.sh the two
-  // layouts served equally (docs/RESULTS.md, issue 16), and spreading keeps one hot or large
-  // context from loading (and filling) a single node.
+  // layouts served alike within noise (docs/RESULTS.md, issue 16); co-located costs less Redis
+  // CPU per chunk but put ~75 % of a hot context's load on one master, and a large context's
+  // memory on one node.
   redis::Layout layout = redis::Layout::kChunk;
   int wait_replicas = 1;         // replicas that acknowledge every write (0: none)
   double wait_timeout_s = 1.0;
@@ -78,6 +82,10 @@ class RedisTier : public LowerTier {
   explicit RedisTier(RedisTierOptions opt);  // connects: kUnavailable when no seed answers
   const RedisTierOptions& options() const { return opt_; }
   redis::Cluster& cluster() { return *cluster_; }
+
+  // The key function of this tier's entries (store/key.h): the same PrefixHasher as a local
+  // store of the same model and chunking, so that a key found in one is the key in the other.
+  PrefixHasher hasher(int chunk_tokens, std::string_view domain) const;
 
   // Key names (see the table above).
   std::string meta_key(const PrefixKey& k) const;
