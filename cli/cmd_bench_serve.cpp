@@ -24,14 +24,14 @@ KVSTREAM_COMMAND("bench serve", "Concurrent chunk fetches from senders: throughp
   auto o = std::make_shared<Opts>();
   sub.add_option("--connect", o->connect, "senders: HOST:PORT[,HOST:PORT...] (sessions go round robin)")->required();
   sub.add_option("--context", o->contexts, "context ids to fetch (repeat; sessions go round robin)")->required();
-  sub.add_option("--verify", o->verify, "ID=FILE.kvs: check every chunk of ID against this container (repeat)");
+  sub.add_option("--verify", o->verify, "ID=FILE.kvs: check every chunk of ID against this container (repeat; default: none, nothing checked)");
   sub.add_option("--receivers", o->b.receivers, "concurrent clients")->capture_default_str();
   sub.add_option("--duration-s", o->b.duration_s, "start sessions for this long")->capture_default_str();
   sub.add_option("--sessions", o->b.sessions, "stop after this many sessions (0 = by duration)")->capture_default_str();
   sub.add_option("--level", o->b.level, "manifest level index fetched for every chunk (-1 = text)")->capture_default_str();
   sub.add_option("--window", o->b.window, "chunk requests outstanding per client")->capture_default_str();
   sub.add_option("--timeout-s", o->b.timeout_s, "a session silent this long fails")->capture_default_str();
-  sub.add_option("-o,--output", o->out, "write the JSON here (default stdout)");
+  sub.add_option("-o,--output", o->out, "write the JSON here (default: stdout)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::store;
     std::string rest = o->connect;

@@ -28,7 +28,7 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   using Opts = SendOpts;
   auto o = std::make_shared<Opts>();
   sub.add_option("--listen", o->listen, "HOST:PORT to listen on (port 0 = any; the bound port is printed)")->required();
-  sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles (optional with --store redis://)");
+  sub.add_option("--dir", o->dir, "directory with ctx.kvs containers and *.kvprofile profiles (default: none; needed unless --store redis://)");
   sub.add_option("--store", o->store,
                  "also serve this KV store's entries, by prefix key (hex): a store directory, or a Redis Cluster "
                  "redis://HOST:PORT[,HOST:PORT...][/TENANT][?read_ms=N&pool=N] (default tenant 'default'; default: none)");

@@ -17,8 +17,8 @@ KVSTREAM_COMMAND("store get", "Export a stored context as a .kvs container", ([]
     int chunk_tokens = 64;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis");
-  sub.add_option("--redis", o->redis, "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT] (default tenant 'default')");
+  sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis (default: none)");
+  sub.add_option("--redis", o->redis, "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT] (default: none; tenant 'default')");
   sub.add_option("--key", o->key, "prefix key (32 hex digits, as printed by store put)")->required();
   sub.add_option("--model-name", o->model_name, "model the keys were made for");
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));

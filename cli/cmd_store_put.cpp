@@ -24,11 +24,11 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
     int chunk_tokens = 64;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis");
+  sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis (default: none)");
   sub.add_option("--redis", o->redis,
                  "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT][?layout=chunk|context&wait=N] "
-                 "(default tenant 'default', layout chunk: a context's chunks spread over the nodes, wait 1 replica)");
-  sub.add_option("--profile", o->profile, "--redis: also store this codec profile (what senders serve with the entry)");
+                 "(default: none; tenant 'default', layout chunk: a context's chunks spread over the nodes, wait 1 replica)");
+  sub.add_option("--profile", o->profile, "--redis: also store this codec profile (what senders serve with the entry; default: none)");
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
