@@ -217,7 +217,11 @@ void RedisTier::put_profile(const std::string& hash_hex, std::span<const uint8_t
 std::shared_ptr<const ContextMeta> RedisTier::meta(const PrefixKey& key) {
   ++n_.meta_reads;
   Request q{{"GET", meta_key(key)}, true, 1};
-  const auto r = cluster_->run(std::span<const Request>(&q, 1), read_options());
+  // Not fail-fast: a session cannot start without its meta, so a read that finds the master down
+  // and no replica in the slot map (mid-promotion) retries, refreshing the map, for the budget.
+  auto ro = read_options();
+  ro.fail_fast = false;
+  const auto r = cluster_->run(std::span<const Request>(&q, 1), ro);
   if (r[0].type == Reply::Type::kUnavailable || r[0].type == Reply::Type::kError) unavailable("reading " + q.argv[1], r[0].str);
   if (r[0].type != Reply::Type::kString) {
     ++n_.meta_misses;
