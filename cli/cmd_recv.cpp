@@ -16,7 +16,7 @@
 namespace {
 struct RecvOpts {
   std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
-  std::string profile_dir = "out/profile-cache", save_back;
+  std::string profile_dir = "out/profile-cache", save_back, link_memory;
   uint64_t save_back_disk_bytes = 1ull << 30;
   double slo_ms = 0, prefill_rate = 0, prior_mbps = 1.0, stall_timeout_s = 5, timeout_s = 120;
   int query_token = 1, continuation = 32;
@@ -45,6 +45,9 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
+  sub.add_option("--link-memory", o->link_memory,
+                 "JSON file of each sender's last link estimate: the first estimate starts from it, the fetch updates it "
+                 "(default: none)");
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
   sub.add_option("--timeout-s", o->timeout_s, "fail when the whole fetch takes longer")->capture_default_str();
@@ -64,6 +67,7 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     ro.prefill_rate = o->prefill_rate;
     ro.model = model ? &*model : nullptr;
     ro.profile_dir = o->profile_dir;
+    ro.link_memory = o->link_memory;
     ro.query_token = o->query_token;
     ro.stall_timeout_s = o->stall_timeout_s;
     ro.total_timeout_s = o->timeout_s;
