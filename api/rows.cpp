@@ -1,10 +1,14 @@
 // Row copies between KvCache and caller layouts (see rows.h).
 #include "api/rows.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "codec/decode_engine.h"
 #include "codec/half.h"
+#include "codec/kv_dest.h"
 #include "codec/rope.h"
 #include "kvstream/error.h"
 
@@ -17,21 +21,27 @@ void require_host(const KvLayout& l) {
     throw Error(ErrorCode::kInvalidArgument, "KV layout: this operation needs host memory");
 }
 
-// Byte offset of (token t, head 0) in a layer's tensor, or -1 when the layout skips the token.
-int64_t token_offset(const KvLayout& l, uint64_t t) {
-  if (t >= l.max_tokens()) return -1;
-  if (!l.paged()) return int64_t(t) * l.token_stride_bytes();
-  const int64_t s = l.slot_mapping[t];
-  if (s < 0) return -1;
-  return (s / l.block_size) * l.block_stride_bytes() + (s % l.block_size) * l.token_stride_bytes();
-}
-
-void store_row(const float* src, void* dst, int n, Dtype d) {
-  switch (d) {
-    case Dtype::F32: std::memcpy(dst, src, size_t(n) * 4); return;
-    case Dtype::F16: f32_to_f16(src, static_cast<uint16_t*>(dst), size_t(n)); return;
-    case Dtype::BF16: f32_to_bf16(src, static_cast<uint16_t*>(dst), size_t(n)); return;
+// The (validated) layout as codec's caller-layout descriptor, row t = context token t: the one
+// implementation of layout addressing and of the float -> dtype output stage, shared with the
+// decoders (codec/kv_dest.h). Strides are passed explicitly (the public defaults apply).
+codec::KvDest dest_of(const KvLayout& l, float rope_theta) {
+  codec::KvDest d;
+  d.shape = l.shape;
+  d.dtype = l.dtype;
+  d.k = l.k;
+  d.v = l.v;
+  d.capacity = uint32_t(std::min<uint64_t>(l.max_tokens(), UINT32_MAX));
+  d.keys_pre_rope = l.keys_pre_rope;
+  d.rope_theta = rope_theta;
+  d.token_stride = size_t(l.token_stride_bytes());
+  d.head_stride = size_t(l.head_stride_bytes());
+  if (l.paged()) {
+    d.block_size = l.block_size;
+    d.num_blocks = uint32_t(std::min<uint64_t>(l.capacity, UINT32_MAX));
+    d.block_stride = size_t(l.block_stride_bytes());
+    d.slot_mapping = l.slot_mapping;
   }
+  return d;
 }
 
 void load_row(const void* src, float* dst, int n, Dtype d) {
@@ -46,38 +56,16 @@ void load_row(const void* src, float* dst, int n, Dtype d) {
 
 void to_layout(const KvCache& kv, uint32_t src_row, uint32_t begin, uint32_t n, const KvLayout& layout) {
   require_host(layout);
-  const KvShape& s = kv.shape;
-  const int hd = s.head_dim, heads = s.n_kv_heads, kd = s.kv_dim();
-  const int64_t hs = layout.head_stride_bytes();
-  const KvCache* src = &kv;
-  KvCache pre;  // keys un-rotated when the layout wants them before RoPE
-  if (layout.keys_pre_rope) {
-    pre = kv.slice(src_row, size_t(src_row) + n);
-    rope_remove_from_keys(pre, int(begin));
-    src = &pre;
-    src_row = 0;
+  const uint64_t room = layout.max_tokens() > begin ? layout.max_tokens() - begin : 0;
+  n = uint32_t(std::min<uint64_t>(n, room));  // tokens beyond max_tokens() are not taken
+  if (n == 0) return;
+  const codec::KvDest dst = dest_of(layout, kv.rope_theta);
+  std::vector<const float*> blocks;  // [layer * 2 + kind]: n rows of kv_dim floats
+  for (int l = 0; l < kv.shape.n_layers; ++l) {
+    blocks.push_back(kv.k_row(l, src_row));
+    blocks.push_back(kv.v_row(l, src_row));
   }
-  // A token's heads back to back: one conversion per (token, layer, kind) row.
-  const bool heads_packed = hs == int64_t(hd) * int64_t(element_bytes(layout.dtype));
-  for (uint32_t i = 0; i < n; ++i) {
-    const int64_t off = token_offset(layout, uint64_t(begin) + i);
-    if (off < 0) continue;
-    for (int l = 0; l < s.n_layers; ++l) {
-      const float* kr = src->k_row(l, src_row + i);
-      const float* vr = src->v_row(l, src_row + i);
-      auto* kb = static_cast<uint8_t*>(layout.k[size_t(l)]) + off;
-      auto* vb = static_cast<uint8_t*>(layout.v[size_t(l)]) + off;
-      if (heads_packed) {
-        store_row(kr, kb, kd, layout.dtype);
-        store_row(vr, vb, kd, layout.dtype);
-        continue;
-      }
-      for (int h = 0; h < heads; ++h) {
-        store_row(kr + h * hd, kb + h * hs, hd, layout.dtype);
-        store_row(vr + h * hd, vb + h * hs, hd, layout.dtype);
-      }
-    }
-  }
+  codec::store_float_rows(blocks.data(), kv.keys_pre_rope, begin, n, dst, begin, codec::thread_decode_workspace());
 }
 
 KvCache from_layout(const KvLayout& layout, uint64_t n, float rope_theta) {
@@ -90,8 +78,9 @@ KvCache from_layout(const KvLayout& layout, uint64_t n, float rope_theta) {
   kv.resize(size_t(n));
   const int hd = s.head_dim;
   const int64_t hs = layout.head_stride_bytes();
+  const codec::KvDest src = dest_of(layout, rope_theta);
   for (uint64_t t = 0; t < n; ++t) {
-    const int64_t off = token_offset(layout, t);
+    const int64_t off = t < src.capacity ? src.row_offset(uint32_t(t)) : -1;
     if (off < 0)
       throw Error(ErrorCode::kInvalidArgument, "KV layout: token " + std::to_string(t) + " has no slot");
     for (int l = 0; l < s.n_layers; ++l) {

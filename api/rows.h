@@ -6,7 +6,9 @@
 // converting fp32 to the layout's dtype (round to nearest even), keys rotated or pre-RoPE as the
 // layout says (kv's keys are post-RoPE); tokens the layout does not take (beyond max_tokens(),
 // negative slots) are skipped. from_layout() reads `n` tokens into a post-RoPE cache (every token
-// must have a slot). Host memory only (kInvalidArgument for a device layout).
+// must have a slot). Host memory only (kInvalidArgument for a device layout). Both address the
+// layout through codec's KvDest (codec/kv_dest.h), and to_layout() writes through the decoders'
+// output stage (codec::store_float_rows: the same rounding and RoPE as a decode into a KvDest).
 #pragma once
 #include <cstdint>
 

@@ -8,6 +8,7 @@
 #include "codec/safetensors.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "store/redis_tier.h"
 #include "store/save_back.h"
 #include "streamer/endpoint.h"
 #include "streamer/receiver.h"
@@ -15,7 +16,7 @@
 namespace {
 struct RecvOpts {
   std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
-  std::string profile_dir = "out/profile-cache", save_back;
+  std::string profile_dir = "out/profile-cache", save_back, link_memory;
   uint64_t save_back_disk_bytes = 1ull << 30;
   double slo_ms = 0, prefill_rate = 0, prior_mbps = 1.0, stall_timeout_s = 5, timeout_s = 120;
   int query_token = 1, continuation = 32;
@@ -37,11 +38,16 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_flag("--json", o->json, "print the result as JSON (progress goes to stderr)");
   sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model (default: none)");
   sub.add_option("--save-back", o->save_back,
-                 "after the fetch (off the TTFT path), store the assembled KV cache in this store directory "
-                 "(every level + text; `kvstream send --store DIR` serves it under the printed key; default: none)");
+                 "after the fetch (off the TTFT path), store the assembled KV cache in this store directory, or in a "
+                 "Redis Cluster tier redis://HOST:PORT[,...][/TENANT][?layout=chunk|context&wait=N] (every level + "
+                 "text, durable when the command returns; `kvstream send --store DIR|redis://...` serves it under the "
+                 "printed key; default: none)");
   sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
+  sub.add_option("--link-memory", o->link_memory,
+                 "JSON file of each sender's last link estimate: the first estimate starts from it, the fetch updates it "
+                 "(default: none)");
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
   sub.add_option("--timeout-s", o->timeout_s, "fail when the whole fetch takes longer")->capture_default_str();
@@ -61,6 +67,7 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     ro.prefill_rate = o->prefill_rate;
     ro.model = model ? &*model : nullptr;
     ro.profile_dir = o->profile_dir;
+    ro.link_memory = o->link_memory;
     ro.query_token = o->query_token;
     ro.stall_timeout_s = o->stall_timeout_s;
     ro.total_timeout_s = o->timeout_s;
@@ -85,7 +92,10 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     }
     if (!o->out.empty()) kvstream::write_safetensors(o->out, out.kv);
     std::optional<kvstream::store::SaveBackResult> saved;
-    if (!o->save_back.empty()) {
+    if (kvstream::store::is_redis_uri(o->save_back)) {
+      kvstream::store::RedisTier tier(kvstream::store::parse_redis_uri(o->save_back));
+      saved = kvstream::store::save_back_redis(out.kv, *out.profile, tier);
+    } else if (!o->save_back.empty()) {
       kvstream::store::SaveBackOptions sb;
       sb.dir = o->save_back;
       sb.disk_bytes = o->save_back_disk_bytes;

@@ -14,6 +14,7 @@
 #include "model/kv_quality.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "store/redis_tier.h"
 #include "store/replay.h"
 
 KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarchical KV store", ([](CLI::App& sub) {
@@ -22,7 +23,8 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
     std::string model = "data/models/stories260K/stories260K.bin";
     std::string tokenizer = "data/models/stories260K/tok512.bin";
     std::string text = "data/text/tinystories_val.txt";
-    std::string overflow = "block", load_overlap = "layerwise";
+    std::string overflow = "block", load_overlap = "layerwise", redis;
+    double shared_rtt_ms = 0.2;
     kvstream::store::ReplayOptions r;
     bool json = false, no_fsync = false;
   };
@@ -49,6 +51,11 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
   sub.add_option("--save-queue", o->r.save_queue, "async save queue bound");
   sub.add_option("--overflow", o->overflow, "save queue full: block | drop-oldest");
   sub.add_option("--dir", o->r.dir, "disk tier directory (default: a temp dir, removed afterwards)");
+  sub.add_option("--redis", o->redis,
+                 "a shared Redis Cluster tier below memory and disk: redis://HOST:PORT[,...][/TENANT] (use a fresh "
+                 "tenant per run; default: none, two tiers)");
+  sub.add_option("--shared-bw", o->r.shared_bw, "modelled shared tier -> memory bytes/s (default 1.25e9: 10 GbE)");
+  sub.add_option("--shared-rtt-ms", o->shared_rtt_ms, "modelled round trip to the shared tier (default 0.2 ms)");
   sub.add_option("--model", o->model, "llama2.c checkpoint");
   sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer");
   sub.add_option("--text-file", o->text, "text for building a profile when --profile is not given");
@@ -61,6 +68,8 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
     o->r.overflow = store::parse_overflow(o->overflow);
     o->r.overlap = store::parse_load_overlap(o->load_overlap);
     o->r.fsync = !o->no_fsync;
+    o->r.shared_rtt_s = o->shared_rtt_ms / 1e3;
+    if (!o->redis.empty()) o->r.shared = std::make_shared<store::RedisTier>(store::parse_redis_uri(o->redis));
     const auto w = store::load_workload(o->workload);
     const auto m = model::Model::load(o->model);
     const auto tok = model::Tokenizer::load(o->tokenizer);
@@ -99,10 +108,11 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
       std::cout << res.to_json(o->r).dump(2) << "\n";
       return 0;
     }
-    std::printf("policy %s: %zu turns (%zu with history), hit rate %.1f%% (memory %.1f%%, disk %.1f%%)\n",
+    std::printf("policy %s: %zu turns (%zu with history), hit rate %.1f%% (memory %.1f%%, disk %.1f%%, shared %.1f%%)\n",
                 res.policy.c_str(), res.turns, res.eligible_turns, 100 * res.hit_rate(),
                 100.0 * res.hits_mem / std::max<size_t>(1, res.eligible_turns),
-                100.0 * res.hits_disk / std::max<size_t>(1, res.eligible_turns));
+                100.0 * res.hits_disk / std::max<size_t>(1, res.eligible_turns),
+                100.0 * res.hits_shared / std::max<size_t>(1, res.eligible_turns));
     std::printf("TTFT model %s (%d layers): serial %.2f ms, layerwise %.2f ms\n", res.overlap.c_str(),
                 res.pipeline_layers, res.mean_ttft_serial_ms, res.mean_ttft_layerwise_ms);
     std::printf("mean TTFT %.2f ms vs recompute %.2f ms (%.1f%% lower); prefill tokens saved %llu of %llu\n",

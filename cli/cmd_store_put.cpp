@@ -1,7 +1,9 @@
 // `kvstream store put`: imports a codec .kvs container (every level + text, e.g. what a receiver
 // saved back) into a store directory's disk tier under the prefix key of its tokens, durably
-// (crash-safe write). Prints the key. Logic: store/tiered_store.h.
+// (crash-safe write), or into a Redis Cluster tier (one value per chunk and level, acknowledged by
+// the replicas). Prints the key. Logic: store/tiered_store.h, store/redis_tier.h.
 // Example: kvstream store put --dir store-dir --kvs ctx.kvs
+//          kvstream store put --redis redis://127.0.0.1:7000 --kvs ctx.kvs --profile ctx.kvprofile
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -9,17 +11,24 @@
 
 #include "cli/command_registry.h"
 #include "codec/container.h"
+#include "codec/profile.h"
 #include "kvstream/error.h"
+#include "store/redis_tier.h"
 #include "store/tiered_store.h"
+#include "streamer/context_source.h"
 
 KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (disk tier)", ([](CLI::App& sub) {
   struct Opts {
-    std::string dir, kvs;
+    std::string dir, kvs, redis, profile;
     uint64_t disk_bytes = 1ull << 30;
     int chunk_tokens = 64;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--dir", o->dir, "store directory (disk tier)")->required();
+  sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis (default: none)");
+  sub.add_option("--redis", o->redis,
+                 "Redis Cluster tier instead of --dir: redis://HOST:PORT[,...][/TENANT][?layout=chunk|context&wait=N] "
+                 "(default: none; tenant 'default', layout chunk: a context's chunks spread over the nodes, wait 1 replica)");
+  sub.add_option("--profile", o->profile, "--redis: also store this codec profile (what senders serve with the entry; default: none)");
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
@@ -43,6 +52,19 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
       tokens.insert(tokens.end(), t.begin(), t.end());
     }
     if (tokens.empty()) throw std::runtime_error(o->kvs + ": the container holds no tokens");
+    if (o->dir.empty() == o->redis.empty()) throw std::invalid_argument("give exactly one of --dir and --redis");
+    if (!o->redis.empty()) {
+      store::RedisTier tier(store::parse_redis_uri(o->redis));
+      if (!o->profile.empty()) {
+        const auto p = codec::serialize_profile(codec::load_profile(o->profile));
+        tier.put_profile(streamer::hash_hex(codec::fnv1a64(p)), p);
+      }
+      const auto chain = tier.hasher(o->chunk_tokens, r.info().model_name).chain(tokens);
+      const uint64_t stored = tier.put_context(chain.back(), chain, bytes);
+      std::printf("%s %zu tokens, model %s, %llu bytes in %s\n", chain.back().hex().c_str(), tokens.size(),
+                  r.info().model_name.c_str(), static_cast<unsigned long long>(stored), o->redis.c_str());
+      return 0;
+    }
     store::StoreConfig sc;
     sc.dir = o->dir;
     sc.mem_bytes = 0;  // straight to the disk tier: durable when this command returns

@@ -30,5 +30,5 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/kvstreamConfig.cmake.i
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/kvstreamConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/kvstreamConfig.cmake ${PROJECT_BINARY_DIR}/kvstreamConfigVersion.cmake
-              ${PROJECT_SOURCE_DIR}/cmake/kvstreamZstd.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/kvstreamZstd.cmake ${PROJECT_SOURCE_DIR}/cmake/kvstreamHiredis.cmake
         DESTINATION ${KVSTREAM_CMAKE_DIR})

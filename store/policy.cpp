@@ -21,7 +21,7 @@ std::string policy_name(PolicyKind k) {
   return "?";
 }
 
-std::string tier_name(Tier t) { return t == Tier::Memory ? "memory" : "disk"; }
+std::string tier_name(Tier t) { return t == Tier::Memory ? "memory" : t == Tier::Disk ? "disk" : "shared"; }
 
 void EvictionPolicy::on_insert(const PrefixKey& k, const std::optional<PrefixKey>& continues) {
   Stamp s;

@@ -27,7 +27,7 @@
 
 namespace kvstream::store {
 
-enum class Tier { Memory, Disk };
+enum class Tier { Memory, Disk, Shared };  // Shared: a LowerTier below both (store/lower_tier.h)
 enum class PolicyKind { Lru, Fifo, Scheduler };
 
 // "lru", "fifo" or "scheduler" (std::invalid_argument otherwise).

@@ -73,6 +73,11 @@ nlohmann::json ReplayResult::to_json(const ReplayOptions& o) const {
       {"hit_rate", hit_rate()},
       {"hit_rate_mem", hits_mem / elig},
       {"hit_rate_disk", hits_disk / elig},
+      {"hit_rate_shared", hits_shared / elig},
+      {"shared_tier", o.shared ? o.shared->name() : "none"},
+      {"bytes_read_shared", bytes_read_shared},
+      {"shared_puts", shared_puts},
+      {"shared_errors", shared_errors},
       {"mean_ttft_ms", mean_ttft_ms},
       {"recompute_mean_ttft_ms", recompute_mean_ttft_ms},
       {"ttft_reduction", recompute_mean_ttft_ms > 0 ? 1.0 - mean_ttft_ms / recompute_mean_ttft_ms : 0.0},
@@ -108,6 +113,8 @@ nlohmann::json ReplayResult::to_json(const ReplayOptions& o) const {
         {"mem_bw_bytes_s", o.mem_bw},
         {"disk_bw_bytes_s", o.disk_bw},
         {"kv_scale", o.kv_scale},
+        {"shared_bw_bytes_s", o.shared_bw},
+        {"shared_rtt_s", o.shared_rtt_s},
         {"truncate_ratio", o.truncate_ratio},
         {"lookahead", o.lookahead},
         {"chunk_tokens", o.chunk_tokens},
@@ -128,7 +135,8 @@ nlohmann::json ReplayResult::to_json(const ReplayOptions& o) const {
 
 ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCodec& codec,
                     const ReplayOptions& o) {
-  if (!(o.prefill_rate > 0) || !(o.mem_bw > 0) || !(o.disk_bw > 0) || !(o.kv_scale > 0))
+  if (!(o.prefill_rate > 0) || !(o.mem_bw > 0) || !(o.disk_bw > 0) || !(o.kv_scale > 0) || !(o.shared_bw > 0) ||
+      !(o.shared_rtt_s >= 0))
     throw std::invalid_argument("replay: rates, bandwidths and kv_scale must be positive");
   if (!(o.truncate_ratio > 0 && o.truncate_ratio <= 1)) throw std::invalid_argument("replay: truncate ratio in (0, 1]");
   if (o.level < 0 || o.level >= codec.num_levels())
@@ -171,6 +179,7 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   sc.domain = engine.model_name();
   sc.fsync = o.fsync;
   sc.drop_prefixes = false;  // each save names its predecessor explicitly
+  sc.lower = o.shared;
   auto store = std::make_unique<TieredStore>(sc);
   const bool scheduler = o.policy == PolicyKind::Scheduler;
   std::unique_ptr<Prefetcher> prefetcher;
@@ -236,6 +245,11 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
         ++res.hits_disk;
         res.bytes_read_disk += hit->bytes;
         rt.tier = "disk";
+      } else if (hit->tier == Tier::Shared) {
+        disk_s = o.shared_rtt_s + double(level_bytes) * o.kv_scale / o.shared_bw;
+        ++res.hits_shared;
+        res.bytes_read_shared += hit->bytes;
+        rt.tier = "shared";
       } else {
         ++res.hits_mem;
         rt.tier = "memory";
@@ -301,6 +315,8 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   const auto s = store->stats();
   res.bytes_prefetched = s.bytes_prefetched;
   res.bytes_written_disk = s.bytes_written_disk;
+  res.shared_puts = s.shared_puts;
+  res.shared_errors = s.shared_errors;
   res.demotions = s.demotions;
   res.dropped = s.dropped;
   res.prefetched = s.prefetched;

@@ -18,7 +18,12 @@
 //    time of the (single-threaded) ContextCodec::decode of the reused range (CPU time, so that
 //    other processes on a shared machine do not inflate it; wall time is reported too); the model
 //    assumes the decode runs on the host, so it can overlap the GPU's prefill.
-//    prefill = tokens / prefill_rate. Both models are computed for every turn; `overlap` picks
+//    prefill = tokens / prefill_rate. A hit in the shared tier (ReplayOptions::shared, e.g. Redis
+//    below memory and disk) first fetches the chosen level's values of the reused chunks (the
+//    tier stores one value per chunk and level, as a sender reads them): shared_rtt_s +
+//    level bytes * kv_scale / shared_bw, serial in front of the load like the disk read. (This
+//    replay reads the whole record, every level, to keep it locally where the policy lets it in;
+//    the other levels are not on the request's path, and bytes_read_shared counts them all.) Both models are computed for every turn; `overlap` picks
 //    the one reported as mean_ttft_ms.
 //    Miss and the recompute-everything baseline: (kept history + prompt) / prefill_rate.
 //    kv_scale scales stories260K's bytes to the model whose rates are given (default 409.6 =
@@ -38,6 +43,7 @@
 #include "codec/progress.h"
 #include "store/context_codec.h"
 #include "store/kv_engine.h"
+#include "store/lower_tier.h"
 #include "store/policy.h"
 #include "store/save_queue.h"
 #include "store/ttft_model.h"
@@ -65,6 +71,9 @@ struct ReplayOptions {
   bool per_turn = false;        // keep per-turn records in the result
   LoadOverlap overlap = LoadOverlap::Layerwise;  // TTFT model reported as mean_ttft_ms
   int pipeline_layers = 0;      // L of the layer-wise pipeline; 0: the stored model's layer count
+  std::shared_ptr<LowerTier> shared;  // a shared tier below memory and disk (nullptr: two tiers)
+  double shared_bw = 1.25e9;    // bytes/s shared tier -> host memory (10 GbE class)
+  double shared_rtt_s = 2e-4;   // one request's round trip to the shared tier
   ProgressFn progress;          // stage "turns", one step per replayed turn (codec/progress.h)
 };
 
@@ -78,7 +87,7 @@ struct ReplayTurn {
 
 struct ReplayResult {
   std::string policy, codec, level;
-  size_t turns = 0, eligible_turns = 0, hits_mem = 0, hits_disk = 0, truncations = 0;
+  size_t turns = 0, eligible_turns = 0, hits_mem = 0, hits_disk = 0, hits_shared = 0, truncations = 0;
   double mean_ttft_ms = 0, recompute_mean_ttft_ms = 0;  // mean_ttft_ms: the chosen overlap model
   double mean_ttft_serial_ms = 0, mean_ttft_layerwise_ms = 0;
   std::string overlap;
@@ -86,12 +95,13 @@ struct ReplayResult {
   double mean_decode_ms = 0, mean_decode_wall_ms = 0;  // per hit: thread CPU time (used in TTFT), wall time
   uint64_t prefill_tokens_saved = 0, prefill_tokens_recompute = 0;
   uint64_t bytes_read_mem = 0, bytes_read_disk = 0, bytes_prefetched = 0, bytes_written_disk = 0;
+  uint64_t bytes_read_shared = 0, shared_puts = 0, shared_errors = 0;
   uint64_t demotions = 0, dropped = 0, prefetched = 0, saves_dropped = 0;
   uint64_t mean_entry_bytes = 0;
   size_t prefetch_window = 0, eviction_window = 0;
   double wall_s = 0;
   std::vector<ReplayTurn> per_turn;
-  double hit_rate() const { return eligible_turns ? double(hits_mem + hits_disk) / eligible_turns : 0; }
+  double hit_rate() const { return eligible_turns ? double(hits_mem + hits_disk + hits_shared) / eligible_turns : 0; }
   nlohmann::json to_json(const ReplayOptions& o) const;
 };
 

@@ -36,4 +36,11 @@ struct SaveBackResult {
 
 SaveBackResult save_back(KvCache kv, const codec::Profile& profile, const SaveBackOptions& opt);
 
+class RedisTier;
+// The same save-back into the Redis tier (`kvstream recv --save-back redis://...`): the same entry
+// and key, written with its profile (so that any sender serving the tier has it), every write
+// acknowledged by the tier's replicas (WAIT) before this returns. Throws as save_back() does, and
+// kvstream::Error(kUnavailable) when the cluster cannot take the entry.
+SaveBackResult save_back_redis(KvCache kv, const codec::Profile& profile, RedisTier& tier, uint32_t chunk_tokens = 64);
+
 }  // namespace kvstream::store

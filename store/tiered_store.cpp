@@ -289,7 +289,7 @@ std::optional<Fetched> TieredStore::fetch(std::unique_lock<std::mutex>& lock, co
                                           bool count) {
   auto it = entries_.find(m.key);
   if (it == entries_.end()) {
-    if (count) ++st_.misses;
+    if (count && !cfg_.lower) ++st_.misses;
     return std::nullopt;
   }
   if (in_mem_.count(m.key)) {
@@ -299,7 +299,7 @@ std::optional<Fetched> TieredStore::fetch(std::unique_lock<std::mutex>& lock, co
     return Fetched{e.rec, m.matched_tokens, Tier::Memory, e.bytes};
   }
   if (!on_disk_.count(m.key)) {  // being moved by another thread right now
-    if (count) ++st_.misses;
+    if (count && !cfg_.lower) ++st_.misses;
     return std::nullopt;
   }
   const PrefixKey key = m.key;
@@ -316,7 +316,7 @@ std::optional<Fetched> TieredStore::fetch(std::unique_lock<std::mutex>& lock, co
       ++st_.corrupt_dropped;
       bump_peaks();
     }
-    if (count) ++st_.misses;
+    if (count && !cfg_.lower) ++st_.misses;
     return std::nullopt;
   }
   if (count) ++st_.hits_disk, st_.bytes_read_disk += bytes;
@@ -335,11 +335,14 @@ std::optional<Fetched> TieredStore::get(std::span<const int32_t> tokens) {
   std::unique_lock lock(mu_);
   ++st_.lookups;
   const auto m = match_locked(tokens);
-  if (!m) {
-    ++st_.misses;
-    return std::nullopt;
+  std::optional<Fetched> f;
+  if (m) f = fetch(lock, *m, true);
+  if (f || !cfg_.lower) {
+    if (!m) ++st_.misses;
+    return f;
   }
-  return fetch(lock, *m, true);
+  lock.unlock();
+  return get_shared(tokens, nullptr);
 }
 
 std::optional<Fetched> TieredStore::get(const PrefixKey& key) {
@@ -347,59 +350,63 @@ std::optional<Fetched> TieredStore::get(const PrefixKey& key) {
   ++st_.lookups;
   auto it = entries_.find(key);
   if (it == entries_.end()) {
+    if (!cfg_.lower) {
+      ++st_.misses;
+      return std::nullopt;
+    }
+    lock.unlock();
+    return get_shared({}, &key);
+  }
+  const Match m{key, it->second.tokens.size(), it->second.tokens.size(), it->second.tier, it->second.bytes};
+  auto f = fetch(lock, m, true);
+  if (f || !cfg_.lower) return f;
+  lock.unlock();
+  return get_shared({}, &key);
+}
+
+// A local miss: the lower tier's record (verified: key == hash of its tokens), kept locally.
+std::optional<Fetched> TieredStore::get_shared(std::span<const int32_t> tokens, const PrefixKey* key) {
+  std::optional<Record> r;
+  bool failed = false;
+  try {
+    r = key ? cfg_.lower->get(*key) : cfg_.lower->get(tokens, hasher_.chain(tokens));
+  } catch (const std::exception&) {
+    failed = true;  // unreachable or unusable: a miss, counted
+  }
+  std::lock_guard lock(mu_);
+  if (failed) ++st_.shared_errors;
+  if (!r || r->tokens.empty() || r->tokens.size() > kMaxRecordTokens || hasher_.key_of(r->tokens) != r->key ||
+      (key && r->key != *key)) {
     ++st_.misses;
     return std::nullopt;
   }
-  const Match m{key, it->second.tokens.size(), it->second.tokens.size(), it->second.tier, it->second.bytes};
-  return fetch(lock, m, true);
+  const size_t matched = key ? r->tokens.size() : common_prefix(r->tokens, tokens);
+  if (matched == 0) {
+    ++st_.misses;
+    return std::nullopt;
+  }
+  auto rec = std::make_shared<const Record>(std::move(*r));
+  const uint64_t bytes = rec->stored_bytes();
+  ++st_.hits_shared;
+  st_.bytes_read_shared += bytes;
+  if (!entries_.count(rec->key)) {
+    policy_->on_insert(rec->key);
+    place_new(entry_for(*rec), rec);
+  }
+  return Fetched{rec, matched, Tier::Shared, bytes};
 }
 
-PrefixKey TieredStore::put(std::vector<int32_t> tokens, std::vector<uint8_t> payload,
-                           std::optional<PrefixKey> replaces) {
-  if (tokens.empty()) throw std::invalid_argument("TieredStore::put: no tokens");
-  if (tokens.size() > kMaxRecordTokens) throw std::invalid_argument("TieredStore::put: too many tokens");
-  auto rec = std::make_shared<Record>();
-  rec->key = hasher_.key_of(tokens);
-  rec->payload = std::move(payload);
+TieredStore::Entry TieredStore::entry_for(const Record& r) const {
   Entry e;
-  e.key = rec->key;
-  e.chain = hasher_.chain(tokens);
-  e.tokens = tokens;
-  rec->tokens = std::move(tokens);
-  e.bytes = rec->stored_bytes();
-  const PrefixKey key = e.key;
+  e.key = r.key;
+  e.chain = hasher_.chain(r.tokens);
+  e.tokens = r.tokens;
+  e.bytes = r.stored_bytes();
+  return e;
+}
 
-  std::lock_guard lock(mu_);
-  ++st_.puts;
-  // Predecessors: the entry this one explicitly replaces, the same key, and (drop_prefixes)
-  // stored entries whose tokens this one extends.
-  std::vector<PrefixKey> preds;
-  if (replaces && entries_.count(*replaces)) preds.push_back(*replaces);
-  if (entries_.count(key)) preds.push_back(key);
-  if (cfg_.drop_prefixes) {
-    for (const auto& c : e.chain) {
-      auto ix = index_.find(c);
-      if (ix == index_.end()) continue;
-      for (const auto& k : ix->second) {
-        const Entry& old = entries_.at(k);
-        if (old.tokens.size() <= e.tokens.size() && common_prefix(old.tokens, e.tokens) == old.tokens.size())
-          preds.push_back(k);
-      }
-    }
-  }
-  // The predecessor whose insertion time this entry inherits: the explicit one, else the longest.
-  std::optional<PrefixKey> first;
-  for (const auto& p : preds)
-    if (!first || (replaces && p == *replaces) ||
-        (!(replaces && *first == *replaces) && entries_.at(p).tokens.size() > entries_.at(*first).tokens.size()))
-      first = p;
-  std::sort(preds.begin(), preds.end());
-  preds.erase(std::unique(preds.begin(), preds.end()), preds.end());
-  policy_->on_insert(key, first);  // inherits the predecessor's insertion time (FIFO)
-  for (const auto& p : preds) {
-    remove_entry(p);
-    if (p != key) policy_->on_erase(p);
-  }
+void TieredStore::place_new(Entry e, RecordPtr rec) {
+  const PrefixKey key = e.key;
   add_entry(std::move(e));
   Entry& placed = entries_.at(key);
   placed.rec = rec;
@@ -409,6 +416,65 @@ PrefixKey TieredStore::put(std::vector<int32_t> tokens, std::vector<uint8_t> pay
     place_on_disk(placed, nullptr);
   }
   bump_peaks();
+}
+
+PrefixKey TieredStore::put(std::vector<int32_t> tokens, std::vector<uint8_t> payload,
+                           std::optional<PrefixKey> replaces) {
+  if (tokens.empty()) throw std::invalid_argument("TieredStore::put: no tokens");
+  if (tokens.size() > kMaxRecordTokens) throw std::invalid_argument("TieredStore::put: too many tokens");
+  auto rec = std::make_shared<Record>();
+  rec->key = hasher_.key_of(tokens);
+  rec->payload = std::move(payload);
+  rec->tokens = std::move(tokens);
+  Entry e = entry_for(*rec);
+  const PrefixKey key = e.key;
+  std::vector<PrefixKey> chain;
+  if (cfg_.lower) chain = e.chain;
+  {
+    std::lock_guard lock(mu_);
+    ++st_.puts;
+    // Predecessors: the entry this one explicitly replaces, the same key, and (drop_prefixes)
+    // stored entries whose tokens this one extends.
+    std::vector<PrefixKey> preds;
+    if (replaces && entries_.count(*replaces)) preds.push_back(*replaces);
+    if (entries_.count(key)) preds.push_back(key);
+    if (cfg_.drop_prefixes) {
+      for (const auto& c : e.chain) {
+        auto ix = index_.find(c);
+        if (ix == index_.end()) continue;
+        for (const auto& k : ix->second) {
+          const Entry& old = entries_.at(k);
+          if (old.tokens.size() <= e.tokens.size() && common_prefix(old.tokens, e.tokens) == old.tokens.size())
+            preds.push_back(k);
+        }
+      }
+    }
+    // The predecessor whose insertion time this entry inherits: the explicit one, else the longest.
+    std::optional<PrefixKey> first;
+    for (const auto& p : preds)
+      if (!first || (replaces && p == *replaces) ||
+          (!(replaces && *first == *replaces) && entries_.at(p).tokens.size() > entries_.at(*first).tokens.size()))
+        first = p;
+    std::sort(preds.begin(), preds.end());
+    preds.erase(std::unique(preds.begin(), preds.end()), preds.end());
+    policy_->on_insert(key, first);  // inherits the predecessor's insertion time (FIFO)
+    for (const auto& p : preds) {
+      remove_entry(p);
+      if (p != key) policy_->on_erase(p);
+    }
+    place_new(std::move(e), rec);
+  }
+  if (cfg_.lower) {  // write-through, outside the lock
+    bool ok = false, failed = false;
+    try {
+      ok = cfg_.lower->put(*rec, chain, replaces);
+    } catch (const std::exception&) {
+      failed = true;
+    }
+    std::lock_guard lock(mu_);
+    st_.shared_puts += ok;
+    st_.shared_errors += failed;
+  }
   return key;
 }
 

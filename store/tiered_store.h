@@ -19,6 +19,9 @@
 //   disk reads for get()/prefetch() happen outside it. Returned records are immutable and shared.
 // - IoError from a demotion write drops that entry (counted in io_errors); other exceptions
 //   (bad arguments, SimulatedCrash) propagate.
+// - With a lower tier (cfg.lower, e.g. Redis: store/lower_tier.h), put() writes through to it and
+//   get() falls back to it on a local miss; a shared hit (tier Shared) is kept locally like a new
+//   entry, where the policy lets it in. Its failures are counted (shared_errors), never thrown.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -32,6 +35,7 @@
 
 #include "store/env.h"
 #include "store/key.h"
+#include "store/lower_tier.h"
 #include "store/policy.h"
 #include "store/record.h"
 
@@ -47,6 +51,7 @@ struct StoreConfig {
   Env* env = nullptr;                // nullptr: default_env()
   bool fsync = true;                 // fsync temp file and directory on every disk write
   bool drop_prefixes = true;         // put() removes stored entries whose tokens it extends
+  std::shared_ptr<LowerTier> lower;  // a shared tier below disk (write-through, read on a miss)
 };
 
 struct StoreStats {
@@ -58,6 +63,7 @@ struct StoreStats {
   uint64_t puts = 0, bytes_written_disk = 0, demotions = 0, promotions = 0, dropped = 0;
   uint64_t corrupt_dropped = 0, io_errors = 0, recovered = 0, temp_files_removed = 0;
   uint64_t adopted = 0;  // by adopt(), after open
+  uint64_t hits_shared = 0, bytes_read_shared = 0, shared_puts = 0, shared_errors = 0;  // lower tier
   uint64_t peak_mem_used = 0, peak_disk_used = 0;
 };
 
@@ -130,6 +136,9 @@ class TieredStore {
   };
 
   void recover();
+  Entry entry_for(const Record& r) const;
+  void place_new(Entry e, RecordPtr rec);  // a new entry into memory (or disk if memory refuses)
+  std::optional<Fetched> get_shared(std::span<const int32_t> tokens, const PrefixKey* key);
   bool adopt_locked(const PrefixKey& named, bool make_room);
   std::optional<Match> match_locked(std::span<const int32_t> tokens) const;
   std::optional<Fetched> fetch(std::unique_lock<std::mutex>& lock, const Match& m, bool count);

@@ -43,6 +43,9 @@ struct ReceiverOptions {
   double prefill_rate = 0;          // tokens/s emulated for text recompute; 0 = real compute time
   const model::Model* model = nullptr;
   std::string profile_dir;          // cache of profiles by hash (<hash>.kvprofile); empty = memory only
+  // File of remembered link estimates per sender (streamer/link_memory.h): read before the fetch
+  // (the first estimate starts from it, weighed by its age), updated after it. Empty = none.
+  std::string link_memory;
   int32_t query_token = 1;          // fed after the context to generate the first token (BOS)
   double connect_timeout_s = 5;
   double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error
@@ -56,7 +59,8 @@ struct ReceiverOptions {
   std::function<void(const Manifest&, const codec::Profile&)> on_start;
   // Called on a worker thread once the chunk's tokens [begin, begin + n) are final, as rows
   // src_row.. of `src` (keys post-RoPE), before the chunk counts as ready; it may read those rows
-  // only. May be empty.
+  // only. May be empty. With on_rows (or without keep_cache) the controller's upgrades are not
+  // fetched: rows handed over are final.
   std::function<void(size_t chunk, const KvCache& src, uint32_t src_row, uint32_t begin, uint32_t n)> on_rows;
   // false: no KV cache is assembled (the outcome's kv holds the token ids, no rows): the chunks
   // reach on_rows only. Needs model == nullptr.

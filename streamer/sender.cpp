@@ -3,11 +3,14 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <algorithm>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "streamer/context_source.h"
+#include "streamer/tcp_info.h"
 #include "streamer/wire.h"
 
 namespace kvstream::streamer {
@@ -119,7 +122,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!ctx_) return fail(WireErrorCode::kUnknownContext, "unknown context '" + r.context_id + "'");
         srv_->log("conn " + std::to_string(id_) + ": context " + r.context_id + " slo " +
                   std::to_string(r.slo_ms) + " ms policy " + r.policy);
-        return send(encode(ctx_->manifest()));
+        Manifest m = ctx_->manifest();
+        m.link = link_report();  // controller (issue 14)
+        return send(encode(m));
       }
       case FrameType::kProfileGet: {
         const ProfileGet g = decode_profile_get(f);
@@ -141,7 +146,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
           return;
         }
         const auto blob = ctx_->blob(g.index, li);
-        ChunkData cd{g.index, g.level, *blob};
+        ChunkData cd;
+        cd.index = g.index;
+        cd.level = g.level;
+        cd.link = link_report();  // controller (issue 14)
+        cd.blob = *blob;
         const bool text = g.level == kTextLevel;
         if (!cd.blob.empty() && int(g.index) == (text ? faults.corrupt_text_chunk : faults.corrupt_blob_chunk)) {
           cd.blob[cd.blob.size() / 2] ^= 0x5A;
@@ -153,7 +162,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
           frame.resize(frame.size() / 2);
           close_after_write_ = true;
         }
-        return send(std::move(frame));
+        auto shared = std::make_shared<std::vector<uint8_t>>(std::move(frame));
+        remember_queued(g.index, g.level, shared);  // controller (issue 14): a CANCEL may replace it
+        return send(std::move(shared));
+      }
+      case FrameType::kCancel: {  // controller (issue 14)
+        if (!ctx_) return fail(WireErrorCode::kBadRequest, "CANCEL before REQUEST");
+        return cancel(decode_cancel(f));
       }
       case FrameType::kEnd:
         closing_ = true;
@@ -168,11 +183,52 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  void send(std::vector<uint8_t> frame) {
+  void send(std::vector<uint8_t> frame) { send(std::make_shared<std::vector<uint8_t>>(std::move(frame))); }
+  void send(std::shared_ptr<std::vector<uint8_t>> frame) {
     if (stalled_) return;
-    queue_.push_back(std::make_shared<std::vector<uint8_t>>(std::move(frame)));
+    queue_.push_back(std::move(frame));
     if (!writing_) write_next();
   }
+
+  // ---- controller (issue 14): the link report and CANCEL ----
+  LinkReport link_report() { return read_link_report(int(sock_.native_handle())); }
+
+  void remember_queued(uint32_t chunk, uint16_t level, const std::shared_ptr<std::vector<uint8_t>>& frame) {
+    for (auto it = queued_chunks_.begin(); it != queued_chunks_.end();)
+      it = it->second.frame.expired() ? queued_chunks_.erase(it) : std::next(it);
+    queued_chunks_[chunk] = {frame, level};
+  }
+
+  // A CANCEL replaces the answer to a CHUNK_GET that has not begun to be written (every request
+  // still gets exactly one CHUNK_DATA); for one already on its way it changes nothing.
+  void cancel(const Cancel& c) {
+    auto it = queued_chunks_.find(c.index);
+    if (it == queued_chunks_.end()) return;
+    const auto frame = it->second.frame.lock();
+    const auto first_unsent = queue_.begin() + (writing_ ? 1 : 0);
+    if (!frame || std::find(first_unsent, queue_.end(), frame) == queue_.end()) return;
+    ChunkData cd;
+    cd.index = c.index;
+    cd.level = it->second.level;
+    cd.link = link_report();
+    if (c.replacement == kNoReplacement) {
+      cd.status = kChunkCancelled;
+    } else {
+      const int li = ladder_index_of(*ctx_, c.replacement);
+      if (li < 0) return fail(WireErrorCode::kBadRequest, "no level " + std::to_string(c.replacement));
+      cd.level = c.replacement;
+      cd.blob = *ctx_->blob(c.index, li);
+    }
+    *frame = encode(cd);
+    queued_chunks_.erase(it);
+    srv_->log("conn " + std::to_string(id_) + ": chunk " + std::to_string(c.index) + " replaced by a CANCEL");
+  }
+  struct Queued {
+    std::weak_ptr<std::vector<uint8_t>> frame;
+    uint16_t level;
+  };
+  std::map<uint32_t, Queued> queued_chunks_;  // CHUNK_DATA frames not yet written, by chunk
+  // ---- end controller (issue 14) ----
 
   void write_next() {
     if (queue_.empty()) {

@@ -127,6 +127,37 @@ bool valid_hash(const std::string& h) {
 
 std::vector<uint8_t> frame_of(FrameType t, Writer& w) { return encode_frame(t, w.data()); }
 
+// ---- controller (issue 14): the link report's encoding ----
+// u8 flags (bit 0 valid, bit 1 app-limited; others 0); if valid: u32 srtt_us, u32 min_rtt_us,
+// u32 cwnd_bytes, u32 delivery_kBps, u32 notsent_bytes.
+void put_link_report(Writer& w, const LinkReport& r) {
+  w.u8(uint8_t((r.valid ? 1 : 0) | (r.valid && r.app_limited ? 2 : 0)));
+  if (!r.valid) return;
+  w.u32(r.srtt_us);
+  w.u32(r.min_rtt_us);
+  w.u32(r.cwnd_bytes);
+  w.u32(r.delivery_kBps);
+  w.u32(r.notsent_bytes);
+}
+LinkReport get_link_report(Reader& r) {
+  const uint8_t flags = r.u8();
+  if (flags & ~3u) throw ProtocolError(r.what() + " link report has unknown flags");
+  LinkReport l;
+  if (!(flags & 1)) {
+    if (flags) throw ProtocolError(r.what() + " link report flags set without a report");
+    return l;
+  }
+  l.valid = true;
+  l.app_limited = flags & 2;
+  l.srtt_us = r.u32();
+  l.min_rtt_us = r.u32();
+  l.cwnd_bytes = r.u32();
+  l.delivery_kBps = r.u32();
+  l.notsent_bytes = r.u32();
+  return l;
+}
+// ---- end controller (issue 14) ----
+
 // Bytes of num_tokens ids packed at `bits` bits each.
 size_t packed_id_bytes(uint32_t num_tokens, unsigned bits) { return size_t((uint64_t(num_tokens) * bits + 7) / 8); }
 
@@ -151,6 +182,7 @@ size_t max_payload(FrameType t) {
     case FrameType::kChunkData: return 64 * kMiB;
     case FrameType::kError: return 2048;
     case FrameType::kEnd: return 0;
+    case FrameType::kCancel: return 16;
   }
   return 0;
 }
@@ -167,6 +199,7 @@ const char* frame_type_name(FrameType t) {
     case FrameType::kChunkData: return "CHUNK_DATA";
     case FrameType::kError: return "ERROR";
     case FrameType::kEnd: return "END";
+    case FrameType::kCancel: return "CANCEL";
   }
   return "UNKNOWN";
 }
@@ -196,7 +229,7 @@ FrameHeader decode_header(const uint8_t* h) {
     throw ProtocolError("unsupported protocol version " + std::to_string(version) + " (this peer speaks " +
                         std::to_string(kProtocolVersion) + ")");
   const uint8_t type = h[6];
-  if (type < uint8_t(FrameType::kHello) || type > uint8_t(FrameType::kEnd))
+  if (type < uint8_t(FrameType::kHello) || type > kLastFrameType)
     throw ProtocolError("unknown frame type " + std::to_string(type));
   if (h[7] != 0) throw ProtocolError("nonzero frame flags");
   FrameHeader fh;
@@ -315,6 +348,7 @@ std::vector<uint8_t> encode(const Manifest& m) {
       if ((uint32_t(t) >> i) & 1u) packed[bit / 8] |= uint8_t(1u << (bit % 8));
   }
   for (uint8_t b : packed) w.u8(b);
+  put_link_report(w, m.link);  // controller (issue 14)
   return frame_of(FrameType::kManifest, w);
 }
 std::vector<uint8_t> encode(const ProfileGet& m) {
@@ -338,8 +372,20 @@ std::vector<uint8_t> encode(const ChunkData& m) {
   Writer w;
   w.u32(m.index);
   w.u16(m.level);
+  // controller (issue 14): status and link report
+  if (m.status > kChunkCancelled) throw ProtocolError("CHUNK_DATA status out of range");
+  if (m.status == kChunkCancelled && !m.blob.empty()) throw ProtocolError("a cancelled CHUNK_DATA carries no blob");
+  w.u8(m.status);
+  put_link_report(w, m.link);
   w.bytes(m.blob);
   return frame_of(FrameType::kChunkData, w);
+}
+// controller (issue 14)
+std::vector<uint8_t> encode(const Cancel& m) {
+  Writer w;
+  w.u32(m.index);
+  w.u16(m.replacement);
+  return frame_of(FrameType::kCancel, w);
 }
 std::vector<uint8_t> encode(const ErrorMsg& m) {
   Writer w;
@@ -460,6 +506,7 @@ Manifest decode_manifest(const Frame& f) {
   }
   for (; bit < uint64_t(nbytes) * 8; ++bit)
     if ((packed[bit / 8] >> (bit % 8)) & 1u) throw ProtocolError("MANIFEST token id padding bits are not zero");
+  m.link = get_link_report(r);  // controller (issue 14)
   r.done();
   if (!valid_context_id(m.context_id)) throw ProtocolError("MANIFEST has an invalid context id");
   if (!valid_hash(m.profile_hash)) throw ProtocolError("MANIFEST profile hash is not lowercase hex");
@@ -497,7 +544,21 @@ ChunkData decode_chunk_data(const Frame& f) {
   ChunkData m;
   m.index = r.u32();
   m.level = r.u16();
+  // controller (issue 14): status and link report
+  m.status = r.u8();
+  if (m.status > kChunkCancelled) throw ProtocolError("CHUNK_DATA status " + std::to_string(m.status) + " unknown");
+  m.link = get_link_report(r);
   m.blob = r.bytes(max_payload(FrameType::kChunkData));
+  if (m.status == kChunkCancelled && !m.blob.empty()) throw ProtocolError("a cancelled CHUNK_DATA carries a blob");
+  r.done();
+  return m;
+}
+// controller (issue 14)
+Cancel decode_cancel(const Frame& f) {
+  Reader r(f, FrameType::kCancel);
+  Cancel m;
+  m.index = r.u32();
+  m.replacement = r.u16();
   r.done();
   return m;
 }

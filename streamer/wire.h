@@ -22,7 +22,8 @@
 namespace kvstream::streamer {
 
 // Version 2: the MANIFEST carries the context's token ids (version 1 did not).
-constexpr uint16_t kProtocolVersion = 2;
+// Version 3: CANCEL, the sender's link report in MANIFEST and CHUNK_DATA (docs/PROTOCOL.md).
+constexpr uint16_t kProtocolVersion = 3;
 constexpr size_t kHeaderSize = 16;
 constexpr std::array<uint8_t, 4> kMagic = {'K', 'V', 'S', 'P'};
 
@@ -42,7 +43,10 @@ enum class FrameType : uint8_t {
   kChunkData = 8,    // sender -> receiver: chunk i's blob at level L
   kError = 9,        // either way: code + message; the connection closes after it
   kEnd = 10,         // receiver -> sender: done; sender -> receiver: goodbye
+  // ---- controller (issue 14) ----
+  kCancel = 11,      // receiver -> sender: replace (or drop) a requested chunk not yet being sent
 };
+constexpr uint8_t kLastFrameType = uint8_t(FrameType::kCancel);
 
 // Hard payload limit per frame type (bytes). A header announcing more is rejected before any read.
 size_t max_payload(FrameType t);
@@ -83,6 +87,30 @@ class FrameReader {
 // ---- messages ----
 constexpr uint16_t kTextLevel = 0xFFFF;  // "level" value meaning: send the chunk's token ids
 
+// ---- controller (issue 14): the sender's link report, CANCEL, CHUNK_DATA status ----
+// What the sender's TCP connection looked like when it answered (Linux TCP_INFO). Through a proxy
+// (e.g. `kvstream relay`, which terminates TCP) it describes the sender's hop only.
+struct LinkReport {
+  bool valid = false;          // false: the sender could not read its TCP state
+  bool app_limited = false;    // the delivery rate was limited by the sender, not the network
+  uint32_t srtt_us = 0;        // smoothed RTT
+  uint32_t min_rtt_us = 0;
+  uint32_t cwnd_bytes = 0;     // congestion window x MSS
+  uint32_t delivery_kBps = 0;  // most recent delivery rate, in 1000 bytes/s
+  uint32_t notsent_bytes = 0;  // written by the sender, not yet sent by its TCP
+  bool operator==(const LinkReport&) const = default;
+};
+constexpr size_t kLinkReportWireBytes = 21;  // when valid (1 when not)
+// CHUNK_DATA status: the chunk's blob, or "cancelled" (after a CANCEL without replacement).
+constexpr uint8_t kChunkServed = 0, kChunkCancelled = 1;
+// CANCEL's replacement level meaning "no replacement: just drop it".
+constexpr uint16_t kNoReplacement = 0xFFFE;
+struct Cancel {
+  uint32_t index = 0;
+  uint16_t replacement = kNoReplacement;  // a manifest level id, kTextLevel, or kNoReplacement
+};
+// ---- end controller (issue 14) ----
+
 struct Hello {
   uint16_t min_version = kProtocolVersion;
   uint16_t max_version = kProtocolVersion;
@@ -122,6 +150,7 @@ struct Manifest {
   std::vector<ManifestLevel> levels;  // 1..64
   std::vector<ManifestChunk> chunks;  // 1..4096, contiguous token ranges from 0
   std::vector<int32_t> token_ids;     // num_tokens ids, each in [0, 2^31)
+  LinkReport link;                    // (version 3) the sender's TCP state when it answered
 };
 struct ProfileGet {
   std::string profile_hash;
@@ -134,9 +163,12 @@ struct ChunkGet {
   uint32_t index = 0;
   uint16_t level = 0;  // a manifest level id or kTextLevel
 };
+
 struct ChunkData {
   uint32_t index = 0;
-  uint16_t level = 0;
+  uint16_t level = 0;   // the level served (a CANCEL's replacement, when it reached the sender in time)
+  uint8_t status = kChunkServed;  // kChunkCancelled: blob is empty
+  LinkReport link;
   std::vector<uint8_t> blob;
 };
 // The code an ERROR frame carries (docs/PROTOCOL.md).
@@ -162,6 +194,7 @@ std::vector<uint8_t> encode(const ProfileData&);
 std::vector<uint8_t> encode(const ChunkGet&);
 std::vector<uint8_t> encode(const ChunkData&);
 std::vector<uint8_t> encode(const ErrorMsg&);
+std::vector<uint8_t> encode(const Cancel&);
 std::vector<uint8_t> encode_end();
 // An ERROR frame under an older version's header (1 .. kProtocolVersion; the header and the
 // ERROR payload are the same in every version so far), so that an old peer can still read why it
@@ -179,6 +212,7 @@ ProfileData decode_profile(const Frame&);
 ChunkGet decode_chunk_get(const Frame&);
 ChunkData decode_chunk_data(const Frame&);
 ErrorMsg decode_error(const Frame&);
+Cancel decode_cancel(const Frame&);
 
 bool valid_context_id(const std::string& id);
 // Index of a level id in the manifest's level list; -1 if absent.
