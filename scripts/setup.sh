@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 
 packages=(build-essential cmake libasio-dev nlohmann-json3-dev catch2 libcli11-dev libzstd-dev
-          python3 python3-matplotlib)
+          python3 python3-matplotlib libssl-dev openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
