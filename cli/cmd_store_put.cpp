@@ -9,19 +9,24 @@
 
 #include "cli/command_registry.h"
 #include "codec/container.h"
+#include "store/store_source.h"
 #include "store/tiered_store.h"
+#include "streamer/auth.h"
 
 KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (disk tier)", ([](CLI::App& sub) {
   struct Opts {
     std::string dir, kvs;
     uint64_t disk_bytes = 1ull << 30;
     int chunk_tokens = 64;
+    std::string secret_file, tenant;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("--dir", o->dir, "store directory (disk tier)")->required();
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (default 1 GiB)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (default 64)");
+  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public key)");
+  sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT, its keys; needs --secret-file)");
   return kvstream::cli::Action([o] {
     using namespace kvstream;
     std::ifstream f(o->kvs, std::ios::binary);
@@ -39,6 +44,9 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
     sc.mem_bytes = 0;  // straight to the disk tier: durable when this command returns
     sc.disk_bytes = o->disk_bytes;
     sc.chunk_tokens = o->chunk_tokens;
+    if (!o->tenant.empty() && o->secret_file.empty()) throw std::invalid_argument("--tenant needs --secret-file");
+    sc = store::tenant_store_config(sc, o->tenant,
+                                    o->secret_file.empty() ? streamer::Secret() : streamer::load_secret_file(o->secret_file));
     sc.domain = r.info().model_name;
     store::TieredStore s(sc);
     const auto key = s.put(tokens, std::move(bytes));
