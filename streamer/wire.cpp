@@ -1,6 +1,8 @@
 // Wire protocol implementation: frame header, CRC32C, message (de)serialisation with validation.
 #include "streamer/wire.h"
 
+#include "codec/crc32c.h"
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -12,19 +14,6 @@ namespace kvstream::streamer {
 namespace {
 
 constexpr size_t kMiB = 1024 * 1024;
-
-const std::array<uint32_t, 256>& crc_table() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
 
 class Writer {
  public:
@@ -144,12 +133,7 @@ size_t packed_id_bytes(uint32_t num_tokens, unsigned bits) { return size_t((uint
 
 }  // namespace
 
-uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc) {
-  const auto& t = crc_table();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = t[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
+uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc) { return codec::crc32c(data, n, crc); }
 
 size_t max_payload(FrameType t) {
   switch (t) {

@@ -61,7 +61,7 @@ constexpr size_t kMaxPreAuthPayload = 4096;
 size_t max_payload(FrameType t);
 const char* frame_type_name(FrameType t);
 
-// CRC32C (Castagnoli), software table implementation.
+// CRC32C (Castagnoli): the codec's one implementation (codec/crc32c.h).
 uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc = 0);
 
 struct Frame {
