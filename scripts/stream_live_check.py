@@ -60,7 +60,7 @@ def main():
     bench = json.load(open(a.bench))
     slo = {os.path.basename(row["trace"]): row["slo_ms"] for row in bench["per_trace"]}
     kv = a.kvstream
-    sender, sport = start([kv, "send", "--listen", "127.0.0.1:0", "--dir", a.dir, "--quiet"], r"on [^ ]*:(\d+)")
+    sender, sport = start([kv, "send", "--listen", "127.0.0.1:0", "--dir", a.dir, "--insecure", "--quiet"], r"on [^ ]*:(\d+)")
     rows = []
     try:
         for trace in a.trace:
