@@ -17,55 +17,18 @@
 #include <thread>
 
 #include "codec/safetensors.h"
+#include "tests/cli/send_process.h"
 #include "tests/cli/shell.h"
 #include "tests/streamer/fixture.h"
 #include "tests/test_data.h"
 
+using kvstream::testing::SendProcess;
 using kvstream::testing::StreamFixture;
+using kvstream::testing::slurp;
 using kvstream::testing::quote;
 using kvstream::testing::shell;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// `kvstream send` in the background (it exits by itself after 60 s at the latest).
-struct SendProcess {
-  explicit SendProcess(const std::string& extra) {
-    log = (std::filesystem::temp_directory_path() / ("kvstream-send-cli-" + std::to_string(::getpid()) + ".log")).string();
-    std::filesystem::remove(log);
-    const auto& fx = StreamFixture::get();
-    const auto [code, out] = shell(quote(kvstream::testing::kvstream_bin()) + " send --listen 127.0.0.1:0 --dir " +
-                                   quote(fx.root) + " --keys " + quote(fx.keys_file) + " --quiet --duration-s 60 " +
-                                   extra + " > " + quote(log) + " 2>&1 & echo $!");
-    REQUIRE(code == 0);
-    pid = std::stoi(out);
-    for (int i = 0; i < 300 && port.empty(); ++i) {  // up to 30 s
-      const std::string s = slurp(log);
-      const auto at = s.find("serving ");
-      const auto nl = s.find('\n', at);
-      if (at != std::string::npos && nl != std::string::npos) {
-        const auto colon = s.rfind(':', nl);
-        port = s.substr(colon + 1, nl - colon - 1);
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-    REQUIRE_FALSE(port.empty());
-  }
-  ~SendProcess() {
-    if (pid > 0) ::kill(pid, SIGTERM);
-    std::error_code ec;
-    std::filesystem::remove(log, ec);
-  }
-  int pid = -1;
-  std::string port, log;
-};
 
 // The authentication options of `kvstream recv` for the fixture's tenant.
 std::string auth() {
