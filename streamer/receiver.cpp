@@ -20,6 +20,7 @@
 #include "streamer/auth.h"
 #include "streamer/context_source.h"
 #include "streamer/decode_pipeline.h"
+#include "streamer/profile_cache.h"
 #include "streamer/transport.h"
 #include "streamer/wire.h"
 
@@ -41,38 +42,14 @@ uint64_t kv_cache_bytes(uint64_t tokens, const KvShape& s) {
 
 std::string mib(uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; }
 
-std::optional<codec::Profile> load_cached_profile(const std::string& dir, const std::string& hash) {
-  if (dir.empty()) return std::nullopt;
-  const fs::path p = fs::path(dir) / (hash + ".kvprofile");
-  if (!fs::is_regular_file(p)) return std::nullopt;
-  try {
-    auto prof = codec::load_profile(p.string());
-    if (hash_hex(prof.hash()) == hash) return prof;
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;  // a bad cached file is ignored and fetched again
-}
-
-void store_profile(const std::string& dir, const std::string& hash, const std::vector<uint8_t>& bytes) {
-  if (dir.empty()) return;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const fs::path final_path = fs::path(dir) / (hash + ".kvprofile");
-  const fs::path tmp = fs::path(dir) / (hash + ".kvprofile.tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    if (!f) return;
-  }
-  fs::rename(tmp, final_path, ec);
-}
-
 class Session {
  public:
   explicit Session(const ReceiverOptions& o) : opt_(o), timer_(io_) {}
 
   ReceiveOutcome run() {
-    preload_profiles();  // before the clock starts: a node keeps its profiles in memory
+    // Before the clock starts: a node keeps its profiles in memory (one cache for all fetches when
+    // the caller shares one).
+    profiles_ = opt_.profiles ? opt_.profiles : std::make_shared<ProfileCache>(opt_.profile_dir);
     connect();
     if (!error_) {
       t0_ = Clock::now();  // time 0: the TCP connection is up (TLS and the handshake count)
@@ -86,24 +63,11 @@ class Session {
     }
     if (pipeline_) pipeline_->stop();
     if (error_) throw *error_;
+    if (outcome_.profile_fetched) profiles_->build_tables(manifest_->profile_hash);  // for the next fetch
     return std::move(outcome_);
   }
 
  private:
-  void preload_profiles() {
-    std::error_code ec;
-    if (opt_.profile_dir.empty() || !fs::is_directory(opt_.profile_dir, ec)) return;
-    for (const auto& e : fs::directory_iterator(opt_.profile_dir, ec)) {
-      if (e.path().extension() != ".kvprofile") continue;
-      const std::string h = e.path().stem().string();
-      auto p = load_cached_profile(opt_.profile_dir, h);
-      if (!p) continue;
-      // The decode tables too: a node keeps them with its profiles, so no chunk's decode pays.
-      auto tables = DecodePipeline::build_tables(*p);
-      cached_.emplace(h, CachedProfile{std::move(*p), std::move(tables)});
-    }
-  }
-
   double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
   std::string peer() const { return opt_.host + ":" + std::to_string(opt_.port); }
 
@@ -290,8 +254,8 @@ class Session {
       max_frame = std::max<uint64_t>(max_frame, uint64_t(c.text_bytes) + 10);
       for (uint32_t b : c.level_bytes) max_frame = std::max<uint64_t>(max_frame, uint64_t(b) + 10);
     }
-    const auto cached = cached_.find(m.profile_hash);
-    const bool need_profile = cached == cached_.end();
+    const auto cached = profiles_->find(m.profile_hash);
+    const bool need_profile = !cached;
     if (need_profile) max_frame = std::max<uint64_t>(max_frame, m.profile_bytes + 70);
     std::optional<KvShape> shape;
     if (opt_.model) {
@@ -304,7 +268,7 @@ class Session {
       }
       shape = opt_.model->new_cache(false).shape;
     } else if (!need_profile) {
-      shape = cached->second.profile.shape;
+      shape = cached->profile->shape;
     }
     const uint64_t kv = shape ? kv_cache_bytes(m.num_tokens, *shape) : 0;
     const uint64_t total = kv + (need_profile ? m.profile_bytes : 0) + max_frame;
@@ -336,9 +300,9 @@ class Session {
     if (!cfg.allow_text && opt_.policy.kind == PolicyKind::kText)
       return fail(ErrorCode::kInvalidArgument, "policy text needs the model to recompute");
     ctl_.emplace(spec_, opt_.policy, cfg);
-    if (auto it = cached_.find(manifest_->profile_hash); it != cached_.end()) {
-      profile_ = std::move(it->second.profile);
-      tables_ = std::move(it->second.tables);
+    if (auto cached = profiles_->find(manifest_->profile_hash)) {
+      profile_ = std::move(cached->profile);
+      tables_ = std::move(cached->tables);
       start_pipeline();
     } else {
       profile_pending_ = true;
@@ -352,14 +316,14 @@ class Session {
       return fail(ErrorCode::kProtocol, "unexpected PROFILE frame");
     if (hash_hex(codec::fnv1a64(p.bytes)) != manifest_->profile_hash)
       return fail(ErrorCode::kCorrupt, "the profile's bytes do not match its hash");
-    profile_ = codec::parse_profile(p.bytes, "profile from the sender");
+    auto parsed = codec::parse_profile(p.bytes, "profile from the sender");
     // Its shape sizes the cache: check it against the budget before anything is allocated.
-    const uint64_t kv = kv_cache_bytes(manifest_->num_tokens, profile_->shape);
+    const uint64_t kv = kv_cache_bytes(manifest_->num_tokens, parsed.shape);
     if (kv + p.bytes.size() > opt_.memory_budget_bytes)
       return fail(ErrorCode::kResourceExhausted, "the KV cache of context '" + manifest_->context_id + "' needs " +
                                                      mib(kv) + ", over the receiver's memory budget of " +
                                                      mib(opt_.memory_budget_bytes));
-    store_profile(opt_.profile_dir, manifest_->profile_hash, p.bytes);
+    profile_ = profiles_->add(manifest_->profile_hash, std::move(parsed), p.bytes).profile;
     profile_pending_ = false;
     outcome_.profile_fetched = true;
     start_pipeline();
@@ -522,7 +486,7 @@ class Session {
     r.quality_source = "ladder";
     r.plan = plan_to_string(spec_, options);
     outcome_.kv = std::move(kv);
-    outcome_.profile = std::make_shared<const codec::Profile>(*profile_);
+    outcome_.profile = profile_;
     // Give the END frame a moment to leave, then close.
     asio::post(io_, [this] { shutdown(); });
   }
@@ -544,12 +508,8 @@ class Session {
   std::optional<Manifest> manifest_;
   StreamSpec spec_;
   std::optional<Controller> ctl_;
-  std::optional<codec::Profile> profile_;
-  struct CachedProfile {
-    codec::Profile profile;
-    DecodePipeline::Tables tables;
-  };
-  std::map<std::string, CachedProfile> cached_;
+  std::shared_ptr<ProfileCache> profiles_;
+  std::shared_ptr<const codec::Profile> profile_;
   DecodePipeline::Tables tables_;  // of profile_, when it was cached
   std::unique_ptr<DecodePipeline> pipeline_;
   struct Pending {

@@ -35,6 +35,8 @@
 
 namespace kvstream::streamer {
 
+class ProfileCache;
+
 struct ReceiverOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
@@ -45,6 +47,7 @@ struct ReceiverOptions {
   double prefill_rate = 0;          // tokens/s emulated for text recompute; 0 = real compute time
   const model::Model* model = nullptr;
   std::string profile_dir;          // cache of profiles by hash (<hash>.kvprofile); empty = memory only
+  std::shared_ptr<ProfileCache> profiles;  // a node's profiles in memory, shared by fetches (else profile_dir is loaded)
   int32_t query_token = 1;          // fed after the context to generate the first token (BOS)
   double connect_timeout_s = 5;
   double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error

@@ -22,6 +22,7 @@
 #include "streamer/bench/hostile.h"
 #include "streamer/bench/verify.h"
 #include "streamer/context_source.h"
+#include "streamer/profile_cache.h"
 #include "streamer/receiver.h"
 #include "streamer/transport.h"
 #include "streamer/wire.h"
@@ -137,7 +138,7 @@ struct FetchSpec {
   std::string policy = "fixed:q8";
   double prefill_rate = 0;
   double stall_timeout_s = 5, total_timeout_s = 60, slo_s = 0.5;
-  std::string profile_dir;
+  std::shared_ptr<ProfileCache> profiles;  // shared by the part's fetches, as a node keeps them
 };
 
 Fetch fetch(const FetchSpec& f, const Served& sv) {
@@ -154,7 +155,7 @@ Fetch fetch(const FetchSpec& f, const Served& sv) {
   ro.policy = parse_policy(f.policy);
   ro.model = sv.model;
   ro.prefill_rate = f.prefill_rate;
-  ro.profile_dir = f.profile_dir;
+  ro.profiles = f.profiles;
   ro.stall_timeout_s = f.stall_timeout_s;
   ro.total_timeout_s = f.total_timeout_s;
   ro.tenant = f.tenant.name;
@@ -217,16 +218,14 @@ Fetch fetch_alone(const SenderRef& s, const Link& link, FetchSpec spec, const Se
   return fetch_concurrently(s, link, {std::move(spec)}, sv).front();
 }
 
-std::string temp_profile_dir(const std::string& tag) {
-  const auto p = fs::temp_directory_path() / ("kvstream-reliability-" + tag + "-" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  return p.string();
-}
+// A fresh in-memory profile cache (no directory): the part's first fetch gets the profile from the
+// sender, every later one finds it with its decode tables.
+std::shared_ptr<ProfileCache> fresh_profiles() { return std::make_shared<ProfileCache>(); }
 
-// One fetch of every context: puts the profile into `profile_dir` (so that later concurrent
+// One fetch of every context: puts the profile into `profiles` (so that later concurrent
 // fetches find it cached and do not race to write it) and every context into the sender's cache
 // (so that no measured fetch pays for a cold parse).
-void warm_up(const SenderRef& s, const Tenant& t, const Served& sv, const std::string& profile_dir) {
+void warm_up(const SenderRef& s, const Tenant& t, const Served& sv, const std::shared_ptr<ProfileCache>& profiles) {
   for (size_t c = 0; c < sv.contexts.size(); ++c) {
     FetchSpec f;
     f.host = s.host;
@@ -234,7 +233,7 @@ void warm_up(const SenderRef& s, const Tenant& t, const Served& sv, const std::s
     f.tls = s.tls;
     f.tenant = t;
     f.ctx = c;
-    f.profile_dir = profile_dir;
+    f.profiles = profiles;
     const auto r = fetch(f, sv);
     if (!r.completed) throw std::runtime_error("reliability: the warm-up fetch failed: " + r.error);
   }
@@ -276,7 +275,7 @@ Served Served::load(const std::string& root, const std::string& tenant, const mo
 }
 
 nlohmann::json run_hostile(const HostileSuite& s, const Served& sv) {
-  const std::string profiles = temp_profile_dir("hostile");
+  const auto profiles = fresh_profiles();
   for (const auto& t : s.honest) warm_up(s.sender, t, sv, profiles);
   std::vector<FetchSpec> specs;
   for (int i = 0; i < s.honest_receivers; ++i) {
@@ -286,7 +285,7 @@ nlohmann::json run_hostile(const HostileSuite& s, const Served& sv) {
     f.ctx = size_t(i) % sv.contexts.size();
     f.policy = honest_policies()[size_t(i) % honest_policies().size()];
     f.prefill_rate = s.prefill_rate;
-    f.profile_dir = profiles;
+    f.profiles = profiles;
     specs.push_back(f);
   }
   HostileOptions ho;
@@ -319,7 +318,6 @@ nlohmann::json run_hostile(const HostileSuite& s, const Served& sv) {
     load.stop();
     hostile_stats.push_back(load.stats());
   }
-  fs::remove_all(profiles);
   json receivers = json::array();
   double max_ratio = 0;
   std::vector<double> ratios;
@@ -364,7 +362,7 @@ nlohmann::json run_hostile(const HostileSuite& s, const Served& sv) {
 }
 
 nlohmann::json run_honest(const HonestSuite& s, const Served& sv) {
-  const std::string profiles = temp_profile_dir("honest");
+  const auto profiles = fresh_profiles();
   for (const auto& t : s.tenants) warm_up(s.sender, t, sv, profiles);
   const size_t n_ctx = sv.contexts.size(), n_pol = honest_policies().size();
   std::vector<FetchSpec> specs;
@@ -375,7 +373,7 @@ nlohmann::json run_honest(const HonestSuite& s, const Served& sv) {
     f.ctx = size_t(i) % n_ctx;
     f.policy = honest_policies()[(size_t(i) / n_ctx + size_t(i)) % n_pol];
     f.prefill_rate = s.prefill_rate;
-    f.profile_dir = profiles;
+    f.profiles = profiles;
     specs.push_back(f);
   }
   // The single-receiver TTFT of every distinct (context, policy), at the same per-receiver link.
@@ -395,7 +393,6 @@ nlohmann::json run_honest(const HonestSuite& s, const Served& sv) {
     together = fetch_concurrently(s.sender, s.link, specs, sv);
     peak = rss.peak();
   }
-  fs::remove_all(profiles);
   json receivers = json::array();
   double max_ratio = 0;
   bool all_exact = true;
@@ -424,14 +421,14 @@ nlohmann::json run_honest(const HonestSuite& s, const Served& sv) {
 }
 
 nlohmann::json run_faults(const FaultSuite& s, const Served& sv) {
-  const std::string profiles = temp_profile_dir("faults");
+  const auto profiles = fresh_profiles();
   warm_up(s.sender, s.tenant, sv, profiles);
   FetchSpec base;
   base.tls = s.sender.tls;
   base.tenant = s.tenant;
   base.policy = s.policy;
   base.prefill_rate = s.prefill_rate;
-  base.profile_dir = profiles;
+  base.profiles = profiles;
   base.stall_timeout_s = s.stall_timeout_s;
   base.total_timeout_s = s.total_timeout_s;
   // A clean fetch gives the stream's length: faults strike uniformly inside it.
@@ -478,7 +475,6 @@ nlohmann::json run_faults(const FaultSuite& s, const Served& sv) {
                                             {"error_examples", examples}, {"max_wall_s", max_wall},
                                             {"offset_range", {fc.min_offset, fc.max_offset}}, {"ok", ok}, {"runs_detail", runs}};
   }
-  fs::remove_all(profiles);
   return {{"policy", s.policy},
           {"stall_timeout_s", s.stall_timeout_s},
           {"total_timeout_s", s.total_timeout_s},
@@ -627,7 +623,7 @@ nlohmann::json run_security(const SecuritySuite& s, const Served& sv) {
     Tenant tenant;
   };
   const std::vector<Mode> modes = {{"insecure", &s.insecure, Tenant{}}, {"auth", &s.auth, s.tenant}, {"auth_tls", &s.tls, s.tenant}};
-  const std::string profiles = temp_profile_dir("security");
+  const auto profiles = fresh_profiles();
   for (const auto& m : modes) warm_up(*m.sender, m.tenant, sv, profiles);
   // TTFT on loopback, the modes alternating (side by side on a noisy machine).
   std::map<std::string, std::vector<double>> ttft;
@@ -640,12 +636,11 @@ nlohmann::json run_security(const SecuritySuite& s, const Served& sv) {
       f.tls = m.sender->tls;
       f.tenant = m.tenant;
       f.ctx = size_t(rep) % sv.contexts.size();
-      f.profile_dir = profiles;
+      f.profiles = profiles;
       const auto r = fetch(f, sv);
       all_exact = all_exact && r.exact;
       ttft[m.name].push_back(r.ttft_ms);
     }
-  fs::remove_all(profiles);
   json j = json::object();
   const double base = median(ttft["insecure"]);
   for (const auto& m : modes) {
