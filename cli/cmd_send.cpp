@@ -67,6 +67,9 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   sub.add_option("--memory-budget-bytes", so.memory_budget_bytes,
                  "frames waiting to be sent, all receivers together (default 512 MiB)")
       ->transform(CLI::AsSizeValue(false));
+  sub.add_option("--tenant-budget-bytes", so.tenant_budget_bytes,
+                 "one tenant's share of --memory-budget-bytes (with --keys; default 0 = a quarter of it)")
+      ->transform(CLI::AsSizeValue(false));
   sub.add_option("--max-queued-bytes", so.max_queued_bytes, "frames waiting to be sent, per receiver (default 16 MiB)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)")->capture_default_str();

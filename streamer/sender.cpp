@@ -72,12 +72,14 @@ struct Sender::Impl {
   std::map<std::string, size_t> tenant_serving;
   std::deque<std::weak_ptr<Connection>> memory_waiters;
   uint64_t queued = 0;  // bytes of queued frames + reserved blob reads, all connections
+  std::map<std::string, uint64_t> tenant_queued;  // the same, per authenticated tenant (keys only)
   bool accept_error_logged = false;
 
   // ---- any thread ----
   std::atomic<uint64_t> connections{0}, active{0}, frames_sent{0}, bytes_sent{0}, errors_sent{0};
   std::atomic<uint64_t> n_pending{0}, serving{0}, evicted{0}, busy{0}, auth_failures{0};
   std::atomic<uint64_t> handshake_timeouts{0}, idle_timeouts{0}, write_timeouts{0}, queued_now{0}, peak_queued{0};
+  std::atomic<uint64_t> peak_tenant_queued{0};
   std::mutex sources_mu;
   std::map<std::string, std::shared_ptr<ContextSource>> sources;  // by tenant ("" = insecure)
 
@@ -90,14 +92,29 @@ struct Sender::Impl {
   void on_accepted(tcp::socket s);
   // The source of a tenant's contexts, made once (worker threads).
   std::shared_ptr<ContextSource> source_for(const std::string& tenant);
-  // Global memory budget: reserve() fails when it is spent (and something is queued already).
-  bool reserve(uint64_t n) {
+  // Memory budget: reserve() fails when the global budget, or the tenant's share of it, is spent
+  // (and something is queued there already). `tenant` is null for bytes of no authenticated
+  // tenant (the handshake's frames, an insecure sender). charge() adds without a check.
+  uint64_t tenant_budget() const { return opt.tenant_budget_bytes ? opt.tenant_budget_bytes : opt.memory_budget_bytes / 4; }
+  bool reserve(uint64_t n, const std::string* tenant) {
     if (queued > 0 && queued + n > opt.memory_budget_bytes) return false;
-    queued += n;
-    note_queued();
+    if (tenant) {
+      const auto it = tenant_queued.find(*tenant);
+      const uint64_t t = it == tenant_queued.end() ? 0 : it->second;
+      if (t > 0 && t + n > tenant_budget()) return false;
+    }
+    charge(n, tenant);
     return true;
   }
-  void release(uint64_t n);
+  void charge(uint64_t n, const std::string* tenant) {
+    queued += n;
+    if (tenant) {
+      const uint64_t t = tenant_queued[*tenant] += n;
+      if (t > peak_tenant_queued) peak_tenant_queued = t;
+    }
+    note_queued();
+  }
+  void release(uint64_t n, const std::string* tenant);
   void note_queued() {
     queued_now = queued;
     if (queued > peak_queued) peak_queued = queued;
@@ -143,10 +160,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct OutFrame {
     Bytes head, tail;  // tail: a shared blob or profile (may be null)
     uint64_t bytes = 0;
+    const std::string* account = nullptr;  // charged to this tenant (see account())
   };
 
   std::string tag() const { return "conn " + std::to_string(id_) + ": "; }
   bool auth_required() const { return srv_->opt.keys != nullptr; }
+  // The tenant whose share of the memory budget this connection's bytes count against: set once
+  // the connection is admitted (authenticated), and never changes after.
+  const std::string* account() const { return counted_ && auth_required() ? &tenant_ : nullptr; }
 
   // ---- reading ----
   bool can_take_frames() const {
@@ -337,7 +358,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Runs the wanted chunk's blob read on the pool once the global budget has room for it.
   void dispatch_chunk() {
-    if (!srv_->reserve(want_bytes_)) {
+    if (!srv_->reserve(want_bytes_, account())) {
       waiting_memory_ = true;
       srv_->memory_waiters.push_back(weak_from_this());
       return;
@@ -397,7 +418,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void task_done(TaskResult r, uint64_t reserved) {
     busy_ = false;
-    if (reserved) srv_->release(reserved);
+    if (reserved) srv_->release(reserved, account());
     if (closed_ || closing_) return;
     if (r.error) return fail(r.error->code, r.error->message);
     if (r.ctx) {
@@ -412,11 +433,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // ---- writing ----
   void send_frame(Bytes head, Bytes tail = nullptr) {
     if (stalled_ || closed_) return;
-    OutFrame f{std::move(head), std::move(tail), 0};
+    OutFrame f{std::move(head), std::move(tail), 0, account()};
     f.bytes = f.head->size() + (f.tail ? f.tail->size() : 0);
     queued_bytes_ += f.bytes;
-    srv_->queued += f.bytes;
-    srv_->note_queued();
+    srv_->charge(f.bytes, f.account);
     queue_.push_back(std::move(f));
     if (!writing_) write_next();
   }
@@ -453,9 +473,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void pop_front() {
     const uint64_t n = queue_.front().bytes;
+    const std::string* account = queue_.front().account;
     queue_.pop_front();
     queued_bytes_ -= n;
-    srv_->release(n);
+    srv_->release(n, account);
   }
 
   // ---- errors, timeouts, closing ----
@@ -468,7 +489,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // handler pops it).
     while (queue_.size() > (writing_ ? 1u : 0u)) {
       queued_bytes_ -= queue_.back().bytes;
-      srv_->release(queue_.back().bytes);
+      srv_->release(queue_.back().bytes, queue_.back().account);
       queue_.pop_back();
     }
     begin_closing();
@@ -581,8 +602,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 }  // namespace
 
-void Sender::Impl::release(uint64_t n) {
+void Sender::Impl::release(uint64_t n, const std::string* tenant) {
   queued -= std::min(queued, n);
+  if (tenant)
+    if (auto it = tenant_queued.find(*tenant); it != tenant_queued.end()) {
+      it->second -= std::min(it->second, n);
+      if (it->second == 0) tenant_queued.erase(it);
+    }
   note_queued();
   // Wake requests that waited for memory, oldest first, while there is room.
   while (!memory_waiters.empty() && queued < opt.memory_budget_bytes) {
@@ -726,6 +752,7 @@ SenderStats Sender::stats() const {
   s.write_timeouts = I.write_timeouts;
   s.queued_bytes = I.queued_now;
   s.peak_queued_bytes = I.peak_queued;
+  s.peak_tenant_queued_bytes = I.peak_tenant_queued;
   if (I.cache) {
     const auto c = I.cache->stats();
     s.cache_bytes = c.bytes;

@@ -14,7 +14,9 @@
 // - Frames are direction-checked and read into a fixed 4 KiB buffer per connection: nothing is
 //   allocated from a header. Queued frames are bounded per connection (max_queued_bytes: the
 //   sender stops reading that connection's requests) and in total (memory_budget_bytes: requests
-//   wait for memory). A CHUNK_DATA blob is shared with the cache, not copied.
+//   wait for memory). With keys, one tenant's queued frames and blob reads take at most
+//   tenant_budget_bytes of that total, so a tenant whose receivers stop reading cannot starve
+//   the others. A CHUNK_DATA blob is shared with the cache, not copied.
 // - Timeouts that close: a connection not serving after handshake_timeout_s, a serving one that
 //   sent nothing for idle_timeout_s while nothing is being written (ERROR(TIMEOUT)), and one whose
 //   socket took no byte for write_timeout_s while a frame waits (closed at once, queue freed).
@@ -65,6 +67,7 @@ struct SenderOptions {
   size_t max_tenant_connections = 64;
   uint64_t max_queued_bytes = 16ull << 20;     // per connection, frames waiting to be written
   uint64_t memory_budget_bytes = 512ull << 20; // all connections' queued frames + blob reads
+  uint64_t tenant_budget_bytes = 0;            // one tenant's share of it (0: a quarter; keys only)
   uint64_t cache_bytes = 256ull << 20;         // parsed contexts and profiles
   int workers = 2;                             // worker pool threads
   double handshake_timeout_s = 5;
@@ -80,6 +83,7 @@ struct SenderStats {
   uint64_t evicted_pending = 0, refused_busy = 0, auth_failures = 0;
   uint64_t handshake_timeouts = 0, idle_timeouts = 0, write_timeouts = 0;
   uint64_t queued_bytes = 0, peak_queued_bytes = 0;  // frames waiting to be written, all connections
+  uint64_t peak_tenant_queued_bytes = 0;             // the most one tenant held (keys only)
   uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
 };
 

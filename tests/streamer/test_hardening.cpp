@@ -178,6 +178,45 @@ TEST_CASE("finding 2: receivers that stop reading, stay silent or repeat HELLO a
     REQUIRE(s.stats().peak_queued_bytes <= so.max_queued_bytes + (1u << 20));
     REQUIRE(hog.closed_by_peer());
   }
+  SECTION("a tenant whose receivers never read cannot starve another tenant of the memory budget") {
+    // Tenants "test" and "hog" serve the same context. Eight hog connections request 700 fp16
+    // chunks each and never read: without a tenant share they fill the 4 MiB global budget and the
+    // honest receiver's CHUNK_GETs wait for memory until it gives up (stall timeout 5 s, while
+    // the hogs' write timeout is 60 s).
+    const std::string root = temp_dir("f2-tenants");
+    for (const char* t : {"test", "hog"}) std::filesystem::copy(fx.dir, root + "/" + t);
+    auto keys = std::make_shared<Keyring>();
+    keys->add(fx.tenant, fx.key);
+    const Secret hog_key(32, 9);
+    keys->add("hog", hog_key);
+    SenderOptions so;
+    so.dir = root;
+    so.keys = keys;
+    so.max_queued_bytes = 1u << 20;
+    so.memory_budget_bytes = 4u << 20;  // a tenant's share: 1 MiB (a quarter, the default)
+    so.write_timeout_s = 60;
+    Sender s(so);
+    s.start();
+    std::vector<std::unique_ptr<RawClient>> hogs;
+    const uint16_t fp16 = level_id("fp16");
+    for (int h = 0; h < 8; ++h) {
+      hogs.push_back(std::make_unique<RawClient>(s.port(), 10, 4096));
+      hogs.back()->authenticate("hog", hog_key);
+      std::vector<uint8_t> req = encode(Request{"story", 100, "hog"});
+      for (int rep = 0; rep < 100; ++rep)
+        for (uint32_t c = 0; c < 7; ++c) {
+          const auto g = encode(ChunkGet{c, fp16});
+          req.insert(req.end(), g.begin(), g.end());
+        }
+      hogs.back()->send(req);
+    }
+    REQUIRE(eventually([&] { return s.stats().queued_bytes >= (512u << 10); }));
+    const auto out = receive(receiver(s.port()));
+    REQUIRE(out.kv.tokens == fx.kv.tokens);
+    REQUIRE(s.stats().peak_tenant_queued_bytes <= (1u << 20) + (256u << 10));  // its share + one chunk
+    s.stop();
+    std::filesystem::remove_all(root);
+  }
   SECTION("HELLO is accepted once per connection") {
     Sender s(auth_sender());
     s.start();
