@@ -16,12 +16,12 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("kv", o->kv, "KV cache (.safetensors)")->required();
-  sub.add_option("--profile", o->profile)->required();
-  sub.add_option("--chunk-tokens", o->chunk_tokens);
+  sub.add_option("--profile", o->profile, "codec profile (.kvprofile, from `kvstream profile`)")->required();
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "tokens per chunk");
   sub.add_option("--threads", o->threads, "threads for the all-threads decode (0 = all cores)");
   sub.add_option("--repeats", o->repeats, "timed repetitions (best kept)");
   sub.add_option("--symbols-per-stream", o->symbols_per_stream, "rANS symbols per stream (sets streams per chunk)");
-  sub.add_flag("--json", o->json);
+  sub.add_flag("--json", o->json, "print JSON instead of the table");
   return [o] {
     const auto kv = kvstream::read_safetensors(o->kv);
     const auto p = kvstream::codec::load_profile(o->profile);

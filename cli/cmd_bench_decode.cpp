@@ -33,15 +33,15 @@ KVSTREAM_COMMAND("bench decode", "Decode throughput, H2D overlap and chunk laten
   sub.add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember(kDevices))->capture_default_str();
   sub.add_option("--level", o->b.level, "profile level (default: the first)");
   sub.add_option("--dtype", o->dtype, "output dtype: f16, bf16 or f32")->capture_default_str();
-  sub.add_option("--chunk-tokens", o->b.chunk_tokens)->capture_default_str();
+  sub.add_option("--chunk-tokens", o->b.chunk_tokens, "tokens per chunk")->capture_default_str();
   sub.add_option("--symbols-per-stream", o->b.symbols_per_stream, "rANS stream length (more, shorter streams = more GPU threads)")
       ->capture_default_str();
   sub.add_option("--min-output-mb", o->b.min_output_mb, "decoded output of the throughput pass, at least")->capture_default_str();
   sub.add_option("--batch-chunks", o->b.batch_chunks, "chunks per submit in the throughput pass")->capture_default_str();
-  sub.add_option("--latency-chunks", o->b.latency_chunks)->capture_default_str();
+  sub.add_option("--latency-chunks", o->b.latency_chunks, "single-chunk decodes timed for the latency percentiles")->capture_default_str();
   sub.add_flag("--pre-rope", o->b.keys_pre_rope, "keep keys pre-RoPE in the output (no rotation)");
   sub.add_flag("--json", o->json, "print the JSON report");
-  sub.add_option("-o,--output", o->out, "also write the JSON report to this file");
+  sub.add_option("-o,--output", o->out, "also write the JSON report to this file (default: none)");
   return [o] {
     o->b.dtype = kvstream::parse_dtype(o->dtype);
     std::string note;

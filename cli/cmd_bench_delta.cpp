@@ -15,9 +15,9 @@ KVSTREAM_COMMAND("bench delta", "Bits per value of direct vs anchor/delta coding
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("kv", o->kv, "KV cache (.safetensors)")->required();
-  sub.add_option("--profile", o->profile)->required();
+  sub.add_option("--profile", o->profile, "codec profile (.kvprofile, from `kvstream profile`)")->required();
   sub.add_option("--group-tokens", o->group, "tokens per anchor group (CacheGen: 10)");
-  sub.add_flag("--json", o->json);
+  sub.add_flag("--json", o->json, "print JSON instead of the table");
   return [o] {
     const auto rows = kvstream::codec::delta_study(kvstream::read_safetensors(o->kv),
                                                     kvstream::codec::load_profile(o->profile), o->group);

@@ -31,7 +31,8 @@ KVSTREAM_COMMAND("bench model", "Benchmark reference-model prefill: batched vs t
     const auto [m, tok] = kvstream::cli::load_model(o->model, o->tokenizer);
     auto ids = tok.encode(read_text_file(o->text_file));
     if (ids.size() < o->tokens)
-      throw std::invalid_argument("text has only " + std::to_string(ids.size()) + " tokens, fewer than --tokens");
+      throw std::invalid_argument(o->text_file + " has only " + std::to_string(ids.size()) + " tokens, fewer than --tokens " +
+                                  std::to_string(o->tokens) + ": give a longer --text-file or fewer --tokens");
     ids.resize(o->tokens);
     const PrefillBench b = bench_prefill(m, ids, o->repeats);
     nlohmann::json j = {{"model", m.name()},

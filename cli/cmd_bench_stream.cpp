@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/progress.h"
 #include "streamer/sim_inputs.h"
 #include "streamer/stream_bench.h"
 
@@ -21,9 +22,9 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
   using Opts = BenchStreamOpts;
   auto o = std::make_shared<Opts>();
   sub.add_option("--kvs", o->kvs, "container (.kvs)")->required();
-  sub.add_option("--profile", o->profile, "profile (default: beside --kvs)");
+  sub.add_option("--profile", o->profile, "profile (default: the *.kvprofile beside --kvs)");
   sub.add_option("--trace", o->traces, "trace files (repeat or list)")->required();
-  sub.add_option("--policy", o->policies, "policies (default adaptive cachegen oracle q8 text)");
+  sub.add_option("--policy", o->policies, "policies to run (default: adaptive cachegen oracle q8 text)");
   sub.add_option("--prefill-rate", o->prefill_rate, "text recompute tokens/s")->capture_default_str();
   sub.add_option("--delay-ms", o->delay_ms, "one-way delay")->capture_default_str();
   sub.add_option("--turnaround-ms", o->turnaround_ms, "request at the sender -> answer on the link (sender + relay)")
@@ -31,7 +32,7 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
   sub.add_option("--slo-fraction", o->fraction, "SLO = this x q8's TTFT on each trace")->capture_default_str();
   sub.add_option("--scale", o->scale, "trace capacity multiplier")->capture_default_str();
   sub.add_option("--prior-mbps", o->prior_mbps, "controller prior")->capture_default_str();
-  sub.add_option("-o,--output", o->out, "write the JSON here (default stdout)");
+  sub.add_option("-o,--output", o->out, "write the JSON here (default: stdout)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     auto ctx = ks::load_context_for_sim(o->kvs, o->profile);
@@ -45,7 +46,10 @@ KVSTREAM_COMMAND("bench stream", "Streaming policies over many traces (SLO = q8 
     bo.slo_fraction_of_q8 = o->fraction;
     bo.scale = o->scale;
     bo.prior_mbps = o->prior_mbps;
+    kvstream::cli::Progress progress("bench stream", true);
+    bo.progress = progress.fn();
     auto j = ks::run_stream_bench(ctx.inputs, bo);
+    progress.finish();
     j["config"] = {{"kvs", o->kvs}, {"prefill_rate", o->prefill_rate}, {"delay_ms", o->delay_ms},
                    {"turnaround_ms", o->turnaround_ms},
                    {"slo_fraction_of_q8", o->fraction}, {"scale", o->scale}, {"prior_mbps", o->prior_mbps},

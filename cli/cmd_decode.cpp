@@ -14,13 +14,13 @@ KVSTREAM_COMMAND("decode", "Decode one level of a .kvs container into a KV cache
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("kvs", o->in, ".kvs container")->required();
-  sub.add_option("--profile", o->profile, "profile the container names (needed for quant levels)");
+  sub.add_option("--profile", o->profile, "profile the container names, needed for quantized levels (default: none)");
   sub.add_option("--level", o->level, "level name (default: the first, best-quality level)");
   sub.add_option("--chunks", o->chunks, "a:b decodes chunks [a, b) (default: all)");
   sub.add_flag("--pre-rope", o->pre_rope, "write keys before RoPE");
   sub.add_option("--dtype", o->dtype, "f32, f16 or bf16");
-  sub.add_option("--threads", o->threads);
-  sub.add_option("-o,--output", o->out)->required();
+  sub.add_option("--threads", o->threads, "decode threads (0 = all cores)");
+  sub.add_option("-o,--output", o->out, "KV cache file to write (.safetensors)")->required();
   return [o] {
     namespace c = kvstream::codec;
     const auto r = c::ContainerReader::open(o->in);

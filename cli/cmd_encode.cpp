@@ -16,13 +16,13 @@ KVSTREAM_COMMAND("encode", "Encode a KV cache file into a .kvs container (all la
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("kv", o->kv, "KV cache (.safetensors)")->required();
-  sub.add_option("--profile", o->profile)->required();
-  sub.add_option("-o,--output", o->out)->required();
-  sub.add_option("--chunk-tokens", o->chunk_tokens);
+  sub.add_option("--profile", o->profile, "codec profile (.kvprofile, from `kvstream profile`)")->required();
+  sub.add_option("-o,--output", o->out, "container to write (.kvs)")->required();
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "tokens per chunk (the unit the streamer adapts on)");
   sub.add_option("--ladder", o->ladder, "ladder JSON (array of {name, method, profile_level, ...}); default: the profile's levels + text");
   sub.add_flag("--baselines", o->baselines, "also store fp16, q8, q4 and zstd-fp16 levels");
   sub.add_option("--symbols-per-stream", o->symbols_per_stream, "rANS stream length (more streams = more parallel decode)");
-  sub.add_option("--threads", o->threads);
+  sub.add_option("--threads", o->threads, "encode threads (0 = all cores)");
   return [o] {
     namespace c = kvstream::codec;
     const auto kv = kvstream::read_safetensors(o->kv);

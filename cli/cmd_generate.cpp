@@ -24,8 +24,8 @@ struct GenerateOptions {
 KVSTREAM_COMMAND("generate", "Generate text with the reference model (llama2.c run.c output)", [](CLI::App& sub) {
   auto o = std::make_shared<GenerateOptions>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  auto* prompt = sub.add_option("--prompt", o->prompt, "prompt text (may be empty)");
-  sub.add_option("--kv", o->kv, "continue the text of this KV cache file instead of a prompt")->excludes(prompt);
+  auto* prompt = sub.add_option("--prompt", o->prompt, "prompt text (default: none, generate after BOS alone)");
+  sub.add_option("--kv", o->kv, "continue the text of this KV cache file instead of a prompt (default: none)")->excludes(prompt);
   sub.add_option("--steps", o->steps, "positions to run, prompt included (0 = seq_len); with --kv: new tokens")->capture_default_str();
   sub.add_option("--temperature", o->temperature, "0 = greedy argmax")->capture_default_str();
   sub.add_option("--topp", o->topp, "nucleus sampling threshold (as run.c -p)")->capture_default_str();

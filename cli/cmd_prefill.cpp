@@ -24,10 +24,10 @@ struct PrefillOptions {
 KVSTREAM_COMMAND("prefill", "Run the reference model over text and write its KV cache (safetensors)", [](CLI::App& sub) {
   auto o = std::make_shared<PrefillOptions>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  auto* prompt = sub.add_option("--prompt", o->prompt, "text to prefill");
-  auto* file = sub.add_option("--text-file", o->text_file, "file whose text to prefill");
+  auto* prompt = sub.add_option("--prompt", o->prompt, "text to prefill (default: none; give this or --text-file)");
+  auto* file = sub.add_option("--text-file", o->text_file, "file whose text to prefill (default: none; give this or --prompt)");
   prompt->excludes(file);
-  sub.add_option("--max-tokens", o->max_tokens, "keep the first N tokens, BOS included (default: the model's seq_len)");
+  sub.add_option("--max-tokens", o->max_tokens, "keep the first N tokens, BOS included (0 = the model's seq_len)");
   sub.add_flag("--pre-rope", o->pre_rope, "store keys before rotary embedding (AttentionStore style)");
   sub.add_option("--dtype", o->dtype, "f32, f16 or bf16")->capture_default_str();
   sub.add_option("-o,--output", o->out, "output .safetensors file")->required();

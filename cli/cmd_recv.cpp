@@ -35,28 +35,28 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_option("--slo-ms", o->slo_ms, "TTFT SLO in milliseconds")->required();
   sub.add_option("--policy", o->policy, "adaptive | fixed:LEVEL | q8 | text | cachegen | plan:L0,L1,...")->capture_default_str();
   sub.add_option("--prefill-rate", o->prefill_rate, "emulate a model that prefills this many tokens/s (0 = real compute time)");
-  sub.add_option("--model", o->model, "llama2.c checkpoint (recomputes text chunks, generates the first token)");
-  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer (prints the first token)");
-  sub.add_option("-o,--output", o->out, "write the assembled KV cache here (safetensors)");
+  sub.add_option("--model", o->model, "llama2.c checkpoint: recomputes text chunks, generates the first token (default: none, KV levels only)");
+  sub.add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer: prints the first token (default: none)");
+  sub.add_option("-o,--output", o->out, "write the assembled KV cache here, safetensors (default: none)");
   sub.add_flag("--json", o->json, "print the result as JSON (progress goes to stderr)");
-  sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model");
+  sub.add_option("--reference", o->reference, "original KV cache (safetensors): measure quality with the model (default: none)");
   sub.add_option("--save-back", o->save_back,
                  "after the fetch (off the TTFT path), store the assembled KV cache in this store directory "
-                 "(every level + text; `kvstream send --store DIR` serves it under the printed key)");
-  sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (default 1 GiB)")
+                 "(every level + text; `kvstream send --store DIR` serves it under the printed key; default: none)");
+  sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
   sub.add_option("--tenant", o->tenant, "authenticate as this tenant (with --keys; default: no authentication)");
-  sub.add_option("--keys", o->keys, "keys file holding the tenant's secret ('TENANT HEXSECRET' lines, mode 600)");
+  sub.add_option("--keys", o->keys, "keys file holding the tenant's secret ('TENANT HEXSECRET' lines, mode 600; default: none)");
   sub.add_option("--tls-ca", o->tls_ca, "TLS: verify the sender's certificate against this CA (PEM; default: no TLS)");
   sub.add_option("--tls-server-name", o->tls_server_name, "TLS: name the sender's certificate must carry (default: the --connect host)");
-  sub.add_option("--tls-cert", o->tls_cert, "TLS: client certificate (PEM) for a sender that requires one");
-  sub.add_option("--tls-key", o->tls_key, "TLS: the client certificate's private key (PEM)");
+  sub.add_option("--tls-cert", o->tls_cert, "TLS: client certificate (PEM) for a sender that requires one (default: none)");
+  sub.add_option("--tls-key", o->tls_key, "TLS: the client certificate's private key (PEM; default: none)");
   sub.add_option("--memory-budget-bytes", o->memory_budget_bytes,
-                 "refuse a context whose KV cache, profile and frames need more (default 512 MiB)")
+                 "refuse a context whose KV cache, profile and frames need more (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--store-secret-file", o->store_secret_file,
-                 "--save-back: the store keys' deployment secret (required with --tenant; entries go to DIR/TENANT)");
+                 "--save-back: the store keys' deployment secret (required with --tenant; entries go to DIR/TENANT; default: none)");
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
   sub.add_option("--timeout-s", o->timeout_s, "fail when the whole fetch takes longer")->capture_default_str();

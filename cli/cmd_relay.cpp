@@ -50,7 +50,7 @@ KVSTREAM_COMMAND("relay", "Shaping TCP relay: receiver -> relay -> sender, sende
   sub.add_option("--delay-ms", o->delay_ms, "One-way delay, both directions (ms)");
   sub.add_option("--queue-bytes", o->queue_bytes, "Bottleneck queue (bytes, > 0)");
   sub.add_option("--scale", o->scale, "Capacity multiplier");
-  sub.add_option("--stats-json", o->stats, "Write per-second and per-connection statistics here on exit");
+  sub.add_option("--stats-json", o->stats, "Write per-second and per-connection statistics here on exit (default: none)");
   sub.add_option("--duration-s", o->duration_s, "Exit after this many seconds (0 = until SIGINT/SIGTERM)");
   sub.add_option("--fault", o->fault,
                  "TESTING: on every connection, at a seeded random offset of the sender->receiver stream: "

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/command_registry.h"
+#include "cli/progress.h"
 #include "codec/profile.h"
 #include "model/kv_quality.h"
 #include "model/model.h"
@@ -34,18 +35,18 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
       ->required()->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile", o->profile, "codec profile (.kvprofile); default: build one from --text-file");
   sub.add_option("--codec", o->codec, "container (codec .kvs, all levels + text) | raw (fp32)");
-  sub.add_option("--level", o->level, "ladder level decoded on a hit (name or index; default the first)");
-  sub.add_option("--prefill-rate", o->r.prefill_rate, "modelled prefill tokens/s (default 4000: 7B-class GPU)");
-  sub.add_option("--mem-bw", o->r.mem_bw, "modelled host memory -> GPU bytes/s (default 25e9)");
-  sub.add_option("--disk-bw", o->r.disk_bw, "modelled SSD -> memory bytes/s (default 3e9)");
-  sub.add_option("--kv-scale", o->r.kv_scale, "modelled KV bytes per stored byte (default 409.6: 7B fp16 / stories260K fp32)");
+  sub.add_option("--level", o->level, "ladder level decoded on a hit, name or index (default: the first)");
+  sub.add_option("--prefill-rate", o->r.prefill_rate, "modelled prefill tokens/s (4000: a 7B-class GPU)");
+  sub.add_option("--mem-bw", o->r.mem_bw, "modelled host memory -> GPU bytes/s");
+  sub.add_option("--disk-bw", o->r.disk_bw, "modelled SSD -> memory bytes/s");
+  sub.add_option("--kv-scale", o->r.kv_scale, "modelled KV bytes per stored byte (409.6 = 7B fp16 / stories260K fp32)");
   sub.add_option("--load-overlap", o->load_overlap,
                  "TTFT model of a hit reported as mean_ttft_ms: layerwise (load layer l+1 while layer l "
-                 "computes; default) | none (load, then prefill); both are always in the JSON");
-  sub.add_option("--pipeline-layers", o->r.pipeline_layers, "layers L of the layer-wise pipeline (default 0: the model's)");
-  sub.add_option("--lookahead", o->r.lookahead, "queued requests the scheduler sees (default 256)");
-  sub.add_option("--truncate-ratio", o->r.truncate_ratio, "fraction of the window dropped on overflow (default 0.5)");
-  sub.add_option("--save-queue", o->r.save_queue, "async save queue bound (default 8)");
+                 "computes) | none (load, then prefill); both are always in the JSON");
+  sub.add_option("--pipeline-layers", o->r.pipeline_layers, "layers L of the layer-wise pipeline (0 = the model's)");
+  sub.add_option("--lookahead", o->r.lookahead, "queued requests the scheduler sees");
+  sub.add_option("--truncate-ratio", o->r.truncate_ratio, "fraction of the window dropped on overflow");
+  sub.add_option("--save-queue", o->r.save_queue, "async save queue bound");
   sub.add_option("--overflow", o->overflow, "save queue full: block | drop-oldest");
   sub.add_option("--dir", o->r.dir, "disk tier directory (default: a temp dir, removed afterwards)");
   sub.add_option("--model", o->model, "llama2.c checkpoint");
@@ -72,7 +73,10 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
         p = codec::load_profile(o->profile);
       } else {
         std::fprintf(stderr, "replay: no --profile; building one from %s (calibration range)\n", o->text.c_str());
+        kvstream::cli::Progress progress("replay: profile", !o->json);
         model::ProfileOptions po;
+        po.text_name = o->text;
+        po.progress = progress.fn();
         p = model::build_profile(m, tok, model::read_text_file(o->text), po);
       }
       codec = store::make_container_codec(std::move(p), 64, 1);
@@ -87,7 +91,10 @@ KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarch
       o->r.level = found;
     }
     const auto engine = store::make_model_engine(m, tok);
+    kvstream::cli::Progress progress("replay", !o->json);
+    o->r.progress = progress.fn();
     const auto res = store::replay(w, *engine, *codec, o->r);
+    progress.finish();
     if (o->json) {
       std::cout << res.to_json(o->r).dump(2) << "\n";
       return 0;

@@ -35,19 +35,19 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
                  "directory with ctx.kvs containers and *.kvprofile profiles (with --keys: one subdirectory per tenant)")
       ->required();
   sub.add_option("--keys", o->keys, "tenant keys file ('TENANT HEXSECRET' lines, mode 600; see `kvstream keygen`): "
-                                    "authenticate every receiver");
+                                    "authenticate every receiver (default: none)");
   sub.add_flag("--insecure", o->insecure, "serve without authentication: anyone who can connect fetches any context");
   sub.add_option("--tls-cert", o->tls_cert, "TLS: PEM certificate chain (with --tls-key; default: no TLS)");
-  sub.add_option("--tls-key", o->tls_key, "TLS: PEM private key");
-  sub.add_option("--tls-client-ca", o->tls_client_ca, "TLS: require client certificates signed by this CA (PEM)");
-  sub.add_option("--store", o->store, "also serve this KV store directory's entries, by prefix key (hex); "
+  sub.add_option("--tls-key", o->tls_key, "TLS: PEM private key (default: none)");
+  sub.add_option("--tls-client-ca", o->tls_client_ca, "TLS: require client certificates signed by this CA (PEM; default: none)");
+  sub.add_option("--store", o->store, "also serve this KV store directory's entries, by prefix key (hex; default: none); "
                                       "with --keys, tenant T's are in STORE/T");
   sub.add_option("--store-secret-file", o->store_secret_file,
                  "deployment secret of the store's keys (see `kvstream keygen --secret-file`; required with --store "
-                 "unless --insecure)");
-  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "--store memory tier, per tenant (default 64 MiB)")
+                 "unless --insecure; default: none)");
+  sub.add_option("--store-mem-bytes", o->store_mem_bytes, "memory tier capacity of --store, per tenant (bytes)")
       ->transform(CLI::AsSizeValue(false));
-  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "--store disk tier, per tenant (default 1 GiB)")
+  sub.add_option("--store-disk-bytes", o->store_disk_bytes, "disk tier capacity of --store, per tenant (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--store-policy", o->store_policy, "--store eviction: lru | fifo | scheduler")->capture_default_str();
   sub.add_option("--store-model", o->store_model, "--store entries' model (default: the one model of --dir's profiles)");
@@ -62,20 +62,20 @@ KVSTREAM_COMMAND("send", "Serve the KV caches (ctx.kvs) in a directory to receiv
   sub.add_option("--write-timeout-s", so.write_timeout_s, "drop a receiver that takes no byte for this long")
       ->capture_default_str();
   sub.add_option("--workers", so.workers, "worker threads for file loads, parsing and store reads")->capture_default_str();
-  sub.add_option("--cache-bytes", so.cache_bytes, "cache of parsed contexts and profiles (default 256 MiB)")
+  sub.add_option("--cache-bytes", so.cache_bytes, "cache of parsed contexts and profiles (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--memory-budget-bytes", so.memory_budget_bytes,
-                 "frames waiting to be sent, all receivers together (default 512 MiB)")
+                 "frames waiting to be sent, all receivers together (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--tenant-budget-bytes", so.tenant_budget_bytes,
-                 "one tenant's share of --memory-budget-bytes (with --keys; default 0 = a quarter of it)")
+                 "one tenant's share of --memory-budget-bytes, with --keys (bytes; 0 = a quarter of it)")
       ->transform(CLI::AsSizeValue(false));
-  sub.add_option("--max-queued-bytes", so.max_queued_bytes, "frames waiting to be sent, per receiver (default 16 MiB)")
+  sub.add_option("--max-queued-bytes", so.max_queued_bytes, "frames waiting to be sent, per receiver (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--duration-s", o->duration_s, "exit after this many seconds (0 = until SIGINT/SIGTERM)")->capture_default_str();
   sub.add_flag("--quiet", o->quiet, "no per-connection log");
   sub.add_option("--fault-corrupt-blob", o->fault_corrupt_blob,
-                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text)");
+                 "TESTING: corrupt the blob of this chunk whenever it is sent at a KV level (receivers fall back to text; -1 = none)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     namespace kst = kvstream::store;

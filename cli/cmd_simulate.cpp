@@ -34,7 +34,7 @@ KVSTREAM_COMMAND("simulate", "Simulate fetching a container over a bandwidth tra
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--profile", o->profile, "profile file (default: the *.kvprofile beside --kvs with the right hash)");
   sub.add_option("--pacing-of", o->pacing_of,
-                 "with --policy plan:...: request pacing of the policy that chose the plan (adaptive)")
+                 "with --policy plan:...: request pacing of the policy that chose the plan: adaptive (default: none, paced like a fixed policy)")
       ->check(CLI::IsMember({"adaptive"}));
   sub.add_flag("--fetch-profile", o->fetch_profile, "the receiver does not have the profile yet");
   sub.add_flag("--json", o->json, "print the result as JSON");

@@ -21,10 +21,10 @@ KVSTREAM_COMMAND("store get", "Export a stored context as a .kvs container", ([]
   auto o = std::make_shared<Opts>();
   sub.add_option("--dir", o->dir, "store directory (disk tier)")->required();
   sub.add_option("--key", o->key, "prefix key (32 hex digits, as printed by store put)")->required();
-  sub.add_option("--model-name", o->model_name, "model the keys were made for (default stories260K)");
-  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (default 1 GiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (default 64)");
-  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public key)");
+  sub.add_option("--model-name", o->model_name, "model the keys were made for");
+  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
+  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public all-zero key)");
   sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT, its keys; needs --secret-file)");
   sub.add_option("-o,--output", o->out, ".kvs file to write")->required();
   return kvstream::cli::Action([o] {

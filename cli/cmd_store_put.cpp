@@ -9,6 +9,7 @@
 
 #include "cli/command_registry.h"
 #include "codec/container.h"
+#include "kvstream/error.h"
 #include "store/store_source.h"
 #include "store/tiered_store.h"
 #include "streamer/auth.h"
@@ -23,16 +24,24 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
   auto o = std::make_shared<Opts>();
   sub.add_option("--dir", o->dir, "store directory (disk tier)")->required();
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
-  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (default 1 GiB)")->transform(CLI::AsSizeValue(false));
-  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (default 64)");
-  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public key)");
+  sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
+  sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
+  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public all-zero key)");
   sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT, its keys; needs --secret-file)");
   return kvstream::cli::Action([o] {
     using namespace kvstream;
     std::ifstream f(o->kvs, std::ios::binary);
     if (!f) throw std::runtime_error("cannot open " + o->kvs);
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    const auto r = codec::ContainerReader::parse(bytes);
+    const auto r = [&] {
+      try {
+        return codec::ContainerReader::parse(bytes);
+      } catch (const Error& e) {  // name the file, as ContainerReader::open does
+        throw Error(e.code(), o->kvs + ": " + e.what());
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(o->kvs + ": " + e.what());
+      }
+    }();
     std::vector<int32_t> tokens;
     for (uint32_t c = 0; c < r.info().num_chunks; ++c) {
       const auto t = r.tokens(c);

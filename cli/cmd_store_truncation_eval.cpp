@@ -22,11 +22,11 @@ KVSTREAM_COMMAND("store truncation-eval", "Perplexity after context overflow: re
   };
   auto o = std::make_shared<Opts>();
   kvstream::cli::add_model_args(sub, o->model, o->tokenizer);
-  sub.add_option("--text-file", o->text, "TinyStories text (evaluation range is used)")->required();
-  sub.add_option("--contexts", o->t.contexts, "number of conversations (default 16)");
-  sub.add_option("--context-tokens", o->t.context_tokens, "context length before the next turn (default 480)");
-  sub.add_option("--next-tokens", o->t.next_tokens, "next-turn tokens scored (default 96)");
-  sub.add_option("--ratio", o->t.ratio, "fraction of the window dropped (default 0.5)");
+  sub.add_option("--text-file", o->text, "any text; contexts come from its last half (the evaluation range), cut as in eval")->required();
+  sub.add_option("--contexts", o->t.contexts, "number of conversations");
+  sub.add_option("--context-tokens", o->t.context_tokens, "context length before the next turn");
+  sub.add_option("--next-tokens", o->t.next_tokens, "next-turn tokens scored");
+  sub.add_option("--ratio", o->t.ratio, "fraction of the window dropped");
   sub.add_flag("--json", o->json, "print JSON");
   return kvstream::cli::Action([o] {
     using namespace kvstream;

@@ -1,11 +1,12 @@
-// `kvstream version`: prints the version and how this binary was built.
+// `kvstream version`: the same text as `kvstream --version` (cli/version_text.h).
 #include <iostream>
 
 #include "cli/command_registry.h"
+#include "cli/version_text.h"
 
-KVSTREAM_COMMAND("version", "Print the kvstream version and build features", [](CLI::App&) {
+KVSTREAM_COMMAND("version", "Print the kvstream version and how this binary was built (as --version)", [](CLI::App&) {
   return kvstream::cli::Action([] {
-    std::cout << "kvstream 0.1.0\n";
+    std::cout << kvstream::cli::version_text() << "\n";
     return 0;
   });
 });

@@ -18,18 +18,18 @@ KVSTREAM_COMMAND("workload gen", "Generate a multi-turn conversation workload fo
   sub.add_option("--sessions", o->w.sessions, "number of sessions")->required();
   sub.add_option("--seed", o->w.seed, "random seed")->required();
   sub.add_option("-o,--output", o->out, "workload JSON to write")->required();
-  sub.add_option("--text-file", o->text, "TinyStories text (default data/text/tinystories_val.txt)");
+  sub.add_option("--text-file", o->text, "text the turns are cut from (TinyStories)");
   sub.add_option("--rate", o->w.sessions_per_s, "session arrivals per second (Poisson)");
   sub.add_option("--mean-turns", o->w.mean_turns, "mean turns per session (ShareGPT: 5.75)");
   sub.add_option("--max-turns", o->w.max_turns, "cap on turns per session");
-  sub.add_option("--turns-dist", o->w.turns_dist, "turns per session: geometric (default) | lognormal (heavy-tailed, same mean)")
+  sub.add_option("--turns-dist", o->w.turns_dist, "turns per session: geometric | lognormal (heavy-tailed, same mean)")
       ->check(CLI::IsMember({"geometric", "lognormal"}));
-  sub.add_option("--turns-sigma", o->w.turns_sigma, "lognormal turns: sigma of ln(turns) (default 1.5)");
+  sub.add_option("--turns-sigma", o->w.turns_sigma, "lognormal turns: sigma of ln(turns)");
   sub.add_option("--think-s", o->w.think_s_mean, "mean seconds between a session's turns");
-  sub.add_option("--think-dist", o->w.think_dist, "think time distribution: exponential (default) | lognormal (same mean)")
+  sub.add_option("--think-dist", o->w.think_dist, "think time distribution: exponential | lognormal (same mean)")
       ->check(CLI::IsMember({"exponential", "lognormal"}));
-  sub.add_option("--think-sigma", o->w.think_sigma, "lognormal think time: sigma of ln(seconds) (default 1.5)");
-  sub.add_option("--text-from", o->w.text_begin_frac, "use text from this fraction of the file on (default 0.5)");
+  sub.add_option("--think-sigma", o->w.think_sigma, "lognormal think time: sigma of ln(seconds)");
+  sub.add_option("--text-from", o->w.text_begin_frac, "use text from this fraction of the file on");
   return kvstream::cli::Action([o] {
     std::ifstream f(o->text, std::ios::binary);
     if (!f) throw std::runtime_error("cannot open text file " + o->text);

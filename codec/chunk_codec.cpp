@@ -339,6 +339,19 @@ QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& 
   return lay;
 }
 
+std::vector<int32_t> text_tokens(std::span<const uint8_t> blob, const BlobHeader& h) {
+  if (h.method != Method::Text) throw CorruptBlob("chunk blob: not a text blob");
+  Reader r{blob.first(blob.size() - kBlobTrailerBytes), kBlobHeaderBytes, "chunk blob"};
+  std::vector<int32_t> ids(h.tokens);  // bounded by the u16 header field
+  for (auto& id : ids) {
+    const uint64_t v = r.varint("token");
+    if (v > 0x7FFFFFFF) r.fail("token id out of range");
+    id = int32_t(v);
+  }
+  if (r.left()) r.fail("trailing bytes after tokens");
+  return ids;
+}
+
 std::vector<uint8_t> encode_chunk(const KvCache& kv, size_t begin, size_t end, uint32_t pos0,
                                   Method method, const Profile* profile, int level,
                                   const EncodeOptions& opt) {
@@ -416,12 +429,8 @@ void decode_chunk(std::span<const uint8_t> blob, const Profile* profile, KvCache
                       std::to_string(h.first_pos + T) + " outside the output cache");
   Reader r{blob.first(blob.size() - kBlobTrailerBytes), kBlobHeaderBytes, "chunk blob"};
   if (h.method == Method::Text) {
-    for (size_t t = 0; t < T; ++t) {
-      const uint64_t id = r.varint("token");
-      if (id > 0x7FFFFFFF) r.fail("token id out of range");
-      out.tokens[row0 + t] = int32_t(id);
-    }
-    if (r.left()) r.fail("trailing bytes after tokens");
+    const std::vector<int32_t> ids = text_tokens(blob, h);
+    std::copy(ids.begin(), ids.end(), out.tokens.begin() + ptrdiff_t(row0));
     return;
   }
   std::vector<float*> dst = block_bases(out, row0);

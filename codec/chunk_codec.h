@@ -89,6 +89,9 @@ struct QuantLayout {
   size_t side_info_bytes = 0;         // header + stream directory + counts + CRC (not token ids)
 };
 QuantLayout parse_quant_layout(std::span<const uint8_t> blob, const BlobHeader& h);
+// The token ids of a Text blob whose header h = parse_blob_header(blob) (CorruptBlob on a bad
+// body); allocates only the h.tokens ids, never a cache.
+std::vector<int32_t> text_tokens(std::span<const uint8_t> blob, const BlobHeader& h);
 // Token-table blobs (lay.skip_values > 0): throws CorruptBlob unless the profile has a token table
 // covering every id in lay.tokens. No-op for other blobs. Shared by the CPU and device paths.
 void check_token_ids(const QuantLayout& lay, const Profile& p);

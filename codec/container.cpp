@@ -1,12 +1,14 @@
 // The .kvs container: layout in docs/FORMAT.md.
 #include "codec/container.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "codec/bytes.h"
 #include "codec/crc32c.h"
+#include "codec/json_fields.h"
 #include "codec/thread_pool.h"
 
 namespace kvstream::codec {
@@ -14,7 +16,28 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'S', 'C', 'O', 'N', 'T', '1'};
 constexpr uint32_t kMaxJson = 1u << 20;
-using Reader = ByteReader<std::runtime_error>;
+using Reader = ByteReader<CorruptBlob>;
+
+// The fewest bytes a blob of `m` can carry one chunk of T tokens of shape s in (docs/FORMAT.md,
+// "Size bounds"): what bounds a container's shape x tokens by its size before anything is
+// allocated from them. N = 2 * n_layers * kv_dim * T values (< 2^61 for u16 shape fields).
+uint64_t min_blob_bytes(Method m, const KvShape& s, uint64_t T) {
+  const uint64_t kv = uint64_t(s.n_kv_heads) * uint64_t(s.head_dim), rows = 2 * uint64_t(s.n_layers) * T;
+  const uint64_t N = rows * kv, fixed = kBlobHeaderBytes + kBlobTrailerBytes;
+  switch (m) {
+    case Method::Text: return fixed + T;  // a varint per token id
+    case Method::Fp16: return fixed + 2 * N;
+    case Method::Q8: return fixed + 2 * rows + N;
+    case Method::Q4: return fixed + 2 * rows + (N + 1) / 2;
+    case Method::ZstdFp16:  // frame magic + header, then >= 4 bytes (RLE block) per 128 KiB of output
+      return fixed + 6 + 4 * ((2 * N + (1u << 17) - 1) >> 17);
+    case Method::Quant: {  // stream count + 6-byte directory entry per <= 32767 coded values + escapes
+      const uint64_t coded = s.n_layers >= 2 ? N - 2 * T * kv : N;  // a token-table blob skips layer 0
+      return fixed + 2 + 6 * ((coded + 32766) / 32767) + 1;
+    }
+  }
+  return fixed;
+}
 
 std::string hex64(uint64_t v) {
   char b[17];
@@ -36,8 +59,7 @@ nlohmann::json ladder_to_json(const std::vector<LadderLevel>& ladder) {
 }
 
 std::vector<LadderLevel> ladder_from_json(const nlohmann::json& j) {
-  if (!j.is_array() || j.empty() || j.size() > 255)
-    throw std::runtime_error("ladder: must be an array of 1..255 levels");
+  if (!j.is_array() || j.empty() || j.size() > 255) throw CorruptBlob("ladder: must be an array of 1..255 levels");
   std::vector<LadderLevel> out;
   try {
     for (const auto& e : j) {
@@ -46,23 +68,23 @@ std::vector<LadderLevel> ladder_from_json(const nlohmann::json& j) {
       try {
         l.method = parse_method(e.at("method").get<std::string>());
       } catch (const std::invalid_argument& ex) {
-        throw std::runtime_error(std::string("ladder: ") + ex.what());
+        throw CorruptBlob(std::string("ladder: ") + ex.what());
       }
-      l.profile_level = e.value("profile_level", -1);
-      l.quality.bits_per_value = e.value("bits_per_value", 0.0);
-      l.quality.ratio_vs_q8 = e.value("ratio_vs_q8", 0.0);
-      l.quality.ppl_delta_pct = e.value("ppl_delta_pct", 0.0);
-      l.quality.greedy_agreement = e.value("greedy_agreement", 0.0);
-      l.quality.contexts = e.value("contexts", 0);
-      if (l.name.empty()) throw std::runtime_error("ladder: level without a name");
+      l.profile_level = int(json_int<CorruptBlob>(e, "profile_level", -1, 254, "ladder", -1));
+      l.quality.bits_per_value = json_number<CorruptBlob>(e, "bits_per_value", 1e300, "ladder", 0.0);
+      l.quality.ratio_vs_q8 = json_number<CorruptBlob>(e, "ratio_vs_q8", 1e300, "ladder", 0.0);
+      l.quality.ppl_delta_pct = json_number<CorruptBlob>(e, "ppl_delta_pct", 1e300, "ladder", 0.0);
+      l.quality.greedy_agreement = json_number<CorruptBlob>(e, "greedy_agreement", 1e300, "ladder", 0.0);
+      l.quality.contexts = int(json_int<CorruptBlob>(e, "contexts", 0, INT32_MAX, "ladder", 0));
+      if (l.name.empty()) throw CorruptBlob("ladder: level without a name");
       if ((l.method == Method::Quant) != (l.profile_level >= 0))
-        throw std::runtime_error("ladder: level " + l.name + " has a bad profile_level");
+        throw CorruptBlob("ladder: level " + l.name + " has a bad profile_level");
       for (const auto& o : out)
-        if (o.name == l.name) throw std::runtime_error("ladder: duplicate level " + l.name);
+        if (o.name == l.name) throw CorruptBlob("ladder: duplicate level " + l.name);
       out.push_back(std::move(l));
     }
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(std::string("ladder: bad JSON: ") + e.what());
+    throw CorruptBlob(std::string("ladder: bad JSON: ") + e.what());
   }
   return out;
 }
@@ -106,6 +128,9 @@ std::vector<uint8_t> encode_container(const KvCache& kv, const Profile& profile,
   if (chunk_tokens == 0 || chunk_tokens > 65535) throw std::invalid_argument("chunk_tokens must be 1..65535");
   if (kv.num_tokens() == 0) throw std::invalid_argument("encode_container: empty cache");
   if (ladder.empty() || ladder.size() > 255) throw std::invalid_argument("ladder must have 1..255 levels");
+  for (size_t l = 0; l < ladder.size(); ++l)
+    if ((ladder[l].method == Method::Text) != (l + 1 == ladder.size()))
+      throw std::invalid_argument("the ladder's last level, and only it, must be text");
   if (!(profile.shape == kv.shape)) throw std::invalid_argument("profile is for another model shape");
   for (const auto& l : ladder)
     if (l.method == Method::Quant && (l.profile_level < 0 || l.profile_level >= int(profile.levels.size())))
@@ -165,29 +190,29 @@ ContainerReader ContainerReader::parse(std::vector<uint8_t> bytes) {
   ContainerInfo& info = cr.info_;
   try {
     const auto j = nlohmann::json::parse(jp, jp + jlen);
+    if (!j.is_object()) r.fail("header JSON is not an object");
     info.model_name = j.at("model").get<std::string>();
-    info.shape.n_layers = j.at("n_layers").get<int>();
-    info.shape.n_kv_heads = j.at("n_kv_heads").get<int>();
-    info.shape.head_dim = j.at("head_dim").get<int>();
-    info.rope_theta = j.at("rope_theta").get<float>();
+    info.shape.n_layers = int(json_uint<CorruptBlob>(j, "n_layers", 1, 65535, "container"));
+    info.shape.n_kv_heads = int(json_uint<CorruptBlob>(j, "n_kv_heads", 1, 65535, "container"));
+    info.shape.head_dim = int(json_uint<CorruptBlob>(j, "head_dim", 1, 1024, "container"));
+    info.rope_theta = float(json_number<CorruptBlob>(j, "rope_theta", 1e30, "container"));
+    if (!(info.rope_theta > 0)) r.fail("bad rope_theta");
     const std::string h = j.at("profile_hash").get<std::string>();
     if (h.size() != 16 || h.find_first_not_of("0123456789abcdef") != std::string::npos)
       r.fail("bad profile_hash");
     info.profile_hash = std::stoull(h, nullptr, 16);
-    info.chunk_tokens = j.at("chunk_tokens").get<uint32_t>();
-    info.num_tokens = j.at("num_tokens").get<uint64_t>();
-    info.num_chunks = j.at("num_chunks").get<uint32_t>();
+    info.chunk_tokens = uint32_t(json_uint<CorruptBlob>(j, "chunk_tokens", 1, 65535, "container"));
+    info.num_tokens = json_uint<CorruptBlob>(j, "num_tokens", 1, 1ull << 31, "container");
+    info.num_chunks = uint32_t(json_uint<CorruptBlob>(j, "num_chunks", 1, UINT32_MAX, "container"));
     info.ladder = ladder_from_json(j.at("ladder"));
   } catch (const nlohmann::json::exception& e) {
     r.fail(std::string("bad header JSON: ") + e.what());
   }
-  if (info.shape.n_layers <= 0 || info.shape.n_layers > 65535 || info.shape.n_kv_heads <= 0 ||
-      info.shape.n_kv_heads > 65535 || info.shape.head_dim <= 0 || info.shape.head_dim > 1024)
-    r.fail("bad model shape");
-  if (info.chunk_tokens == 0 || info.chunk_tokens > 65535) r.fail("bad chunk_tokens");
-  if (info.num_tokens == 0 || info.num_tokens > (1ull << 31)) r.fail("bad num_tokens");
   if (info.num_chunks != (info.num_tokens + info.chunk_tokens - 1) / info.chunk_tokens)
     r.fail("num_chunks disagrees with num_tokens / chunk_tokens");
+  for (size_t l = 0; l < info.ladder.size(); ++l)
+    if ((info.ladder[l].method == Method::Text) != (l + 1 == info.ladder.size()))
+      r.fail("the ladder's last level, and only it, must be the text level");
   const size_t L = info.ladder.size();
   const uint64_t entries = uint64_t(info.num_chunks) * L;
   if (entries * 8 + 4 > r.left()) r.fail("truncated index");
@@ -203,7 +228,13 @@ ContainerReader ContainerReader::parse(std::vector<uint8_t> bytes) {
   for (uint64_t i = 0; i < entries; ++i) {
     cr.size_[i] = r.u32("blob size");
     cr.crc_[i] = r.u32("blob crc");
-    if (cr.size_[i] < kBlobHeaderBytes + kBlobTrailerBytes) r.fail("blob too small in index");
+    // Shape x tokens bounded by the file: every blob is at least what its method needs for them.
+    const uint32_t c = uint32_t(i / L);
+    const LadderLevel& lv = info.ladder[i % L];
+    const uint64_t need = min_blob_bytes(lv.method, info.shape, info.chunk_end(c) - info.chunk_begin(c));
+    if (cr.size_[i] < need)
+      r.fail("chunk " + std::to_string(c) + " level " + lv.name + ": blob of " + std::to_string(cr.size_[i]) +
+             " bytes is smaller than " + std::to_string(need) + ", the least its method needs for the model shape");
     cr.offset_[i] = off;
     off += cr.size_[i];
   }
@@ -214,12 +245,12 @@ ContainerReader ContainerReader::parse(std::vector<uint8_t> bytes) {
 
 ContainerReader ContainerReader::open(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open " + path);
+  if (!f) throw kvstream::Error(kvstream::ErrorCode::kNotFound, "cannot open " + path);
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   try {
     return parse(std::move(bytes));
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(path + ": " + e.what());
+  } catch (const CorruptBlob& e) {
+    throw CorruptBlob(path + ": " + e.what());
   }
 }
 
@@ -244,16 +275,12 @@ std::span<const uint8_t> ContainerReader::blob(uint32_t chunk, int level) const 
 }
 
 std::vector<int32_t> ContainerReader::tokens(uint32_t chunk) const {
-  const int text = info_.level_index("text");
-  KvCache tmp(info_.shape, info_.model_name, info_.rope_theta, true);
-  const auto b = blob(chunk, text);
+  const auto b = blob(chunk, text_level());
   const BlobHeader h = parse_blob_header(b);
   if (h.method != Method::Text || h.first_pos != info_.chunk_begin(chunk) ||
       h.first_pos + h.tokens != info_.chunk_end(chunk))
     throw CorruptBlob("container: text blob of chunk " + std::to_string(chunk) + " is inconsistent");
-  tmp.resize(h.tokens);
-  decode_chunk(b, nullptr, tmp, nullptr, h.first_pos);
-  return tmp.tokens;
+  return text_tokens(b, h);
 }
 
 KvCache decode_container(const ContainerReader& r, const Profile* profile, int level, uint32_t first,
@@ -270,26 +297,33 @@ KvCache decode_container(const ContainerReader& r, const Profile* profile, int l
     if (!profile) throw std::invalid_argument("decode_container: level " + lv.name + " needs the profile");
     if (profile->hash() != info.profile_hash)
       throw std::invalid_argument("decode_container: the container was made with another profile");
+    if (!(profile->shape == info.shape))  // it names this profile but claims another shape
+      throw CorruptBlob("container: model shape differs from its profile's");
     tables = build_decode_tables(*profile, lv.profile_level);
+  }
+  // Every blob of the range is checked against the index (CRC, method, positions, shape) before
+  // the output is allocated; the output's size is then what the file's blob sizes bound (parse()).
+  const int text = r.text_level();
+  for (uint32_t c = first; c < last; ++c) {
+    const BlobHeader h = parse_blob_header(r.blob(c, level));
+    if (h.first_pos != info.chunk_begin(c) || h.first_pos + h.tokens != info.chunk_end(c) ||
+        h.method != lv.method || !(h.shape == info.shape) ||
+        (lv.method == Method::Quant && h.level != lv.profile_level))
+      throw CorruptBlob("container: blob of chunk " + std::to_string(c) + " level " + lv.name +
+                        " does not match the index");
+    const BlobHeader th = parse_blob_header(r.blob(c, text));
+    if (th.method != Method::Text || th.first_pos != h.first_pos || th.tokens != h.tokens)
+      throw CorruptBlob("container: text blob of chunk " + std::to_string(c) + " is inconsistent");
   }
   const uint32_t base = uint32_t(info.chunk_begin(first));
   KvCache out(info.shape, info.model_name, info.rope_theta, pre_rope);
   out.resize(info.chunk_end(last - 1) - base);
-  const int text = info.level_index("text");
   parallel_for(last - first, threads, [&](size_t i) {
     const uint32_t c = first + uint32_t(i);
-    const auto b = r.blob(c, level);
-    const BlobHeader h = parse_blob_header(b);
-    if (h.first_pos != info.chunk_begin(c) || h.first_pos + h.tokens != info.chunk_end(c) ||
-        (h.method != lv.method) || (lv.method == Method::Quant && h.level != lv.profile_level))
-      throw CorruptBlob("container: blob of chunk " + std::to_string(c) + " level " + lv.name +
-                        " does not match the index");
-    decode_chunk(b, profile, out, lv.method == Method::Quant ? &tables : nullptr, base);
+    decode_chunk(r.blob(c, level), profile, out, lv.method == Method::Quant ? &tables : nullptr, base);
     const auto tb = r.blob(c, text);
-    const BlobHeader th = parse_blob_header(tb);
-    if (th.method != Method::Text || th.first_pos != h.first_pos || th.tokens != h.tokens)
-      throw CorruptBlob("container: text blob of chunk " + std::to_string(c) + " is inconsistent");
-    decode_chunk(tb, nullptr, out, nullptr, base);
+    const auto ids = text_tokens(tb, parse_blob_header(tb));
+    std::copy(ids.begin(), ids.end(), out.tokens.begin() + ptrdiff_t(info.chunk_begin(c) - base));
   });
   return out;
 }

@@ -3,10 +3,14 @@
 // self-contained blob per level (see chunk_codec.h), each indexed with byte size and CRC32C. The
 // last level is always "text" (the chunk's token ids). Every (chunk, level) decodes on its own.
 //
-// Contract: ContainerReader::parse() validates magic, version, header CRC, the ladder JSON, the
-// index (sizes sum to the file, offsets in range, counts bounded by the file size) before touching
-// any blob, and throws std::runtime_error with a clear message otherwise; blob() re-checks the
-// blob's CRC32C. Nothing is allocated from an unchecked length. Byte layout: docs/FORMAT.md.
+// Contract: ContainerReader::parse() validates magic, version, header CRC, the ladder JSON (whose
+// last level, and only it, is text), the index (sizes sum to the file, offsets in range, counts
+// bounded by the file size, and every blob at least the size its method needs for the header's
+// shape and its chunk's tokens, so that shape x tokens is bounded by the file size) before
+// touching any blob, and throws CorruptBlob (a kvstream::Error, code kCorrupt) with a clear
+// message otherwise; blob() re-checks the blob's CRC32C. Nothing is allocated from an unchecked
+// length or product. decode_container() checks every blob of its range against the index before
+// it allocates the output (4 bytes per value of the range). Byte layout: docs/FORMAT.md.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -69,8 +73,10 @@ class ContainerReader {
   std::span<const uint8_t> blob(uint32_t chunk, int level) const;
   uint32_t blob_size(uint32_t chunk, int level) const;
   uint32_t blob_crc(uint32_t chunk, int level) const;
-  // The chunk's token ids (decodes its text blob).
+  // The chunk's token ids, read from its text blob alone (allocates only the ids).
   std::vector<int32_t> tokens(uint32_t chunk) const;
+  // Ladder index of the text level: always the last (parse() checks).
+  int text_level() const { return int(info_.ladder.size()) - 1; }
 
  private:
   std::vector<uint8_t> bytes_;

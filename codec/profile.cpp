@@ -8,7 +8,9 @@
 #include <stdexcept>
 
 #include "codec/bytes.h"
+#include "codec/chunk_codec.h"
 #include "codec/crc32c.h"
+#include "codec/json_fields.h"
 #include "codec/rope.h"
 
 namespace kvstream::codec {
@@ -17,20 +19,20 @@ namespace {
 constexpr char kMagic[8] = {'K', 'V', 'S', 'P', 'R', 'O', 'F', '1'};
 constexpr uint32_t kMaxJson = 16u << 20;
 
-using Reader = ByteReader<std::runtime_error>;
+using Reader = ByteReader<CorruptBlob>;
 
 nlohmann::json quality_json(const LevelQuality& q) {
   return {{"bits_per_value", q.bits_per_value}, {"ratio_vs_q8", q.ratio_vs_q8},
           {"ppl_delta_pct", q.ppl_delta_pct}, {"greedy_agreement", q.greedy_agreement},
           {"contexts", q.contexts}};
 }
-LevelQuality quality_from(const nlohmann::json& j) {
+LevelQuality quality_from(const nlohmann::json& j, const std::string& what) {
   LevelQuality q;
-  q.bits_per_value = j.value("bits_per_value", 0.0);
-  q.ratio_vs_q8 = j.value("ratio_vs_q8", 0.0);
-  q.ppl_delta_pct = j.value("ppl_delta_pct", 0.0);
-  q.greedy_agreement = j.value("greedy_agreement", 0.0);
-  q.contexts = j.value("contexts", 0);
+  q.bits_per_value = json_number<CorruptBlob>(j, "bits_per_value", 1e300, what, 0.0);
+  q.ratio_vs_q8 = json_number<CorruptBlob>(j, "ratio_vs_q8", 1e300, what, 0.0);
+  q.ppl_delta_pct = json_number<CorruptBlob>(j, "ppl_delta_pct", 1e300, what, 0.0);
+  q.greedy_agreement = json_number<CorruptBlob>(j, "greedy_agreement", 1e300, what, 0.0);
+  q.contexts = int(json_int<CorruptBlob>(j, "contexts", 0, INT32_MAX, what, 0));
   return q;
 }
 
@@ -76,7 +78,8 @@ void Profile::validate() const {
       shape.n_kv_heads > 1024 || shape.head_dim <= 0 || shape.head_dim > 1024 ||
       shape.head_dim % 2)
     bad("bad model shape");
-  const size_t lanes = lane_count(shape);
+  const uint64_t lanes = 2ull * uint64_t(shape.n_layers) * uint64_t(shape.kv_dim());
+  if (lanes > uint64_t(INT32_MAX)) bad("model shape has more than 2^31 lanes");
   if (mean.size() != lanes || weight.size() != lanes) bad("mean/weight size != lanes");
   for (float m : mean)
     if (!std::isfinite(m)) bad("non-finite mean");
@@ -158,32 +161,31 @@ Profile parse_profile(std::span<const uint8_t> bytes, const std::string& what) {
   Profile p;
   try {
     const auto j = nlohmann::json::parse(jp, jp + jlen);
+    if (!j.is_object()) r.fail("JSON header is not an object");
     p.model_name = j.at("model").get<std::string>();
-    p.shape.n_layers = j.at("n_layers").get<int>();
-    p.shape.n_kv_heads = j.at("n_kv_heads").get<int>();
-    p.shape.head_dim = j.at("head_dim").get<int>();
-    p.rope_theta = j.at("rope_theta").get<float>();
+    p.shape.n_layers = int(json_uint<CorruptBlob>(j, "n_layers", 1, 1024, what));
+    p.shape.n_kv_heads = int(json_uint<CorruptBlob>(j, "n_kv_heads", 1, 1024, what));
+    p.shape.head_dim = int(json_uint<CorruptBlob>(j, "head_dim", 1, 1024, what));
+    p.rope_theta = float(json_number<CorruptBlob>(j, "rope_theta", 1e30, what));
     p.provenance = j.value("provenance", nlohmann::json::object());
     const auto& lv = j.at("levels");
     if (!lv.is_array() || lv.empty() || lv.size() > 255) r.fail("levels must be 1..255 entries");
     for (const auto& e : lv) {
       ProfileLevel L;
       L.name = e.at("name").get<std::string>();
-      L.scale_bits = e.at("scale_bits").get<int>();
-      L.k_step = e.value("k_step", 0.0f);
-      L.v_step = e.value("v_step", 0.0f);
-      L.quality = quality_from(e.value("quality", nlohmann::json::object()));
+      L.scale_bits = int(json_uint<CorruptBlob>(e, "scale_bits", 1, kRansMaxScaleBits, what));
+      L.k_step = float(json_number<CorruptBlob>(e, "k_step", 1e30, what, 0.0));
+      L.v_step = float(json_number<CorruptBlob>(e, "v_step", 1e30, what, 0.0));
+      L.quality = quality_from(e.value("quality", nlohmann::json::object()), what);
       p.levels.push_back(std::move(L));
     }
   } catch (const nlohmann::json::exception& e) {
     r.fail(std::string("bad JSON header: ") + e.what());
   }
-  if (p.shape.n_layers <= 0 || p.shape.n_layers > 1024 || p.shape.n_kv_heads <= 0 ||
-      p.shape.n_kv_heads > 1024 || p.shape.head_dim <= 0 || p.shape.head_dim > 1024)
-    r.fail("bad model shape in header");
-  const size_t lanes = static_cast<size_t>(lane_count(p.shape));
-  // Every lane needs at least 4 (mean) + 4 (weight) bytes, plus per level 4 + 4 + 2 + 4: check
-  // before allocating.
+  // Lanes (2 * n_layers * kv_dim, up to 2^31: counted in 64 bits) bounded by the file: every lane
+  // needs at least 4 (mean) + 4 (weight) bytes, plus per level 4 (step) + 4 (q_min) + 2 (symbol
+  // count) + 4 (two frequencies). Checked before allocating.
+  const uint64_t lanes = 2ull * uint64_t(p.shape.n_layers) * uint64_t(p.shape.n_kv_heads) * uint64_t(p.shape.head_dim);
   if (lanes * (8 + p.levels.size() * 14) > r.left()) r.fail("truncated: tables missing");
   p.mean.resize(lanes);
   p.weight.resize(lanes);
@@ -246,7 +248,7 @@ void save_profile(const Profile& p, const std::string& path) {
 
 Profile load_profile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open profile " + path);
+  if (!f) throw kvstream::Error(kvstream::ErrorCode::kNotFound, "cannot open profile " + path);
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   return parse_profile(bytes, path);
 }

@@ -18,8 +18,10 @@
 // a receiver holding the weights could compute it instead — here it is simply a profile section.
 //
 // Contract: parse_profile() validates everything (magic, version, sizes, CRC32C, every table via
-// rans_finish_table, finite positive steps) and throws std::runtime_error with a clear message;
-// it never allocates from an unchecked length. The profile hash (FNV-1a 64 of the serialised
+// rans_finish_table, finite positive steps, every JSON number's type and range before it is
+// converted) and throws CorruptBlob (chunk_codec.h; a kvstream::Error, code kCorrupt) with a clear
+// message; it never allocates from an unchecked length or product (lanes are counted in 64 bits
+// and bounded by the file size). The profile hash (FNV-1a 64 of the serialised
 // bytes) is what containers and blobs name it by. File layout: docs/FORMAT.md.
 #pragma once
 #include <cstdint>

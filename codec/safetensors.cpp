@@ -184,6 +184,10 @@ Header parse_header(const char* json_text, size_t n, uint64_t data_size, const s
   if (s0.size() != 3) fail(what, "tensor \"k.0\" must have shape [tokens, kv_heads, head_dim]");
   if (s0[1] == 0 || s0[2] == 0 || s0[1] > 65536 || s0[2] > 65536)
     fail(what, "kv_heads and head_dim must be in 1..65536");
+  // Their product is a KvShape's int kv_dim (and 2 * layers * kv_dim values per token): bounded
+  // even when the file has no tokens and so no data to bound it by.
+  if (s0[1] * s0[2] > (uint64_t(1) << 24))
+    fail(what, "kv_heads x head_dim = " + std::to_string(s0[1] * s0[2]) + " exceeds 2^24 values per token and layer");
   for (int l = 0; l < layers; ++l)
     for (const Entry* e : {h.k[l], h.v[l]})
       if (e->shape != s0) fail(what, "tensor \"" + e->name + "\" shape differs from k.0's");

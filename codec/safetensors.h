@@ -10,7 +10,8 @@
 // F32/F16/BF16 per tensor; I32 for tokens) and rejects, with std::runtime_error naming the
 // problem, a header length beyond the file or over 64 MiB, bad JSON, unknown dtypes or names,
 // data offsets that are unordered, out of range, overlapping or leave holes, byte sizes that
-// disagree with shape x dtype, missing layers or tensors, and inconsistent shapes or metadata.
+// disagree with shape x dtype, missing layers or tensors, kv_heads x head_dim over 2^24, and
+// inconsistent shapes or metadata.
 // Allocation is bounded by the input size. Converting F32 -> F16/BF16 rounds to nearest even.
 #pragma once
 #include <cstdint>

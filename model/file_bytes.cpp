@@ -6,21 +6,28 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "kvstream/error.h"
+
 namespace kvstream::model {
 
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& what) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    throw std::runtime_error("cannot open " + what + " " + path + ": not a regular file");
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status))
+    throw Error(ErrorCode::kNotFound, "cannot open " + what + " " + path + ": no such file");
+  if (std::filesystem::is_directory(status))
+    throw Error(ErrorCode::kInvalidArgument, "cannot open " + what + " " + path + ": it is a directory, not a file");
+  if (!std::filesystem::is_regular_file(status))
+    throw Error(ErrorCode::kInvalidArgument, "cannot open " + what + " " + path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + what + " " + path + ": " + std::strerror(errno));
+  if (!in) throw Error(ErrorCode::kIo, "cannot open " + what + " " + path + ": " + std::strerror(errno));
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  if (size < 0) throw std::runtime_error("cannot read " + what + " " + path);
+  if (size < 0) throw Error(ErrorCode::kIo, "cannot read " + what + " " + path);
   in.seekg(0);
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
   if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-    throw std::runtime_error("cannot read " + what + " " + path + ": short read");
+    throw Error(ErrorCode::kIo, "cannot read " + what + " " + path + ": short read");
   return bytes;
 }
 

@@ -7,7 +7,8 @@
 
 namespace kvstream::model {
 
-// Throws std::runtime_error("<what> <path>: ...") when the file cannot be opened or read.
+// Throws kvstream::Error("cannot open <what> <path>: ...") when the file cannot be opened or read:
+// kNotFound when it does not exist, kInvalidArgument for a directory or other non-file, kIo else.
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& what);
 
 }  // namespace kvstream::model

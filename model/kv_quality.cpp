@@ -14,6 +14,7 @@
 
 #include "codec/rope.h"
 #include "codec/thread_pool.h"
+#include "kvstream/error.h"
 
 namespace kvstream::model {
 
@@ -21,29 +22,52 @@ using codec::Kind;
 using codec::Method;
 using codec::parallel_for;
 
+namespace {
+// Where the context cut at byte `from` starts (see cut_contexts in kv_quality.h): the first blank
+// line in [from, until), else the first line break there, else the first space or tab, else
+// `from` moved off UTF-8 continuation bytes, so that no context starts inside a character.
+size_t boundary_at_or_after(const std::string& text, size_t from, size_t until) {
+  if (from == 0) return 0;
+  const size_t blank = std::min(text.find("\n\n", from), text.find("\n\r\n", from));
+  if (blank < until) return blank;
+  if (const size_t line = text.find('\n', from); line < until) return line;
+  if (const size_t space = text.find_first_of(" \t", from); space < until) return space;
+  size_t s = from;
+  while (s < until && (uint8_t(text[s]) & 0xC0) == 0x80) ++s;
+  return s;
+}
+}  // namespace
+
 std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
-                                      int count, int context_tokens, int continuation_tokens) {
+                                      int count, int context_tokens, int continuation_tokens,
+                                      const std::string& text_name) {
   if (count <= 0 || context_tokens < 2 || continuation_tokens < 1)
-    throw std::invalid_argument("cut_contexts: need count > 0, context >= 2, continuation >= 1");
+    throw Error(ErrorCode::kInvalidArgument, "cut_contexts: need count > 0, context >= 2, continuation >= 1");
+  if (!(range.begin_frac >= 0 && range.begin_frac < range.end_frac && range.end_frac <= 1))
+    throw Error(ErrorCode::kInvalidArgument, "cut_contexts: the text range must satisfy 0 <= begin < end <= 1");
   const size_t lo = size_t(range.begin_frac * double(text.size()));
   const size_t hi = size_t(range.end_frac * double(text.size()));
   const size_t need = size_t(context_tokens + continuation_tokens);
+  auto too_short = [&](int i, size_t at, const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument,
+                 text_name + " (" + std::to_string(text.size()) + " bytes) is too short for " + std::to_string(count) +
+                     " contexts of " + std::to_string(need) + " tokens between " +
+                     std::to_string(int(range.begin_frac * 100)) + "% and " + std::to_string(int(range.end_frac * 100)) +
+                     "% of it: context " + std::to_string(i + 1) + " starts at byte " + std::to_string(at) + " and " +
+                     why + "; give more text, or fewer or shorter contexts");
+  };
   std::vector<EvalContext> out;
   for (int i = 0; i < count; ++i) {
-    size_t start = lo + (hi - lo) * size_t(i) / size_t(count);
-    if (start > 0) {  // snap to the next story boundary
-      const size_t b = text.find("\n\n", start);
-      if (b == std::string::npos) throw std::runtime_error("cut_contexts: text too short");
-      start = b;
-    }
-    start = text.find_first_not_of(" \n\r\t", start);
-    if (start == std::string::npos || start >= hi) throw std::runtime_error("cut_contexts: text range too short");
+    const size_t slot = lo + (hi - lo) * size_t(i) / size_t(count);
+    const size_t next_slot = lo + (hi - lo) * size_t(i + 1) / size_t(count);
+    const size_t start = text.find_first_not_of(" \n\r\t", boundary_at_or_after(text, slot, next_slot));
+    if (start == std::string::npos || start >= hi) throw too_short(i, slot, "only white space follows in the range");
     std::vector<int32_t> ids;
     for (size_t chars = need * 6; ; chars *= 2) {
       ids = tok.encode(text.substr(start, chars), /*bos=*/true);
       if (ids.size() >= need) break;
       if (start + chars >= text.size())
-        throw std::runtime_error("cut_contexts: text too short for " + std::to_string(need) + " tokens");
+        throw too_short(i, start, "the text after it holds only " + std::to_string(ids.size()) + " tokens");
     }
     EvalContext c;
     c.context.assign(ids.begin(), ids.begin() + context_tokens);
@@ -54,8 +78,9 @@ std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& t
 }
 
 std::vector<PreparedContext> prepare_contexts(const Model& m, const std::vector<EvalContext>& ctxs,
-                                              int threads) {
+                                              int threads, const ProgressFn& progress) {
   std::vector<PreparedContext> out(ctxs.size());
+  ProgressCounter done(progress, "prefill", ctxs.size());
   parallel_for(ctxs.size(), threads, [&](size_t i) {
     PreparedContext& p = out[i];
     p.ctx = ctxs[i];
@@ -64,6 +89,7 @@ std::vector<PreparedContext> prepare_contexts(const Model& m, const std::vector<
     p.scored.push_back(p.ctx.context.back());
     p.scored.insert(p.scored.end(), p.ctx.continuation.begin(), p.ctx.continuation.end());
     p.base = m.score(p.kv, p.scored);
+    done.step();
   });
   return out;
 }
@@ -127,7 +153,8 @@ struct Candidate {
 // error when uniform noise of rms `alpha * rms[lane]` is added to that lane (pre-RoPE keys) over
 // the whole context. Keys' RoPE pairs (2i, 2i+1) share a value (rotation mixes them).
 std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedContext>& prep,
-                                    const codec::LaneStats& st, int threads, bool verbose, float floor) {
+                                    const codec::LaneStats& st, int threads, bool verbose, float floor,
+                                    const ProgressFn& progress) {
   const KvShape s = m.kv_shape();
   const int lanes = codec::lane_count(s), d = s.kv_dim();
   const double alpha = 0.5;
@@ -138,6 +165,7 @@ std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedCo
     pre.push_back(std::move(kv));
   }
   std::vector<double> sens(lanes, 0);
+  ProgressCounter done(progress, "sensitivities", size_t(lanes));
   parallel_for(size_t(lanes), threads, [&](size_t lane) {
     const int layer = int(lane) / (2 * d), kind = (int(lane) / d) % 2, c = int(lane) % d;
     const double sigma = alpha * std::max(1e-6f, st.rms[lane]);
@@ -156,6 +184,7 @@ std::vector<float> lane_sensitivity(const Model& m, const std::vector<PreparedCo
       }
     }
     sens[lane] = acc / double(n) / (sigma * sigma);
+    done.step();
   });
   for (int lane = 0; lane < lanes; ++lane)  // RoPE pairs of keys
     if ((lane / d) % 2 == 0 && lane % 2 == 0) sens[lane] = sens[lane + 1] = 0.5 * (sens[lane] + sens[lane + 1]);
@@ -221,7 +250,8 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   if (!(opt.min_weight > 0.0f) || !(opt.margin_z >= 0.0) || opt.margin_eval_contexts < 1)
     throw std::invalid_argument("profile: need min_weight > 0, margin_z >= 0 and margin_eval_contexts >= 1");
   const int total = opt.calibration_contexts + opt.selection_contexts;
-  auto all = cut_contexts(tok, text, kCalibrationRange, total, opt.context_tokens, opt.continuation_tokens);
+  auto all = cut_contexts(tok, text, kCalibrationRange, total, opt.context_tokens, opt.continuation_tokens,
+                          opt.text_name);
   // Interleave: selection contexts spread evenly over the calibration range, the rest calibrate
   // (context i is a selection one when floor(i * sel / total) steps; exactly `sel` of them).
   std::vector<EvalContext> cal_ctx, sel_ctx;
@@ -229,15 +259,19 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   for (int i = 0; i < total; ++i)
     (((long(i) + 1) * sel_n / total > long(i) * sel_n / total) ? sel_ctx : cal_ctx).push_back(all[i]);
   if (opt.verbose) std::cerr << "profile: " << cal_ctx.size() << " calibration + " << sel_ctx.size() << " selection contexts\n";
-  std::vector<PreparedContext> cal = prepare_contexts(m, cal_ctx, opt.threads);
-  std::vector<PreparedContext> sel = prepare_contexts(m, sel_ctx, opt.threads);
+  auto renamed = [&](const char* stage) -> ProgressFn {
+    if (!opt.progress) return {};
+    return [&opt, stage](std::string_view, size_t done, size_t total) { opt.progress(stage, done, total); };
+  };
+  std::vector<PreparedContext> cal = prepare_contexts(m, cal_ctx, opt.threads, renamed("prefill calibration"));
+  std::vector<PreparedContext> sel = prepare_contexts(m, sel_ctx, opt.threads, renamed("prefill selection"));
   std::vector<KvCache> cal_kv;
   for (auto& p : cal) cal_kv.push_back(p.kv);
   const codec::LaneStats st = codec::lane_stats(cal_kv);
   std::vector<PreparedContext> sens_set(sel.begin(), sel.begin() + std::min<size_t>(sel.size(), 6));
   std::vector<float> weight;
   if (opt.weighting == "sensitivity") {
-    weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose, opt.min_weight);
+    weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose, opt.min_weight, opt.progress);
   } else if (opt.weighting == "rms" || opt.weighting == "uniform") {
     std::vector<float> r = st.rms;
     std::nth_element(r.begin(), r.begin() + lanes / 2, r.end());
@@ -270,6 +304,7 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
       cands.push_back(std::move(c));
     }
   std::atomic<int> done{0};
+  ProgressCounter measured(opt.progress, "candidates", cands.size() + 1);  // + q8
   for (auto& c : cands) {
     c.level = codec::build_level(s, cal_kv, p.mean, p.weight, c.recipe);
     codec::Profile tmp = p;
@@ -279,8 +314,10 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
       std::cerr << "profile: candidate " << ++done << "/" << cands.size() << " k_step " << c.recipe.k_step
                 << " v_step " << c.recipe.v_step << ": " << c.q.bits_per_value << " bits/value, ppl "
                 << c.q.ppl_delta_pct << "%, top-1 " << c.q.greedy_agreement << "\n";
+    measured.step();
   }
   const QualityResult q8 = measure_quality(m, sel, chunk_round_trip(nullptr, Method::Q8, 0, opt.chunk_tokens), opt.threads);
+  measured.step();
   // Ladder: for each target, the smallest candidate whose pessimistic bounds (quality_bounds)
   // meet it. The targets are the goals for near-lossless and standard.
   const Target targets[] = {{"max", 0.1, 0.997},      {"near-lossless", 0.5, 0.99},
@@ -332,29 +369,33 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
 }
 
 EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
-                          const std::string& text, int contexts, int context_tokens,
-                          int continuation_tokens, uint32_t chunk_tokens, int threads, TextRange range) {
+                          const std::string& text, const EvalOptions& opt) {
   if (!(profile.shape == m.kv_shape())) throw std::invalid_argument("eval: profile is for another model");
+  const int threads = opt.threads;
+  const uint32_t chunk_tokens = opt.chunk_tokens;
   const auto prep = prepare_contexts(
-      m, cut_contexts(tok, text, range, contexts, context_tokens, continuation_tokens), threads);
+      m, cut_contexts(tok, text, opt.range, opt.contexts, opt.context_tokens, opt.continuation_tokens, opt.text_name),
+      threads, opt.progress);
+  ProgressCounter measured(opt.progress, "entries", profile.levels.size() + 5);  // + 4 baselines + text
   EvalReport rep;
-  rep.contexts = contexts;
+  rep.contexts = opt.contexts;
+  auto add = [&](std::string name, const char* kind, const RoundTrip& rt) {
+    rep.entries.push_back({std::move(name), kind, measure_quality(m, prep, rt, threads), 0});
+    measured.step();
+  };
   for (size_t l = 0; l < profile.levels.size(); ++l)
-    rep.entries.push_back({profile.levels[l].name, "level",
-                           measure_quality(m, prep, chunk_round_trip(&profile, Method::Quant, int(l), chunk_tokens), threads), 0});
+    add(profile.levels[l].name, "level", chunk_round_trip(&profile, Method::Quant, int(l), chunk_tokens));
   for (Method b : {Method::Fp16, Method::Q8, Method::Q4, Method::ZstdFp16})
-    rep.entries.push_back({codec::method_name(b), "baseline",
-                           measure_quality(m, prep, chunk_round_trip(nullptr, b, 0, chunk_tokens), threads), 0});
+    add(codec::method_name(b), "baseline", chunk_round_trip(nullptr, b, 0, chunk_tokens));
   // Text: the receiver recomputes the KV from the tokens, exactly.
-  RoundTrip text_rt = [&](const KvCache& kv, size_t& bytes) {
+  add("text", "baseline", [&](const KvCache& kv, size_t& bytes) {
     for (size_t b = 0; b < kv.num_tokens(); b += chunk_tokens)
       bytes += codec::encode_chunk(kv, b, std::min<size_t>(kv.num_tokens(), b + chunk_tokens), uint32_t(b),
                                    Method::Text, nullptr, 0).size();
     KvCache out = m.new_cache(false);
     m.recompute(out, kv.tokens);
     return out;
-  };
-  rep.entries.push_back({"text", "baseline", measure_quality(m, prep, text_rt, threads), 0});
+  });
   size_t q8 = 0;
   for (auto& e : rep.entries)
     if (e.name == "q8") q8 = e.q.bytes;

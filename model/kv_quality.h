@@ -6,10 +6,18 @@
 // the codec's round-tripped KV — and compare: perplexity change in % and the fraction of
 // continuation positions whose top-1 token is unchanged ("greedy agreement").
 //
-// Contract: contexts are cut from a byte range [begin_frac, end_frac) of the text, each starting at
-// a story boundary (blank line), BOS + tokens; calibration and evaluation use disjoint ranges
-// (kCalibrationRange / kEvalRange), so a profile never sees evaluation text. Throws
-// std::invalid_argument / std::runtime_error on unusable input (text too short, bad sizes).
+// Contract: contexts are cut from any text: from a byte range [begin_frac, end_frac) of it, BOS +
+// tokens; calibration and evaluation use disjoint ranges (kCalibrationRange / kEvalRange), so a
+// profile never sees evaluation text. Throws kvstream::Error (kInvalidArgument) naming the text on
+// unusable input (text too short, bad sizes), std::invalid_argument / std::runtime_error otherwise.
+//
+// Where contexts start (any text, with or without blank lines): the range is split into `count`
+// equal byte slots; context i starts in slot i, at its first blank line (a story or paragraph
+// boundary), else its first line break (a chat turn, a transcript line), else its first space
+// (a word boundary), else at the slot's first byte that begins a UTF-8 character; leading white
+// space is skipped. Every context starts in its own slot, so no two start at the same place even
+// when boundaries are rare; a context may run past its slot (and past end_frac) when the slots
+// are shorter than a context.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +26,7 @@
 
 #include "codec/container.h"
 #include "codec/profile.h"
+#include "codec/progress.h"
 #include "model/file_bytes.h"  // read_text_file
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -35,9 +44,11 @@ struct EvalContext {
   std::vector<int32_t> continuation;  // scored tokens following the context
 };
 
-// `count` contexts evenly spread over `range` of the text.
+// `count` contexts evenly spread over `range` of the text (rule above); `text_name` (e.g. its
+// file) names it in errors.
 std::vector<EvalContext> cut_contexts(const Tokenizer& tok, const std::string& text, TextRange range,
-                                      int count, int context_tokens, int continuation_tokens);
+                                      int count, int context_tokens, int continuation_tokens,
+                                      const std::string& text_name = "the text");
 
 // A prefilled context: its KV (post-RoPE, positions 0..) and the baseline score.
 struct PreparedContext {
@@ -46,8 +57,9 @@ struct PreparedContext {
   std::vector<int32_t> scored;  // context.back() + continuation
   ScoreResult base;
 };
+// `progress` (may be empty) counts prefilled contexts as stage "prefill".
 std::vector<PreparedContext> prepare_contexts(const Model& m, const std::vector<EvalContext>& ctxs,
-                                              int threads = 0);
+                                              int threads = 0, const ProgressFn& progress = {});
 
 // A codec round trip: takes the original KV, returns the decoded KV and adds the bytes it used.
 using RoundTrip = std::function<KvCache(const KvCache& kv, size_t& bytes)>;
@@ -92,6 +104,9 @@ struct ProfileOptions {
   // Put layer 0's per-token K/V table into the profile (add_token_table), so that quant blobs send
   // token ids instead of coding layer 0. Off: layer 0 is quantized like every other layer.
   bool token_table = true;
+  std::string text_name = "the text";  // names the text in errors (e.g. its file)
+  ProgressFn progress;                 // stages "prefill calibration", "prefill selection",
+                                       // "sensitivities", "candidates" (codec/progress.h)
 };
 // Fills p.token_vocab / p.token_kv with layer 0's pre-RoPE K and V of every token id (a one-token
 // forward pass at position 0 per id; layer 0 sees no position before RoPE, so these are the rows
@@ -113,9 +128,17 @@ struct EvalReport {
   int contexts = 0;
   std::vector<EvalEntry> entries;  // ladder levels best -> smallest, then baselines, then text
 };
+struct EvalOptions {
+  int contexts = 16;
+  int context_tokens = 384;     // BOS included
+  int continuation_tokens = 96;
+  uint32_t chunk_tokens = 64;
+  int threads = 0;              // 0 = all cores
+  TextRange range = kEvalRange;
+  std::string text_name = "the text";  // names the text in errors (e.g. its file)
+  ProgressFn progress;                 // stages "prefill", "entries" (codec/progress.h)
+};
 EvalReport evaluate_codec(const Model& m, const Tokenizer& tok, const codec::Profile& profile,
-                          const std::string& text, int contexts, int context_tokens,
-                          int continuation_tokens, uint32_t chunk_tokens = 64, int threads = 0,
-                          TextRange range = kEvalRange);
+                          const std::string& text, const EvalOptions& opt);
 
 }  // namespace kvstream::model

@@ -5,8 +5,9 @@
 #include <cstring>
 
 // AVX2 and baseline clones of the hot kernels, chosen at load time. ThreadSanitizer cannot run the
-// ifunc resolvers (they run before its runtime starts), so TSan builds use the baseline only.
-#if defined(__SANITIZE_THREAD__)
+// ifunc resolvers (they run before its runtime starts), so TSan builds use the baseline only; so
+// do clang builds (the fuzzing build: clang refuses the AVX clone's calls to the v8 helpers).
+#if defined(__SANITIZE_THREAD__) || defined(__clang__)
 #define KVSTREAM_AVX2_CLONES
 #else
 #define KVSTREAM_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
@@ -171,6 +172,16 @@ KVSTREAM_AVX2_CLONES void attend(
   }
 }
 
+// Lane selectors of the 8x8 transpose: interleave 32-bit, then 64-bit, then 128-bit halves of two
+// rows. __builtin_shufflevector takes constant indices (GCC >= 12 and clang both have it).
+#define SHUF(a, b, sel) __builtin_shufflevector(a, b, sel)
+#define KV_LO32 0, 8, 1, 9, 4, 12, 5, 13
+#define KV_HI32 2, 10, 3, 11, 6, 14, 7, 15
+#define KV_LO64 0, 1, 8, 9, 4, 5, 12, 13
+#define KV_HI64 2, 3, 10, 11, 6, 7, 14, 15
+#define KV_LO128 0, 1, 2, 3, 8, 9, 10, 11
+#define KV_HI128 4, 5, 6, 7, 12, 13, 14, 15
+
 KVSTREAM_AVX2_CLONES void transpose_rows(
     const float* rows, size_t n, int width, float* out, size_t ld, size_t t0) {
   size_t t = 0;
@@ -181,26 +192,23 @@ KVSTREAM_AVX2_CLONES void transpose_rows(
         v8 r0 = load8(r + j), r1 = load8(r + width + j), r2 = load8(r + 2 * width + j),
            r3 = load8(r + 3 * width + j), r4 = load8(r + 4 * width + j), r5 = load8(r + 5 * width + j),
            r6 = load8(r + 6 * width + j), r7 = load8(r + 7 * width + j);
-        const v8i lo{0, 8, 1, 9, 4, 12, 5, 13}, hi{2, 10, 3, 11, 6, 14, 7, 15};
-        const v8 t0v = __builtin_shuffle(r0, r1, lo), t1v = __builtin_shuffle(r0, r1, hi),
-                 t2v = __builtin_shuffle(r2, r3, lo), t3v = __builtin_shuffle(r2, r3, hi),
-                 t4v = __builtin_shuffle(r4, r5, lo), t5v = __builtin_shuffle(r4, r5, hi),
-                 t6v = __builtin_shuffle(r6, r7, lo), t7v = __builtin_shuffle(r6, r7, hi);
-        const v8i a{0, 1, 8, 9, 4, 5, 12, 13}, b{2, 3, 10, 11, 6, 7, 14, 15};
-        const v8 s0 = __builtin_shuffle(t0v, t2v, a), s1 = __builtin_shuffle(t0v, t2v, b),
-                 s2 = __builtin_shuffle(t1v, t3v, a), s3 = __builtin_shuffle(t1v, t3v, b),
-                 s4 = __builtin_shuffle(t4v, t6v, a), s5 = __builtin_shuffle(t4v, t6v, b),
-                 s6 = __builtin_shuffle(t5v, t7v, a), s7 = __builtin_shuffle(t5v, t7v, b);
-        const v8i l{0, 1, 2, 3, 8, 9, 10, 11}, h{4, 5, 6, 7, 12, 13, 14, 15};
+        const v8 t0v = SHUF(r0, r1, KV_LO32), t1v = SHUF(r0, r1, KV_HI32),
+                 t2v = SHUF(r2, r3, KV_LO32), t3v = SHUF(r2, r3, KV_HI32),
+                 t4v = SHUF(r4, r5, KV_LO32), t5v = SHUF(r4, r5, KV_HI32),
+                 t6v = SHUF(r6, r7, KV_LO32), t7v = SHUF(r6, r7, KV_HI32);
+        const v8 s0 = SHUF(t0v, t2v, KV_LO64), s1 = SHUF(t0v, t2v, KV_HI64),
+                 s2 = SHUF(t1v, t3v, KV_LO64), s3 = SHUF(t1v, t3v, KV_HI64),
+                 s4 = SHUF(t4v, t6v, KV_LO64), s5 = SHUF(t4v, t6v, KV_HI64),
+                 s6 = SHUF(t5v, t7v, KV_LO64), s7 = SHUF(t5v, t7v, KV_HI64);
         float* o = out + size_t(j) * ld + t0 + t;
-        store8(o, __builtin_shuffle(s0, s4, l));
-        store8(o + ld, __builtin_shuffle(s1, s5, l));
-        store8(o + 2 * ld, __builtin_shuffle(s2, s6, l));
-        store8(o + 3 * ld, __builtin_shuffle(s3, s7, l));
-        store8(o + 4 * ld, __builtin_shuffle(s0, s4, h));
-        store8(o + 5 * ld, __builtin_shuffle(s1, s5, h));
-        store8(o + 6 * ld, __builtin_shuffle(s2, s6, h));
-        store8(o + 7 * ld, __builtin_shuffle(s3, s7, h));
+        store8(o, SHUF(s0, s4, KV_LO128));
+        store8(o + ld, SHUF(s1, s5, KV_LO128));
+        store8(o + 2 * ld, SHUF(s2, s6, KV_LO128));
+        store8(o + 3 * ld, SHUF(s3, s7, KV_LO128));
+        store8(o + 4 * ld, SHUF(s0, s4, KV_HI128));
+        store8(o + 5 * ld, SHUF(s1, s5, KV_HI128));
+        store8(o + 6 * ld, SHUF(s2, s6, KV_HI128));
+        store8(o + 7 * ld, SHUF(s3, s7, KV_HI128));
       }
     }
   }

@@ -1,6 +1,7 @@
 #include "model/tokenizer.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -54,6 +55,12 @@ Tokenizer Tokenizer::parse(const std::vector<uint8_t>& bytes, const std::string&
   t.index_.reserve(t.pieces_.size() * 2);
   for (size_t i = 0; i < t.pieces_.size(); ++i)
     t.index_.emplace(t.pieces_[i], static_cast<int32_t>(i));  // first id wins on duplicates
+  if (const int32_t unk = t.lookup("<unk>"); unk >= 0) t.unk_id_ = unk;
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    t.byte_ids_[b] = t.lookup(name);
+  }
   return t;
 }
 
@@ -84,7 +91,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool bos, bool eos
     if (dummy < 0) throw std::runtime_error("tokenizer has no \" \" piece for the dummy prefix");
     tokens.push_back(dummy);
   }
-  // UTF-8 codepoints (at most 4 bytes) looked up whole, else byte fallback (+3), as run.c.
+  // UTF-8 codepoints (at most 4 bytes) looked up whole, else byte fallback, as run.c; else <unk>
+  // (one per run of unknown codepoints, as SentencePiece).
   std::string buf;
   for (size_t c = 0; c < text.size(); ++c) {
     if ((uint8_t(text[c]) & 0xC0) != 0x80) buf.clear();
@@ -92,15 +100,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool bos, bool eos
     const uint8_t next = c + 1 < text.size() ? uint8_t(text[c + 1]) : 0;
     if ((next & 0xC0) == 0x80 && buf.size() < 4) continue;
     const int32_t id = lookup(buf);
+    const bool bytes_known = std::all_of(buf.begin(), buf.end(), [&](char b) { return byte_ids_[uint8_t(b)] >= 0; });
     if (id != -1) {
       tokens.push_back(id);
-    } else {
-      for (char b : buf) {
-        const int32_t byte_id = int32_t(uint8_t(b)) + 3;
-        if (byte_id >= vocab_size())
-          throw std::runtime_error("tokenizer has no byte-fallback token for byte " + std::to_string(uint8_t(b)));
-        tokens.push_back(byte_id);
-      }
+    } else if (bytes_known) {
+      for (char b : buf) tokens.push_back(byte_ids_[uint8_t(b)]);
+    } else if (tokens.empty() || tokens.back() != unk_id_) {
+      tokens.push_back(unk_id_);
     }
     buf.clear();
   }
@@ -127,6 +133,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool bos, bool eos
     auto push = [&](int left) {
       if (left < 0 || next[left] < 0) return;
       const int right = next[left];
+      if (tokens[left] == unk_id_ || tokens[right] == unk_id_) return;  // <unk> stays whole
       const int32_t id = lookup(pieces_[tokens[left]] + pieces_[tokens[right]]);
       if (id == -1 || !(scores_[id] > -1e10f)) return;
       heap.push_back({scores_[id], left, right, id, ver[left], ver[right]});

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent setup: installs the Debian packages kvstream needs (only when missing), then
 # configures and builds into build/ (RelWithDebInfo, -j2). Extra arguments go to cmake configure,
-# e.g. scripts/setup.sh -DKVSTREAM_SANITIZE=address,undefined. BUILD_DIR overrides build/.
+# e.g. scripts/setup.sh -DKVSTREAM_SANITIZE=address,undefined. BUILD_DIR overrides build/;
+# BUILD_TARGET builds one target instead of all. With -DKVSTREAM_FUZZ=ON it also installs clang and
+# its libFuzzer runtime (clang + libclang-rt-14-dev on bookworm); the default build needs neither.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 
 packages=(build-essential cmake libasio-dev nlohmann-json3-dev catch2 libcli11-dev libzstd-dev
-          python3 python3-matplotlib libssl-dev openssl)
+          python3 python3-matplotlib python3-numpy iperf3 libssl-dev openssl)
+case " $* " in *" -DKVSTREAM_FUZZ=ON "*) packages+=(clang libclang-rt-14-dev) ;; esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,4 +26,4 @@ fi
 if [ ! -f "$build/CMakeCache.txt" ] || [ $# -gt 0 ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
 fi
-cmake --build "$build" -j"${JOBS:-2}"
+cmake --build "$build" -j"${JOBS:-2}" ${BUILD_TARGET:+--target "$BUILD_TARGET"}

@@ -14,12 +14,14 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kvstream/error.h"
 #include "store/key.h"
 
 namespace kvstream::store {
 
-struct CorruptRecord : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A record whose bytes fail their checks; code() is kvstream::ErrorCode::kCorrupt.
+struct CorruptRecord : kvstream::Error {
+  explicit CorruptRecord(const std::string& what) : kvstream::Error(kvstream::ErrorCode::kCorrupt, what) {}
 };
 
 struct Record {

@@ -192,6 +192,7 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
   res.pipeline_layers = layers;
   double sum_ttft = 0, sum_serial = 0, sum_layerwise = 0, sum_recompute = 0, sum_decode = 0, sum_decode_wall = 0;
   size_t decodes = 0;
+  ProgressCounter turns_done(o.progress, "turns", reqs.size());
 
   for (size_t i = 0; i < reqs.size(); ++i) {
     const Request& rq = reqs[i];
@@ -292,6 +293,7 @@ ReplayResult replay(const Workload& w, const KvEngine& engine, const ContextCode
       store->put(tokens, codec.encode(kv), old);
     });
     saves.flush();
+    turns_done.step();
   }
   saves.flush();
   if (prefetcher) prefetcher->wait_idle();

@@ -35,6 +35,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec/progress.h"
 #include "store/context_codec.h"
 #include "store/kv_engine.h"
 #include "store/policy.h"
@@ -64,6 +65,7 @@ struct ReplayOptions {
   bool per_turn = false;        // keep per-turn records in the result
   LoadOverlap overlap = LoadOverlap::Layerwise;  // TTFT model reported as mean_ttft_ms
   int pipeline_layers = 0;      // L of the layer-wise pipeline; 0: the stored model's layer count
+  ProgressFn progress;          // stage "turns", one step per replayed turn (codec/progress.h)
 };
 
 struct ReplayTurn {

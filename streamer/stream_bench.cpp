@@ -15,6 +15,7 @@ nlohmann::json run_stream_bench(const SimInputs& in, const BenchOptions& opt) {
   };
   std::map<std::string, Agg> agg;
   int oracle_hits = 0, adaptive_hits_where_oracle = 0;
+  ProgressCounter traces_done(opt.progress, "traces", opt.traces.size());
   for (const auto& path : opt.traces) {
     const auto trace = netsim::Trace::load(path, opt.scale);
     SimOptions so;
@@ -55,6 +56,7 @@ nlohmann::json run_stream_bench(const SimInputs& in, const BenchOptions& opt) {
       if (met.count("adaptive") && met["adaptive"]) ++adaptive_hits_where_oracle;
     }
     per_trace.push_back(row);
+    traces_done.step();
   }
   json summary;
   for (const auto& [p, a] : agg) {

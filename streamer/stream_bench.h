@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec/progress.h"
 #include "streamer/stream_sim.h"
 
 namespace kvstream::streamer {
@@ -22,6 +23,7 @@ struct BenchOptions {
   double turnaround_s = kDefaultTurnaroundS;  // see SimOptions
   double scale = 1.0;
   double prior_mbps = 1.0;
+  ProgressFn progress;  // stage "traces", one step per finished trace (codec/progress.h)
 };
 
 // Runs everything; returns {"per_trace": [...], "summary": {...}}.

@@ -14,5 +14,7 @@ inline std::string tokenizer_path() { return data_dir() + "/models/stories260K/t
 inline std::string golden_path() { return data_dir() + "/models/stories260K/golden.json"; }
 inline std::string text_path() { return data_dir() + "/text/tinystories_val.txt"; }
 inline std::string kvstream_bin() { return std::string(KVSTREAM_BIN_DIR) + "/kvstream"; }
+// A file of the repository, e.g. source_path("scripts/read_kv_numpy.py").
+inline std::string source_path(const std::string& relative) { return std::string(KVSTREAM_SOURCE_DIR) + "/" + relative; }
 
 }  // namespace kvstream::testing

@@ -297,3 +297,16 @@ TEST_CASE("random corruption of a KV file never crashes the reader", "[codec][sa
   }
   CHECK(rejected > 1000);
 }
+
+// A file with no tokens has no data to bound its shape by: kv_heads x head_dim (KvShape's int
+// kv_dim) is bounded on its own (65536 x 65536 overflowed it).
+TEST_CASE("a KV file without tokens cannot claim an unrepresentable shape", "[codec][safetensors]") {
+  const auto empty = nlohmann::json::parse(R"({
+    "k.0": {"dtype": "F32", "shape": [0, 65536, 65536], "data_offsets": [0, 0]},
+    "v.0": {"dtype": "F32", "shape": [0, 65536, 65536], "data_offsets": [0, 0]},
+    "tokens": {"dtype": "I32", "shape": [0], "data_offsets": [0, 0]}})");
+  CHECK_THAT(error_of(empty, 0), Catch::Contains("exceeds 2^24"));
+  auto ok = empty;
+  for (const char* t : {"k.0", "v.0"}) ok[t]["shape"] = {0, 8, 64};
+  CHECK(error_of(ok, 0) == "(accepted)");
+}

@@ -1,5 +1,6 @@
 // Loading llama2.c checkpoint and tokenizer files: the real files load, the tokenizer round-trips
 // real text, and damaged files (truncated, wrong header, trailing bytes) fail with clear errors.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
@@ -174,6 +175,61 @@ TEST_CASE("fast BPE merge equals run.c's literal merge loop", "[model][files][to
   }
   for (const char* s : {"a", " ", "  x  ", "aaaaaaaaaaaaaaaa", "Ж€\xff\x80" "abc\n\n", "\xe2\x80\x9cHi!\xe2\x80\x9d she said."})
     CHECK(tok().encode(s) == run_c_encode(s));
+}
+
+// tok512 without its 256 "<0xXX>" byte pieces: a real vocabulary with no byte fallback (llama2.c
+// format: i32 max_token_length, then per piece f32 score, i32 length, bytes).
+static Tokenizer tokenizer_without_byte_pieces() {
+  std::vector<uint8_t> b(4);
+  const int32_t max_len = tok().max_token_length();
+  std::memcpy(b.data(), &max_len, 4);
+  for (int32_t id = 0; id < tok().vocab_size(); ++id) {
+    if (id >= 3 && id < 259) continue;
+    const float score = tok().score(id);
+    const std::string& p = tok().piece(id);
+    const int32_t len = int32_t(p.size());
+    b.insert(b.end(), reinterpret_cast<const uint8_t*>(&score), reinterpret_cast<const uint8_t*>(&score) + 4);
+    b.insert(b.end(), reinterpret_cast<const uint8_t*>(&len), reinterpret_cast<const uint8_t*>(&len) + 4);
+    b.insert(b.end(), p.begin(), p.end());
+  }
+  return Tokenizer::parse(b, "tok-no-bytes");
+}
+
+TEST_CASE("a tokenizer without byte-fallback pieces maps unknown characters to <unk> as SentencePiece", "[model][files][tokenizer]") {
+  // The real tokenizer's byte pieces are where run.c's +3 puts them.
+  for (int b = 0; b < 256; ++b) CHECK(tok().byte_token(uint8_t(b)) == b + 3);
+  CHECK(tok().unk_id() == 0);
+  const Tokenizer t = tokenizer_without_byte_pieces();
+  REQUIRE(t.vocab_size() == 512 - 256);
+  CHECK(t.unk_id() == 0);
+  CHECK(t.byte_token(197) == -1);
+  const int32_t space = t.lookup(" ");
+  // One <unk> per run of unknown characters (the Polish letters here), like SentencePiece.
+  CHECK(t.encode("\xc5\x81\xc3\xb3", false) == std::vector<int32_t>{space, 0});  // "Łó"
+  const auto ids = t.encode("\xc5\x81\xc3\xb3" "d" "\xc5\xba was calm.");           // "Łódź was calm."
+  CHECK(std::count(ids.begin(), ids.end(), 0) == 2);
+  for (int32_t id : ids) CHECK((id >= 0 && id < t.vocab_size()));
+  std::string text;
+  for (size_t i = 1; i < ids.size(); ++i) text += t.decode(ids[i - 1], ids[i]);
+  CHECK(text == "<unk>d<unk> was calm.");
+  // Text the vocabulary covers encodes exactly as with the full tokenizer (ids shifted by the 256
+  // removed pieces); characters that the full one sends as bytes become <unk>.
+  std::ifstream in(kvstream::testing::text_path());
+  std::string story(4000, '\0');
+  in.read(story.data(), story.size());
+  story.resize(size_t(in.gcount()));
+  const auto full = tok().encode(story), stripped = t.encode(story);
+  std::vector<int32_t> expected;
+  for (int32_t id : full) {
+    if (id >= 3 && id < 259) {
+      if (expected.back() != 0) expected.push_back(0);
+    } else {
+      expected.push_back(id < 3 ? id : id - 256);
+    }
+  }
+  CHECK(stripped == expected);
+  // The full tokenizer still falls back to bytes for the same characters.
+  CHECK(tok().encode("\xc5\x81", false) == std::vector<int32_t>{tok().lookup(" "), 0xC5 + 3, 0x81 + 3});
 }
 
 TEST_CASE("damaged tokenizer files are rejected with clear errors", "[model][files][tokenizer]") {

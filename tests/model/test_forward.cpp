@@ -73,7 +73,7 @@ TEST_CASE("batched prefill equals token-by-token steps", "[model]") {
   }
 }
 
-TEST_CASE("chunked recompute equals one-shot prefill; Last equals the last row of All", "[model]") {
+TEST_CASE("chunked recompute equals one-shot prefill, Last equals the last row of All", "[model]") {
   const auto ids = passage(300);
   KvCache one = stories().new_cache();
   const auto all = stories().prefill(one, ids, LogitsMode::All);

@@ -131,7 +131,7 @@ TEST_CASE("relay: delays both directions and propagates half-close both ways", "
   CHECK(st.bytes_down == response.size());
 }
 
-TEST_CASE("relay: sender dropping mid-transfer resets the receiver; relay keeps serving", "[netsim][relay]") {
+TEST_CASE("relay: sender dropping mid-transfer resets the receiver, relay keeps serving", "[netsim][relay]") {
   Harness h;
   Relay relay(config("const:8mbit", h.sender_port(), 5));
   relay.start();

@@ -17,7 +17,7 @@ TEST_CASE("simulator: a transfer on a constant link takes bytes*8/rate + delay",
   CHECK(sim.bytes_sent() == n);
 }
 
-TEST_CASE("simulator: sends queue FIFO; idle capacity is not banked", "[netsim][sim]") {
+TEST_CASE("simulator: sends queue FIFO, idle capacity is not banked", "[netsim][sim]") {
   Simulator sim(Trace::load("const:12mbit"));  // 1.5 MB per second
   CHECK(sim.send(1'500'000, 0.0) == Approx(1.0));
   CHECK(sim.peek(1'500'000, 0.5) == Approx(2.0));  // behind the first
