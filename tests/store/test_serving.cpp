@@ -175,7 +175,7 @@ TEST_CASE("save-back rejects an empty cache or another model's shape", "[store][
   std::filesystem::remove_all(sb.dir);
 }
 
-TEST_CASE("finding 6: the store source parses an entry once; finding 3: keys need the deployment secret and tenant",
+TEST_CASE("finding 6: the store source parses an entry once, and finding 3: keys need the deployment secret and tenant",
           "[store][serving][hardening]") {
   const auto& fx = StreamFixture::get();
   const std::string store_dir = fresh_dir("keyed");

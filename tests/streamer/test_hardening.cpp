@@ -113,7 +113,7 @@ uint16_t level_id(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("finding 1: frame headers make the sender allocate nothing; sender frames from a receiver are refused",
+TEST_CASE("finding 1: frame headers make the sender allocate nothing, and sender frames from a receiver are refused",
           "[hardening][finding1]") {
   const std::string root = temp_dir("f1");
   auto keys = std::make_shared<Keyring>();
