@@ -11,9 +11,9 @@ KVSTREAM_COMMAND("keygen", "Add a tenant key to a keys file, or write a store-ke
     std::string keys, tenant, secret_file;
   };
   auto o = std::make_shared<Opts>();
-  sub.add_option("--keys", o->keys, "keys file to append the tenant to (created if missing)");
-  sub.add_option("--tenant", o->tenant, "tenant name ([A-Za-z0-9._-], 1..64 characters; with --keys)");
-  sub.add_option("--secret-file", o->secret_file, "write a new deployment secret here (refuses to overwrite)");
+  sub.add_option("--keys", o->keys, "keys file to append the tenant to (created if missing; default: none)");
+  sub.add_option("--tenant", o->tenant, "tenant name ([A-Za-z0-9._-], 1..64 characters; with --keys; default: none)");
+  sub.add_option("--secret-file", o->secret_file, "write a new deployment secret here (refuses to overwrite; default: none)");
   return kvstream::cli::Action([o] {
     namespace ks = kvstream::streamer;
     if (o->keys.empty() == o->secret_file.empty()) throw std::invalid_argument("give --keys with --tenant, or --secret-file");
