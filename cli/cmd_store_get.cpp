@@ -25,7 +25,7 @@ KVSTREAM_COMMAND("store get", "Export a stored context as a .kvs container", ([]
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
   sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public all-zero key)");
-  sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT, its keys; needs --secret-file)");
+  sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT, its keys; needs --secret-file; default: none, DIR itself)");
   sub.add_option("-o,--output", o->out, ".kvs file to write")->required();
   return kvstream::cli::Action([o] {
     using namespace kvstream;

@@ -64,8 +64,8 @@ std::vector<std::pair<std::string, Bytes>> frames() {
   const Manifest m = manifest_from_container("story-1", r, profile.size());
   const auto blob = r.blob(1, 0);
   std::vector<std::pair<std::string, Bytes>> f;
-  f.emplace_back("hello", encode(Hello{kProtocolVersion, kProtocolVersion, "kvstream-recv 0.1"}));
-  f.emplace_back("hello_ack", encode(HelloAck{kProtocolVersion, 1u << 20, "kvstream-send 0.1"}));
+  f.emplace_back("hello", encode(Hello{kProtocolVersion, kProtocolVersion, "kvstream-recv 0.1", "", {}}));
+  f.emplace_back("hello_ack", encode(HelloAck{kProtocolVersion, 1u << 20, "kvstream-send 0.1", AuthMode::kNone, {}}));
   // Version 3's authenticated handshake: a tenant's HELLO, the HELLO_ACK asking for HMAC, AUTH, AUTH_OK.
   const Secret key(32, 0x5A);
   Nonce cn{}, sn{};  // fixed, so that the seeds are the same on every run
