@@ -34,7 +34,8 @@ KVSTREAM_COMMAND("bench decode", "Decode throughput, H2D overlap and chunk laten
   sub.add_option("--level", o->b.level, "profile level (default: the first)");
   sub.add_option("--dtype", o->dtype, "output dtype: f16, bf16 or f32")->capture_default_str();
   sub.add_option("--chunk-tokens", o->b.chunk_tokens, "tokens per chunk")->capture_default_str();
-  sub.add_option("--symbols-per-stream", o->b.symbols_per_stream, "rANS stream length (more, shorter streams = more GPU threads)")
+  sub.add_option("--symbols-per-stream", o->b.symbols_per_stream,
+                 "rANS symbols per interleaved group of 16 states (more groups: more GPU threads)")
       ->capture_default_str();
   sub.add_option("--min-output-mb", o->b.min_output_mb, "decoded output of the throughput pass, at least")->capture_default_str();
   sub.add_option("--batch-chunks", o->b.batch_chunks, "chunks per submit in the throughput pass")->capture_default_str();

@@ -11,7 +11,7 @@ KVSTREAM_COMMAND("encode", "Encode a KV cache file into a .kvs container (all la
   struct Opts {
     std::string kv, profile, out, ladder;
     uint32_t chunk_tokens = 64;
-    int threads = 0, symbols_per_stream = 4096;
+    int threads = 0, symbols_per_stream = kvstream::codec::EncodeOptions{}.symbols_per_stream;
     bool baselines = false;
   };
   auto o = std::make_shared<Opts>();
@@ -21,7 +21,9 @@ KVSTREAM_COMMAND("encode", "Encode a KV cache file into a .kvs container (all la
   sub.add_option("--chunk-tokens", o->chunk_tokens, "tokens per chunk (the unit the streamer adapts on)");
   sub.add_option("--ladder", o->ladder, "ladder JSON (array of {name, method, profile_level, ...}); default: the profile's levels + text");
   sub.add_flag("--baselines", o->baselines, "also store fp16, q8, q4 and zstd-fp16 levels");
-  sub.add_option("--symbols-per-stream", o->symbols_per_stream, "rANS stream length (more streams = more parallel decode)");
+  sub.add_option("--symbols-per-stream", o->symbols_per_stream,
+                 "rANS symbols per interleaved group of 16 states (more groups: more parallel decode, 64 bytes of states each)")
+      ->capture_default_str();
   sub.add_option("--threads", o->threads, "encode threads (0 = all cores)");
   return [o] {
     namespace c = kvstream::codec;

@@ -21,7 +21,8 @@ KVSTREAM_COMMAND("netsim stats", "Capacity statistics of a trace (per-second bin
       nlohmann::json j{{"trace", t.name()},   {"scale", t.scale()},       {"duration_s", s.duration_s},
                        {"mean_mbps", s.mean_mbps}, {"min_mbps", s.min_mbps}, {"max_mbps", s.max_mbps},
                        {"cv", s.cv},          {"bins", s.bins},
-                       {"opportunities_per_period", t.opportunities_per_period()}};
+                       {"opportunities_per_period", t.opportunities_per_period()},
+                       {"segments", t.segments()}, {"path_delay_ms", kvstream::netsim::ns_to_seconds(t.path_delay_ns()) * 1e3}};
       std::cout << j.dump(2) << "\n";
     } else {
       std::cout << std::fixed << std::setprecision(3) << t.name() << " (scale " << t.scale() << ")\n"

@@ -17,7 +17,7 @@
 namespace {
 struct RecvOpts {
   std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
-  std::string profile_dir = "out/profile-cache", save_back;
+  std::string profile_dir = "out/profile-cache", save_back, link_memory;
   std::string tenant, keys, tls_ca, tls_server_name, tls_cert, tls_key, store_secret_file;
   uint64_t memory_budget_bytes = 512ull << 20;
   uint64_t save_back_disk_bytes = 1ull << 30;
@@ -57,6 +57,9 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--store-secret-file", o->store_secret_file,
                  "--save-back: the store keys' deployment secret (required with --tenant; entries go to DIR/TENANT; default: none)");
+  sub.add_option("--link-memory", o->link_memory,
+                 "JSON file of each sender's last link estimate: the first estimate starts from it, the fetch updates it "
+                 "(default: none)");
   sub.add_option("--prior-mbps", o->prior_mbps, "throughput assumed before the first measurement")->capture_default_str();
   sub.add_option("--stall-timeout-s", o->stall_timeout_s, "fail when the sender sends nothing for this long")->capture_default_str();
   sub.add_option("--timeout-s", o->timeout_s, "fail when the whole fetch takes longer")->capture_default_str();
@@ -76,6 +79,7 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     ro.prefill_rate = o->prefill_rate;
     ro.model = model ? &*model : nullptr;
     ro.profile_dir = o->profile_dir;
+    ro.link_memory = o->link_memory;
     ro.query_token = o->query_token;
     ro.stall_timeout_s = o->stall_timeout_s;
     ro.total_timeout_s = o->timeout_s;

@@ -25,7 +25,7 @@ namespace kvstream::codec {
 struct DecodeBenchOptions {
   std::string level;             // profile level name; empty = the first (best quality) level
   uint32_t chunk_tokens = 64;
-  int symbols_per_stream = 4096;
+  int symbols_per_stream = EncodeOptions{}.symbols_per_stream;
   double min_output_mb = 256;    // output bytes of the throughput pass, at least
   Dtype dtype = Dtype::F16;
   uint32_t batch_chunks = 64;    // chunks per submit in the throughput pass

@@ -6,31 +6,14 @@
 #include <limits>
 #include <stdexcept>
 
-#include "codec/decode_prep.h"
-#include "codec/half.h"
+#include "codec/decode_engine.h"
 
 namespace kvstream::codec {
 
-void KvDest::validate() const {
-  if (shape.n_layers <= 0 || shape.n_kv_heads <= 0 || shape.head_dim <= 0)
-    throw std::invalid_argument("KvDest: empty shape");
-  if (k.size() != size_t(shape.n_layers) || v.size() != size_t(shape.n_layers))
-    throw std::invalid_argument("KvDest: need one K and one V tensor per layer");
-  for (int l = 0; l < shape.n_layers; ++l)
-    if (!k[size_t(l)] || !v[size_t(l)]) throw std::invalid_argument("KvDest: null tensor pointer");
-}
-
-KvDest KvDest::offset_rows(uint32_t rows) const {
-  if (rows > capacity) throw std::invalid_argument("KvDest::offset_rows: beyond capacity");
-  KvDest d = *this;
-  const size_t bytes = size_t(rows) * size_t(shape.kv_dim()) * dest_elem_bytes(dtype);
-  for (auto& p : d.k) p = static_cast<uint8_t*>(p) + bytes;
-  for (auto& p : d.v) p = static_cast<uint8_t*>(p) + bytes;
-  d.capacity = capacity - rows;
-  return d;
-}
-
 // ---- CPU decoder ----
+
+CpuDecoder::CpuDecoder() : ws_(std::make_unique<DecodeWorkspace>()) {}
+CpuDecoder::~CpuDecoder() = default;
 
 void CpuDecoder::set_profile(const Profile& p) {
   p.validate();
@@ -39,47 +22,80 @@ void CpuDecoder::set_profile(const Profile& p) {
   tables_.resize(p.levels.size());
 }
 
-void CpuDecoder::submit(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) {
-  dst.validate();
-  if (dst.on_device) throw std::invalid_argument("cpu decoder: destination is device memory");
-  const size_t d = size_t(dst.shape.kv_dim());
-  const auto t0 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < blobs.size(); ++i) {
+const LevelDecodeTables* CpuDecoder::tables_for(const BlobHeader& h) {
+  if (h.method != Method::Quant) return nullptr;
+  if (!profile_) throw std::invalid_argument("cpu decoder: quant blob but no profile set (set_profile)");
+  if (h.level >= tables_.size() || !(profile_->shape == h.shape)) return nullptr;  // decode_chunk rejects it
+  if (!tables_[h.level]) tables_[h.level] = std::make_unique<LevelDecodeTables>(build_decode_tables(*profile_, h.level));
+  return tables_[h.level].get();
+}
+
+// Format-3 Quant blobs idx of one submit, decoded together (decode_quant_chunks).
+void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, std::span<const size_t> idx,
+                              const std::vector<BlobHeader>& hs, const std::vector<uint32_t>& rows, const KvDest& dst) {
+  std::vector<QuantChunkInput> in;
+  in.reserve(idx.size());
+  for (size_t i : idx) {
+    const BlobHeader& h = hs[i];
+    const LevelDecodeTables* t = tables_for(h);
     try {
-      const BlobHeader h = parse_blob_header(blobs[i]);
-      const uint32_t row0 = check_dest_fits(h, dst);
-      const LevelDecodeTables* tables = nullptr;
-      if (h.method == Method::Quant) {
-        if (!profile_) throw std::invalid_argument("cpu decoder: quant blob but no profile set (set_profile)");
-        if (h.level < tables_.size() && profile_->shape == h.shape) {
-          if (!tables_[h.level])
-            tables_[h.level] = std::make_unique<LevelDecodeTables>(build_decode_tables(*profile_, h.level));
-          tables = tables_[h.level].get();
-        }
-      }
-      if (!(scratch_.shape == dst.shape) || scratch_.keys_pre_rope != dst.keys_pre_rope ||
-          scratch_.rope_theta != dst.rope_theta)
-        scratch_ = KvCache(dst.shape, "", dst.rope_theta, dst.keys_pre_rope);
-      scratch_.resize(h.tokens);
-      decode_chunk(blobs[i], profile_.get(), scratch_, tables, h.first_pos);
-      const size_t n = size_t(h.tokens) * d, off = size_t(row0) * d;
-      for (int l = 0; l < dst.shape.n_layers; ++l)
-        for (int kind = 0; kind < 2; ++kind) {
-          const float* src = kind == 0 ? scratch_.k[size_t(l)].data() : scratch_.v[size_t(l)].data();
-          void* base = kind == 0 ? dst.k[size_t(l)] : dst.v[size_t(l)];
-          switch (dst.dtype) {
-            case Dtype::F32: std::memcpy(static_cast<float*>(base) + off, src, n * sizeof(float)); break;
-            case Dtype::F16: f32_to_f16(src, static_cast<uint16_t*>(base) + off, n); break;
-            case Dtype::BF16: f32_to_bf16(src, static_cast<uint16_t*>(base) + off, n); break;
-          }
-        }
-      stats_.blobs += 1;
-      stats_.blob_bytes += blobs[i].size();
-      stats_.output_bytes += 2 * size_t(dst.shape.n_layers) * n * dest_elem_bytes(dst.dtype);
+      if (!t) throw CorruptBlob(h.level >= profile_->levels.size() ? "chunk blob: level not in profile"
+                                                                   : "chunk blob: shape differs from profile");
+      if (h.profile_hash != t->profile_hash) throw CorruptBlob("chunk blob: made with another profile (hash mismatch)");
     } catch (const CorruptBlob& e) {
       throw CorruptBlob("blob " + std::to_string(i) + ": " + e.what());
     }
+    in.push_back(QuantChunkInput{blobs[i], &h, profile_.get(), t, &dst, rows[i], nullptr});
   }
+  size_t failed = 0;
+  try {
+    decode_quant_chunks(in, *ws_, &failed);
+  } catch (const CorruptBlob& e) {
+    throw CorruptBlob("blob " + std::to_string(idx[failed]) + ": " + e.what());
+  }
+}
+
+void CpuDecoder::submit(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) {
+  dst.validate();
+  if (dst.on_device) throw std::invalid_argument("cpu decoder: destination is device memory");
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr size_t kBatch = 8;  // chunks decoded together (bounded scratch)
+  std::vector<BlobHeader> hs(blobs.size());
+  std::vector<uint32_t> rows(blobs.size());
+  std::vector<size_t> batch;
+  auto flush = [&] {
+    if (!batch.empty()) decode_batch(blobs, batch, hs, rows, dst);
+    batch.clear();
+  };
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    try {
+      hs[i] = parse_blob_header(blobs[i]);
+    } catch (const CorruptBlob& e) {
+      flush();
+      throw CorruptBlob("blob " + std::to_string(i) + ": " + e.what());
+    }
+    try {
+      rows[i] = check_dest_fits(hs[i], dst);
+    } catch (...) {
+      flush();  // the blobs before it are decoded, as if one by one
+      throw;
+    }
+    if (hs[i].method == Method::Quant && hs[i].version >= 3 && profile_) {
+      batch.push_back(i);
+      if (batch.size() == kBatch) flush();
+    } else {
+      flush();
+      try {
+        decode_chunk(blobs[i], profile_.get(), dst, tables_for(hs[i]), ws_.get());
+      } catch (const CorruptBlob& e) {
+        throw CorruptBlob("blob " + std::to_string(i) + ": " + e.what());
+      }
+    }
+    stats_.blobs += 1;
+    stats_.blob_bytes += blobs[i].size();
+    stats_.output_bytes += 2 * size_t(dst.shape.n_layers) * hs[i].tokens * size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype);
+  }
+  flush();
   stats_.host_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -111,11 +127,7 @@ KvBuffer CpuDecoder::allocate(const KvShape& shape, Dtype dtype, uint32_t capaci
 std::vector<uint8_t> CpuDecoder::read_back(const KvDest& dst, int layer, int kind, uint32_t rows) {
   dst.validate();
   if (dst.on_device) throw std::invalid_argument("cpu decoder: read_back of device memory");
-  if (layer < 0 || layer >= dst.shape.n_layers || kind < 0 || kind > 1 || rows > dst.capacity)
-    throw std::invalid_argument("read_back: bad layer, kind or rows");
-  const size_t n = size_t(rows) * size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype);
-  const auto* p = static_cast<const uint8_t*>(kind == 0 ? dst.k[size_t(layer)] : dst.v[size_t(layer)]);
-  return std::vector<uint8_t>(p, p + n);
+  return dst.read_rows(layer, kind, rows);
 }
 
 // ---- choosing a decoder ----

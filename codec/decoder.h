@@ -18,10 +18,10 @@
 //   KvCache with the destination's keys_pre_rope and rope_theta. The CUDA decoder's Quant path is
 //   bit-identical to it by construction (decode_hd.h); other methods are decoded by the codec on
 //   the host and uploaded.
-// - Rows: the token at position p goes to row p - dest.pos_base of each per-layer tensor
-//   ([capacity][kv_heads][head_dim] elements of dest.dtype, row-major); a blob whose rows fall
-//   outside [0, capacity), whose shape differs from dest.shape, or which is a Text blob (no KV)
-//   is rejected with std::invalid_argument before anything is written.
+// - Rows: the token at position p goes to row p - dest.pos_base of the destination, in the
+//   caller-described layout of kv_dest.h (contiguous or paged, strides, dtype); a blob whose rows
+//   fall outside [0, capacity), whose shape differs from dest.shape, or which is a Text blob (no
+//   KV) is rejected with std::invalid_argument before anything of it is written.
 // - Corruption (CRC, header, layout, rANS end states, escape lists) throws CorruptBlob, from
 //   submit() when the host sees it, else from finish() (the CUDA decoder checks the device's
 //   status words there), naming the blob's submission index. Rows of a corrupt blob may be
@@ -37,27 +37,11 @@
 
 #include "codec/chunk_codec.h"
 #include "codec/kv_cache.h"
+#include "codec/kv_dest.h"
 #include "codec/profile.h"
 #include "codec/safetensors.h"  // Dtype
 
 namespace kvstream::codec {
-
-// Where decoded K/V go. k[l] / v[l] point at `capacity` rows of shape.kv_dim() elements of dtype,
-// in host memory or (on_device) CUDA device memory.
-struct KvDest {
-  KvShape shape;
-  Dtype dtype = Dtype::F16;
-  bool on_device = false;
-  std::vector<void*> k, v;     // [layer]
-  uint32_t capacity = 0;       // rows per tensor
-  uint32_t pos_base = 0;       // position held by row 0
-  bool keys_pre_rope = false;  // false: keys are rotated (what attention consumes)
-  float rope_theta = 10000.0f;
-  // Throws std::invalid_argument if pointers/shape are inconsistent.
-  void validate() const;
-  // The same tensors shifted by `rows` rows (row r of the result is row r + rows here).
-  KvDest offset_rows(uint32_t rows) const;
-};
 
 // Memory a decoder allocated for a destination; freed when the last copy goes away.
 struct KvBuffer {
@@ -75,6 +59,8 @@ struct DecoderStats {
   double kernel_ms = 0;       // CUDA: decode kernels time (CUDA events, summed over batches)
   double host_ms = 0;         // host time spent inside submit()/finish()
 };
+
+class DecodeWorkspace;
 
 class Decoder {
  public:
@@ -105,19 +91,24 @@ class Decoder {
   virtual KvBuffer allocate(const KvShape& shape, Dtype dtype, uint32_t capacity,
                             uint32_t pos_base = 0, bool keys_pre_rope = false,
                             float rope_theta = 10000.0f) = 0;
-  // Copies tensor (layer, kind 0 = K / 1 = V) rows [0, rows) of dst to host bytes (after finish()).
+  // Copies tensor (layer, kind 0 = K / 1 = V) rows [0, rows) of dst to host bytes, packed as
+  // [rows][kv_heads][head_dim] whatever dst's layout (rows a paged dst does not store read 0), after finish().
   virtual std::vector<uint8_t> read_back(const KvDest& dst, int layer, int kind, uint32_t rows) = 0;
 
  protected:
   DecoderStats stats_;
 };
 
-// The plain C++ decoder: decode_chunk() into a scratch KvCache, then conversion into dst.
+// The CPU decoder: decode_chunk()'s engine (decode_engine.h) writing straight into dst; a submit()
+// of several blobs decodes their Quant chunks in batches (the interleaved groups of two chunks run
+// side by side on the SIMD paths).
 class CpuDecoder final : public Decoder {
  public:
   std::string name() const override { return "cpu"; }
   std::string device_name() const override { return "host CPU"; }
   bool wants_device_memory() const override { return false; }
+  CpuDecoder();
+  ~CpuDecoder() override;
   void set_profile(const Profile& p) override;
   using Decoder::submit;
   void submit(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) override;
@@ -127,15 +118,20 @@ class CpuDecoder final : public Decoder {
   std::vector<uint8_t> read_back(const KvDest& dst, int layer, int kind, uint32_t rows) override;
 
  private:
+  const LevelDecodeTables* tables_for(const BlobHeader& h);
+  void decode_batch(std::span<const std::span<const uint8_t>> blobs, std::span<const size_t> idx,
+                    const std::vector<BlobHeader>& hs, const std::vector<uint32_t>& rows, const KvDest& dst);
+
   std::unique_ptr<Profile> profile_;
   std::vector<std::unique_ptr<LevelDecodeTables>> tables_;  // [level], built on first use
-  KvCache scratch_;
+  std::unique_ptr<DecodeWorkspace> ws_;
 };
 
 // ---- choosing a decoder ----
 struct CudaProbe {
   bool compiled = false;  // kvstream_codec_cuda is linked into this program
   int devices = 0;        // usable CUDA devices (0 when none or on error)
+  int found = 0;          // devices present, usable or not (> devices: a GPU this build cannot use)
   std::string message;    // why there is none (e.g. the cudaGetDeviceCount error), or the device name
 };
 CudaProbe probe_cuda();
@@ -152,8 +148,5 @@ struct CudaBackend {
   std::unique_ptr<Decoder> (*make)() = nullptr;
 };
 void register_cuda_backend(const CudaBackend& b);
-
-// Bytes per element of a destination dtype.
-inline size_t dest_elem_bytes(Dtype d) { return d == Dtype::F32 ? 4 : 2; }
 
 }  // namespace kvstream::codec

@@ -338,6 +338,7 @@ LevelDecodeTables build_decode_tables(const Profile& p, int level) {
   t.escape.resize(t.lanes);
   t.mean = p.mean;
   t.step = L.step;
+  t.q_min = L.q_min;
   t.profile_hash = p.hash();
   t.level = level;
   for (int k = 0; k < t.lanes; ++k) {

@@ -122,14 +122,16 @@ ProfileLevel build_level(const KvShape& shape, const std::vector<KvCache>& calib
                          const std::vector<float>& mean, const std::vector<float>& weight,
                          const LevelRecipe& recipe, double tail_mass = 1e-5);
 
-// Flat decode tables of one level, in the layout CPU and CUDA decoders index directly.
+// Flat decode tables of one level, in the layout CPU and CUDA decoders index directly (per-lane
+// parameters as separate arrays, so that 16 consecutive lanes are one SIMD load).
 struct LevelDecodeTables {
   int scale_bits = 12;
   int lanes = 0;
   std::vector<uint32_t> slots;  // [lane << scale_bits | slot], see rans.h
-  std::vector<float> value;     // [lane * 256 + symbol] dequantized value; escape symbol -> NaN
+  std::vector<float> value;     // [lane * 256 + symbol] dequantized value; escape symbol -> NaN (format 2)
   std::vector<uint16_t> escape; // [lane] escape symbol index
-  std::vector<float> mean, step;  // [lane] for escaped values: mean + step * q
+  std::vector<float> mean, step;  // [lane]: value = mean + step * q
+  std::vector<int32_t> q_min;     // [lane]: q of symbol 0 (|q_min| <= 2^30, so q_min + symbol fits)
   uint64_t profile_hash = 0;      // hash of the profile they were built from
   int level = -1;                 // which level of it
 };

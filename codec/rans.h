@@ -22,6 +22,16 @@
 // Contract: decode_step never reads outside [ptr, end): when a corrupt stream runs dry it feeds
 // zero words and sets `overrun`; callers reject a stream unless, after its last symbol,
 // x == kRansL, ptr == end and overrun == 0.
+//
+// Interleaved groups (blob format 3, after Giesen's "Interleaved entropy coders" and htscodecs'
+// rANS 32x16): kRansLanes states share ONE word stream. Symbols are dealt round-robin (symbol k of
+// the group goes to state k mod kRansLanes); in each round every state decodes one symbol
+// (rans_lane_decode) and then the states whose x fell below L read the next words of the shared
+// stream in increasing state order (rans_lane_refill). The encoder walks the symbols backwards with
+// one RansEncoder-style state per lane and a single word list, so its reversed word list is exactly
+// the order the decoder reads. The states of a round are independent, which is what a SIMD register
+// (8 or 16 states per instruction) or a warp (one state per thread, ballot + popc for the word
+// offsets) exploits; the word order makes every implementation produce the same bits.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,8 +40,10 @@
 
 #if defined(__CUDACC__)
 #define KVSTREAM_HD __host__ __device__
+#define KVSTREAM_HD_HOT __host__ __device__ __forceinline__
 #else
 #define KVSTREAM_HD
+#define KVSTREAM_HD_HOT inline __attribute__((always_inline))  // per-value helpers of the decode loops
 #endif
 
 namespace kvstream::codec {
@@ -39,6 +51,7 @@ namespace kvstream::codec {
 inline constexpr uint32_t kRansL = 1u << 16;    // lower bound of the normalised state interval
 inline constexpr int kRansMaxScaleBits = 12;    // slot-table packing limit
 inline constexpr int kRansMaxSymbols = 256;     // symbols per table (8-bit symbol field)
+inline constexpr uint32_t kRansLanes = 16;      // states per interleaved group (blob format 3)
 
 // Packs one slot-table entry (see above).
 KVSTREAM_HD inline uint32_t rans_slot_entry(uint32_t sym, uint32_t bias, uint32_t freq) {
@@ -77,6 +90,29 @@ KVSTREAM_HD inline bool rans_decoder_ok(const RansDecoder& d) {
   return d.x == kRansL && d.ptr == d.end && d.overrun == 0;
 }
 
+// Interleaved groups, one lane (state): the decode step without the refill. Returns the slot
+// table entry (symbol = entry >> 24) and leaves x = f * (x / M) + slot - c[s], which may be < L.
+KVSTREAM_HD inline uint32_t rans_lane_decode(uint32_t& x, const uint32_t* slots, uint32_t scale_bits) {
+  const uint32_t e = slots[x & ((1u << scale_bits) - 1u)];
+  x = (e & 0xFFFu) * (x >> scale_bits) + ((e >> 12) & 0xFFFu);
+  return e;
+}
+// True when the lane reads a word this round (in increasing lane order from the shared stream).
+KVSTREAM_HD inline bool rans_lane_needs_word(uint32_t x) { return x < kRansL; }
+KVSTREAM_HD inline uint32_t rans_lane_refill(uint32_t x, uint32_t word) { return (x << 16) | word; }
+
+// The encoder's half of one step: state x, word list rev (back to front, shared by a group's
+// lanes). Symbol with cumulative start `start` and frequency `freq` (freq >= 1).
+inline void rans_encode_put(uint32_t& x, std::vector<uint16_t>& rev, uint32_t start, uint32_t freq,
+                            int scale_bits) {
+  const uint32_t x_max = ((kRansL >> scale_bits) << 16) * freq;
+  if (x >= x_max) {
+    rev.push_back(static_cast<uint16_t>(x));
+    x >>= 16;
+  }
+  x = ((x / freq) << scale_bits) + (x % freq) + start;
+}
+
 // A normalised frequency table: freq[s] >= 1 for every symbol, sum == 1 << scale_bits.
 struct RansTable {
   int scale_bits = 12;
@@ -99,14 +135,7 @@ void rans_build_slots(const RansTable& t, uint32_t* out);
 class RansEncoder {
  public:
   void reset() { x_ = kRansL; rev_.clear(); }
-  void put(uint32_t start, uint32_t freq, int scale_bits) {
-    const uint32_t x_max = ((kRansL >> scale_bits) << 16) * freq;
-    if (x_ >= x_max) {
-      rev_.push_back(static_cast<uint16_t>(x_));
-      x_ >>= 16;
-    }
-    x_ = ((x_ / freq) << scale_bits) + (x_ % freq) + start;
-  }
+  void put(uint32_t start, uint32_t freq, int scale_bits) { rans_encode_put(x_, rev_, start, freq, scale_bits); }
   // Returns the final state and writes the stream's words, little-endian, in decode order.
   uint32_t finish(std::vector<uint8_t>& out) const {
     for (size_t i = rev_.size(); i-- > 0;) {

@@ -5,45 +5,47 @@
 
 namespace kvstream {
 
-void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bool inverse) {
-  if (head_dim % 2 != 0) throw std::invalid_argument("rope_rotate: head_dim must be even");
-  for (int h = 0; h < n_heads; ++h) {
-    float* x = row + h * head_dim;
-    for (int i = 0; i < head_dim; i += 2) {
-      // Same expression order as llama2.c run.c: freq = 1 / theta^(i / head_size).
-      const float freq = 1.0f / powf(theta, i / static_cast<float>(head_dim));
-      const float val = pos * freq;
-      const float fcr = cosf(val);
-      const float fci = inverse ? -sinf(val) : sinf(val);
-      const float v0 = x[i], v1 = x[i + 1];
-      x[i] = v0 * fcr - v1 * fci;
-      x[i + 1] = v0 * fci + v1 * fcr;
-    }
+void rope_angles(float theta, int head_dim, int pos, bool inverse, float* out) {
+  for (int i = 0; i < head_dim; i += 2) {
+    // Same expression order as llama2.c run.c: freq = 1 / theta^(i / head_size).
+    const float freq = 1.0f / powf(theta, i / static_cast<float>(head_dim));
+    const float val = pos * freq;
+    out[i] = cosf(val);
+    out[i + 1] = inverse ? -sinf(val) : sinf(val);
   }
+}
+
+void rope_cs_rows(float theta, int head_dim, uint32_t pos0, uint32_t n, bool inverse, float* out) {
+  if (head_dim <= 0 || head_dim % 2) throw std::invalid_argument("rope_cs_rows: head_dim must be even");
+  for (uint32_t r = 0; r < n; ++r)  // as rope_rotate_rows: int(first_pos) + r
+    rope_angles(theta, head_dim, int(pos0) + static_cast<int>(r), inverse, out + size_t(r) * size_t(head_dim));
+}
+
+namespace {
+// One pair rotation (v0, v1) by (c, s) in run.c's operation order.
+inline void rotate_pair(float* x, float c, float s) {
+  const float v0 = x[0], v1 = x[1];
+  x[0] = v0 * c - v1 * s;
+  x[1] = v0 * s + v1 * c;
+}
+}  // namespace
+
+void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bool inverse) {
+  rope_rotate_rows(&row, 1, 1, n_heads, head_dim, pos, theta, inverse);
 }
 
 void rope_rotate_rows(float* const* bases, int n_bases, size_t n_rows, int n_heads, int head_dim,
                       int pos0, float theta, bool inverse) {
   if (head_dim % 2 != 0) throw std::invalid_argument("rope_rotate_rows: head_dim must be even");
+  if (head_dim > 1024) throw std::invalid_argument("rope_rotate_rows: head_dim over 1024");
   const int half = head_dim / 2, row = n_heads * head_dim;
-  float fcr[512], fci[512];
-  if (half > 512) throw std::invalid_argument("rope_rotate_rows: head_dim over 1024");
+  float cs[1024];
   for (size_t r = 0; r < n_rows; ++r) {
-    const int pos = pos0 + static_cast<int>(r);
-    for (int i = 0; i < head_dim; i += 2) {  // exactly rope_rotate()'s expressions
-      const float freq = 1.0f / powf(theta, i / static_cast<float>(head_dim));
-      const float val = pos * freq;
-      fcr[i / 2] = cosf(val);
-      fci[i / 2] = inverse ? -sinf(val) : sinf(val);
-    }
+    rope_angles(theta, head_dim, pos0 + static_cast<int>(r), inverse, cs);
     for (int b = 0; b < n_bases; ++b) {
       float* x = bases[b] + r * row;
       for (int h = 0; h < n_heads; ++h, x += head_dim)
-        for (int j = 0; j < half; ++j) {
-          const float v0 = x[2 * j], v1 = x[2 * j + 1];
-          x[2 * j] = v0 * fcr[j] - v1 * fci[j];
-          x[2 * j + 1] = v0 * fci[j] + v1 * fcr[j];
-        }
+        for (int j = 0; j < half; ++j) rotate_pair(x + 2 * j, cs[2 * j], cs[2 * j + 1]);
     }
   }
 }

@@ -7,11 +7,21 @@
 // keys into pre-RoPE keys. The KvCache helpers convert a whole cache whose token t sits at
 // position start_pos + t and flip keys_pre_rope accordingly.
 #pragma once
+#include <cstdint>
+
 #include "codec/kv_cache.h"
 
 namespace kvstream {
 
 void rope_rotate(float* row, int n_heads, int head_dim, int pos, float theta, bool inverse = false);
+
+// The angles of position pos: out[2j] = cos, out[2j + 1] = sin (negated when inverse) of the
+// rotation of pair (2j, 2j + 1), j < head_dim / 2, with run.c's expressions. Every rotation in the
+// project (here, the CPU decoders, the CUDA decoder's host-computed tables) takes its angles from
+// this one function.
+void rope_angles(float theta, int head_dim, int pos, bool inverse, float* out);
+// rope_angles of positions pos0 .. pos0 + n - 1: out[(r * head_dim/2 + j) * 2 + {0, 1}].
+void rope_cs_rows(float theta, int head_dim, uint32_t pos0, uint32_t n, bool inverse, float* out);
 
 // Rotates rows r = 0..n_rows-1 (row r at position pos0 + r, each n_heads * head_dim floats,
 // consecutive) of every array in `bases` (e.g. one per layer): the same values as rope_rotate()

@@ -77,11 +77,26 @@ std::vector<std::pair<std::string, Bytes>> frames() {
   f.emplace_back("auth_ok", encode(AuthOk{server_proof(key, "tenant-a", cn, sn)}));
   f.emplace_back("request", encode(Request{"story-1", 250, "adaptive"}));
   f.emplace_back("manifest", encode(m));
+  Manifest mr = m;  // version 3 (controller): the sender's link report at the manifest's end
+  mr.link = LinkReport{true, true, 800, 750, 14480, 90000, 4096};
+  f.emplace_back("manifest_report", encode(mr));
   f.emplace_back("profile_get", encode(ProfileGet{m.profile_hash}));
   f.emplace_back("profile", encode(ProfileData{m.profile_hash, profile}));
   f.emplace_back("chunk_get", encode(ChunkGet{1, 0}));
   f.emplace_back("chunk_get_text", encode(ChunkGet{0, kTextLevel}));
-  f.emplace_back("chunk_data", encode(ChunkData{1, 0, Bytes(blob.begin(), blob.end())}));
+  ChunkData cd;
+  cd.index = 1;
+  cd.level = 0;
+  cd.blob.assign(blob.begin(), blob.end());
+  f.emplace_back("chunk_data", encode(cd));
+  // version 3 (controller): a chunk with the sender's link report, a cancelled answer, CANCEL
+  cd.link = LinkReport{true, false, 12000, 9000, 65483 * 10, 1250, 0};
+  f.emplace_back("chunk_data_report", encode(cd));
+  ChunkData cancelled;
+  cancelled.index = 2;
+  cancelled.status = kChunkCancelled;
+  f.emplace_back("chunk_data_cancelled", encode(cancelled));
+  f.emplace_back("cancel", encode(Cancel{2, kTextLevel}));
   f.emplace_back("error", encode(ErrorMsg{WireErrorCode::kUnknownContext, "unknown context"}));
   f.emplace_back("end", encode_end());
   return f;
@@ -96,6 +111,7 @@ std::vector<Seed> raw_seeds(const std::string& target) {
       s.push_back({name, bytes});
       const bool from_receiver = name.rfind("hello", 0) == 0 ? name == "hello" || name == "hello_tenant"
                                  : name == "request" || name == "auth" || name.rfind("chunk_get", 0) == 0 ||
+                                       name == "cancel" ||
                                        name == "profile_get" || name == "end";
       Bytes& dst = from_receiver ? receiver : sender;
       dst.insert(dst.end(), bytes.begin(), bytes.end());

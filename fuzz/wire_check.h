@@ -46,6 +46,7 @@ inline void check_message(const streamer::Frame& f) {
     case FrameType::kChunkGet: return round_trip(f, decode_chunk_get);
     case FrameType::kChunkData: return round_trip(f, decode_chunk_data);
     case FrameType::kError: return round_trip(f, decode_error);
+    case FrameType::kCancel: return round_trip(f, decode_cancel);
     case FrameType::kAuth: return round_trip(f, decode_auth);
     case FrameType::kAuthOk: return round_trip(f, decode_auth_ok);
     case FrameType::kEnd:

@@ -152,12 +152,12 @@ BulkResult run_bulk_transfer(const Trace& trace, const BulkOptions& options) {
   BulkResult r;
   r.trace = trace.name();
   r.bytes = x.total;
-  r.delay_s = ns_to_seconds(options.delay_ns);
+  r.delay_s = ns_to_seconds(relay.config().delay_ns);  // with the trace's path delay
   r.data_ok = !x.corrupt;
   r.start_s = std::chrono::duration<double>(x.send_start - *epoch).count();
   r.relay_end_s = std::chrono::duration<double>(x.last_recv - *epoch).count();
   r.relay_s = r.relay_end_s - r.start_s;
-  Simulator sim(trace, r.delay_s);
+  Simulator sim(trace, ns_to_seconds(options.delay_ns));  // adds the path delay itself
   r.sim_end_s = sim.send(x.total, std::max(0.0, r.start_s));
   r.sim_s = r.sim_end_s - r.start_s;
   r.sim_vs_relay = r.relay_s > 0 ? r.sim_s / r.relay_s : 0;

@@ -17,6 +17,7 @@ namespace kvstream::netsim {
 LinkModel::LinkModel(Trace trace, LinkConfig config) : trace_(std::move(trace)), config_(config) {
   if (trace_.empty()) throw TraceError("LinkModel: no trace given");
   if (config_.delay_ns < 0) throw std::invalid_argument("link delay must be >= 0");
+  config_.delay_ns += trace_.path_delay_ns();
 }
 
 void LinkModel::check_time(TimeNs now) {
@@ -56,6 +57,8 @@ EnqueueResult LinkModel::enqueue(TimeNs now, std::uint64_t bytes, std::uint32_t 
   }
   const std::uint64_t start = start_position(now);
   const std::uint64_t end = start + r.accepted;
+  r.first_position = start;
+  r.last_position = end;
   if (!queue_.empty() && queue_.back().flow == flow && queue_.back().end == start) {
     queue_.back().end = end;
   } else {

@@ -11,7 +11,8 @@
 // - Queue limit `queue_bytes` (0 = unlimited) counts bytes enqueued and not yet departed:
 //   kBackpressure accepts only what fits and tells the caller (who keeps the rest — the relay
 //   stops reading its socket); kDropTail accepts what fits and counts the rest as dropped.
-// - One-way propagation delay: a byte departing the queue at t arrives at t + delay_ns.
+// - One-way propagation delay: a byte departing the queue at t arrives at t + delay_ns, where
+//   config().delay_ns is the configured delay plus the trace's own path_delay_ns().
 // - Several flows share the queue (FIFO across flows); departures are reported per flow.
 // - Cost: O(log trace) per call plus O(segments reported).
 #pragma once
@@ -67,6 +68,9 @@ struct EnqueueResult {
   std::uint64_t dropped = 0;    // kDropTail only: bytes refused
   TimeNs last_departure = 0;    // when the last accepted byte leaves the queue (now if accepted == 0)
   TimeNs last_arrival = 0;      // last_departure + delay_ns
+  // The accepted bytes occupy capacity positions (first_position, last_position] of the trace:
+  // the byte at position p departs at trace().time_at_cumulative(p).
+  std::uint64_t first_position = 0, last_position = 0;
 };
 
 // A run of `bytes` bytes of one flow that left the queue; the last of them at `departure`.

@@ -25,6 +25,10 @@ using SteadyTime = std::chrono::steady_clock;
 
 namespace {
 constexpr std::size_t kReadChunk = 64 * 1024;
+// The forward direction reads only once this much of the link queue is free (or the queue is
+// empty): a fluid (rate) trace frees the queue continuously, and reading every few bytes of room
+// spun the relay's thread on tiny syscalls until it fell behind the trace.
+constexpr std::uint64_t kMinRead = 16 * 1024;
 
 struct Direction {
   std::deque<std::vector<char>> chunks;
@@ -104,8 +108,12 @@ struct Relay::Impl {
   };
   using SessionPtr = std::shared_ptr<Session>;
 
+  // The LinkModel adds the trace's path delay; cfg.delay_ns becomes that effective delay, so
+  // that both directions use it.
   explicit Impl(RelayConfig c)
-      : cfg(std::move(c)), link(cfg.trace, LinkConfig{cfg.delay_ns, 0, QueuePolicy::kBackpressure}) {}
+      : cfg(std::move(c)), link(cfg.trace, LinkConfig{cfg.delay_ns, 0, QueuePolicy::kBackpressure}) {
+    cfg.delay_ns = link.config().delay_ns;
+  }
 
   RelayConfig cfg;
   asio::io_context io;
@@ -209,8 +217,10 @@ struct Relay::Impl {
     Direction& d = s->fwd;
     if (s->closed || !s->up_connected || d.reading || d.eof_seen || d.stalled) return;
     if (d.released - d.written >= cfg.write_backlog_bytes) return;  // receiver is slow
-    const std::uint64_t room = link_room(now());
+    const TimeNs t = now();
+    const std::uint64_t room = link_room(t);
     if (room == 0) return;  // the timer retries when the link has drained
+    if (room < std::min(kMinRead, cfg.queue_bytes / 2) && link.queued_bytes(t) > 0) return;  // (the timer, too)
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, room));
     auto buf = std::make_shared<std::vector<char>>(n);
     d.reading = true;

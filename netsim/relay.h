@@ -56,7 +56,7 @@ struct RelayConfig {
   std::uint16_t listen_port = 0;  // 0 = pick a free port (see Relay::port())
   std::string connect_host = "127.0.0.1";
   std::uint16_t connect_port = 0;
-  TimeNs delay_ns = 0;                          // one-way, both directions
+  TimeNs delay_ns = 0;  // one-way, both directions (plus the trace's path_delay_ns(); config() shows the sum)
   std::uint64_t queue_bytes = 1u << 20;         // shared bottleneck queue, > 0 (bounded buffering)
   std::uint64_t write_backlog_bytes = 4u << 20; // per connection and direction
   TimeNs tick_ns = 250'000;                     // minimum spacing of shaping wake-ups

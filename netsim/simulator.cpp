@@ -1,6 +1,7 @@
 // netsim/simulator.cpp — stepwise virtual-time transfers over a LinkModel.
 #include "netsim/simulator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -23,14 +24,32 @@ LinkConfig sim_config(double delay_s) {
 
 Simulator::Simulator(Trace trace, double delay_s) : link_(std::move(trace), sim_config(delay_s)) {}
 
-double Simulator::send(std::uint64_t bytes, double at_s) {
+double Simulator::send(std::uint64_t bytes, double at_s) { return send_span(bytes, at_s).last_arrival_s; }
+
+Simulator::Span Simulator::send_span(std::uint64_t bytes, double at_s) {
   const TimeNs at = to_ns_checked(at_s);
   const EnqueueResult r = link_.enqueue(at, bytes);
   bytes_sent_ += r.accepted;
   scratch_.clear();
-  link_.advance(at, scratch_);  // drop bookkeeping of what has already left (bounded memory)
-  if (bytes == 0) return ns_to_seconds(at + link_.config().delay_ns);
-  return ns_to_seconds(r.last_arrival);
+  link_.advance(at, scratch_);
+  Span s;
+  s.first_position = r.accepted ? r.first_position : 0;
+  s.last_position = r.accepted ? r.last_position : 0;
+  s.last_arrival_s = ns_to_seconds(bytes ? r.last_arrival : at + link_.config().delay_ns);
+  return s;
+}
+
+std::uint64_t Simulator::arrived_by(const Span& span, double t_s) const {
+  if (span.bytes() == 0 || !std::isfinite(t_s)) return std::isfinite(t_s) ? 0 : span.bytes();
+  const TimeNs dep = seconds_to_ns(t_s) - link_.config().delay_ns;
+  if (dep < 0) return 0;
+  const std::uint64_t c = link_.trace().cumulative_bytes(dep);
+  return c <= span.first_position ? 0 : std::min(c, span.last_position) - span.first_position;
+}
+
+double Simulator::arrival_of(const Span& span, std::uint64_t k) const {
+  if (k == 0 || k > span.bytes()) throw std::invalid_argument("Simulator::arrival_of: byte outside the span");
+  return ns_to_seconds(link_.trace().time_at_cumulative(span.first_position + k) + link_.config().delay_ns);
 }
 
 double Simulator::peek(std::uint64_t bytes, double at_s) const {

@@ -31,11 +31,22 @@ class Simulator {
   explicit Simulator(Trace trace, double delay_s = 0.0);
 
   double send(std::uint64_t bytes, double at_s);
+  // The same, returning where the bytes sit on the link, so that their arrival can be followed.
+  struct Span {
+    std::uint64_t first_position = 0, last_position = 0;  // (first, last]
+    double last_arrival_s = 0;
+    std::uint64_t bytes() const { return last_position - first_position; }
+  };
+  Span send_span(std::uint64_t bytes, double at_s);
+  // Bytes of `span` that have arrived by t_s (departure + delay <= t_s).
+  std::uint64_t arrived_by(const Span& span, double t_s) const;
+  // When the k-th byte (1-based, k <= span.bytes()) of `span` arrives.
+  double arrival_of(const Span& span, std::uint64_t k) const;
   double peek(std::uint64_t bytes, double at_s) const;
   double transfer_time(std::uint64_t bytes, double at_s) const;
   void reset();  // forget all sends (idle link, time 0)
 
-  double delay_s() const;
+  double delay_s() const;  // the one-way delay given plus the trace's path delay
   const Trace& trace() const { return link_.trace(); }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
 

@@ -1,5 +1,6 @@
 // netsim/trace.cpp — trace parsing (Mahimahi / cooked / const), scaling, looping capacity queries.
 #include "netsim/trace.h"
+#include "netsim/trace_data.h"
 
 #include <algorithm>
 #include <cctype>
@@ -11,18 +12,32 @@
 
 namespace kvstream::netsim {
 
-struct Trace::Data {
-  std::string name;
-  TraceFormat format = TraceFormat::kMahimahi;
-  double scale = 1.0;
-  TimeNs period = 0;
-  std::vector<TimeNs> offset;        // strictly increasing, in [0, period)
-  std::vector<std::uint64_t> cum;    // inclusive prefix sum of scaled bytes, cum.back() = total
-  // Bytes at offset 0 that belong to the previous loop's final instant (a last timestamp equal to
-  // the period): they recur at k*period for k >= 1 but do not exist at t = 0 of the first loop.
-  std::uint64_t skip = 0;
-  std::uint64_t total() const { return cum.empty() ? 0 : cum.back(); }
-};
+std::uint64_t Trace::Data::in_period_bytes(TimeNs r) const {
+  if (fluid) {
+    const auto it = std::upper_bound(start.begin(), start.end(), r);
+    const std::size_t i = static_cast<std::size_t>(it - start.begin()) - 1;
+    const u128 a = acc[i] + u128(rate[i]) * u128(r - start[i]);
+    return static_cast<std::uint64_t>(a / kAccPerByte);
+  }
+  const auto it = std::upper_bound(offset.begin(), offset.end(), r);
+  const std::size_t n = static_cast<std::size_t>(it - offset.begin());
+  return n ? cum[n - 1] : 0;
+}
+
+TimeNs Trace::Data::in_period_time(std::uint64_t rem) const {
+  if (fluid) {
+    const u128 target = u128(rem) * kAccPerByte;
+    // the first segment whose end holds the target; the one before it ends below the target, so
+    // this segment has a positive rate
+    const auto it = std::lower_bound(acc.begin() + 1, acc.end(), target);
+    const std::size_t i = static_cast<std::size_t>(it - acc.begin()) - 1;
+    const u128 need = target - acc[i];
+    const u128 ns = (need + rate[i] - 1) / rate[i];
+    return start[i] + static_cast<TimeNs>(ns);
+  }
+  const auto it = std::lower_bound(cum.begin(), cum.end(), rem);
+  return offset[static_cast<std::size_t>(it - cum.begin())];
+}
 
 namespace {
 
@@ -159,9 +174,14 @@ std::shared_ptr<Trace::Data> parse_mahimahi(const std::vector<std::pair<std::siz
   return finish(name, TraceFormat::kMahimahi, scale, period, off, bytes, at_period * kMtuBytes);
 }
 
+// Cooked lines -> rate segments (see trace.h for the rule on repeated timestamps).
 std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_t, std::string_view>>& lines,
                                           const std::string& name, double scale) {
+  if (!(scale > 0) || !std::isfinite(scale))
+    throw TraceError(name + ": scale must be a positive finite number (got " + std::to_string(scale) + ")");
   std::vector<double> t, mbps;
+  t.reserve(lines.size());
+  mbps.reserve(lines.size());
   for (auto& [ln, text] : lines) {
     auto f = fields(text);
     double a = 0, b = 0;
@@ -169,64 +189,98 @@ std::shared_ptr<Trace::Data> parse_cooked(const std::vector<std::pair<std::size_
       throw TraceError(where(name, ln) + "expected 'time_s bandwidth_Mbps' (two finite numbers), got '" +
                        std::string(text.substr(0, 60)) + "'");
     if (a < 0 || b < 0) throw TraceError(where(name, ln) + "negative time or bandwidth");
-    if (!t.empty() && a <= t.back())
+    if (!t.empty() && a < t.back())
       throw TraceError(where(name, ln) + "non-monotonic time: " + std::to_string(a) + " s after " +
-                       std::to_string(t.back()) + " s");
-    if (a > 1e8) throw TraceError(where(name, ln) + "time too large");
-    if (b > 1e7) throw TraceError(where(name, ln) + "bandwidth too large");
+                       std::to_string(t.back()) + " s (time must not decrease)");
+    if (a > 1e8) throw TraceError(where(name, ln) + "time too large (limit 10^8 s)");
+    if (b > 1e7) throw TraceError(where(name, ln) + "bandwidth too large (limit 10^7 Mbit/s)");
     t.push_back(a);
     mbps.push_back(b);
   }
-  const std::size_t n = t.size();
-  std::vector<double> len(n);
-  for (std::size_t i = 0; i + 1 < n; ++i) len[i] = t[i + 1] - t[i];
-  len[n - 1] = n > 1 ? len[n - 2] : 1.0;
-  const double period_s = (t[n - 1] - t[0]) + len[n - 1];
+  // Runs of equal times: [first line, end line) per distinct time.
+  std::vector<std::size_t> run_begin;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (i == 0 || t[i] != t[i - 1]) run_begin.push_back(i);
+  const std::size_t m = run_begin.size();
+  run_begin.push_back(t.size());
+  const double last_span = m > 1 ? t[run_begin[m - 1]] - t[run_begin[m - 2]] : 1.0;
+  const double t0 = t.front();
+  const double period_s = (t.back() - t0) + last_span;
   const TimeNs period = seconds_to_ns(period_s);
   if (period <= 0) throw TraceError(name + ": trace period is zero");
-  // Place one 1500-byte opportunity wherever cumulative bits cross a multiple of 12000.
-  const double pkt_bits = 8.0 * kMtuBytes;
-  std::vector<TimeNs> off;
-  std::vector<std::uint64_t> bytes;
-  std::uint64_t wrapped = 0;  // bytes of crossings at the period instant (moved to offset 0)
-  double bits = 0;       // cumulative bits at the start of interval i
-  double next = pkt_bits;  // next crossing
-  for (std::size_t i = 0; i < n; ++i) {
-    const double rate = mbps[i] * 1e6;
-    const double start = t[i] - t[0];
-    const double end_bits = bits + rate * len[i];
-    if (rate > 0) {
-      while (next <= end_bits + 1e-9) {
-        double at = start + (next - bits) / rate;
-        TimeNs o = seconds_to_ns(at);
-        if (o >= period) {  // the period instant is offset 0 of the next loop
-          o -= period;
-          wrapped += kMtuBytes;
-        }
-        if (o < 0) o = 0;
-        off.push_back(o);
-        bytes.push_back(kMtuBytes);
-        next += pkt_bits;
+
+  auto d = std::make_shared<Trace::Data>();
+  d->name = name;
+  d->format = TraceFormat::kCooked;
+  d->scale = scale;
+  d->period = period;
+  d->fluid = true;
+  d->start.reserve(m);
+  d->rate.reserve(m);
+  for (std::size_t j = 0; j < m; ++j) {
+    const double u = t[run_begin[j]] - t0;
+    const double span = (j + 1 < m ? t[run_begin[j + 1]] - t0 : period_s) - u;
+    const std::size_t k = run_begin[j + 1] - run_begin[j];
+    for (std::size_t q = 0; q < k; ++q) {
+      const TimeNs st = seconds_to_ns(u + span * static_cast<double>(q) / static_cast<double>(k));
+      if (st >= period) break;
+      const double bps = mbps[run_begin[j] + q] * 1e6 * scale;
+      if (bps > 1e16) throw TraceError(name + ": bandwidth too large after scaling (limit 10^16 bit/s)");
+      const auto r = static_cast<std::uint64_t>(std::llround(bps));
+      if (!d->start.empty() && d->start.back() == st) {  // a zero-length part: the later sample holds
+        d->rate.back() = r;
+      } else if (!d->rate.empty() && d->rate.back() == r) {
+        continue;  // same rate: one segment
+      } else {
+        d->start.push_back(st);
+        d->rate.push_back(r);
       }
     }
-    bits = end_bits;
   }
-  // Sort (wrapped ones moved to 0) and merge equal instants.
-  std::vector<std::size_t> idx(off.size());
-  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return off[a] < off[b]; });
-  std::vector<TimeNs> o2;
-  std::vector<std::uint64_t> b2;
-  for (std::size_t i : idx) {
-    if (!o2.empty() && o2.back() == off[i]) {
-      b2.back() += bytes[i];
-    } else {
-      o2.push_back(off[i]);
-      b2.push_back(bytes[i]);
+  // Merging zero-length parts may have left equal neighbours.
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < d->start.size(); ++i) {
+    if (w > 0 && d->rate[w - 1] == d->rate[i]) continue;
+    d->start[w] = d->start[i];
+    d->rate[w] = d->rate[i];
+    ++w;
+  }
+  d->start.resize(w);
+  d->rate.resize(w);
+  d->acc.assign(w + 1, 0);
+  for (std::size_t i = 0; i < w; ++i) {
+    const TimeNs end = i + 1 < w ? d->start[i + 1] : period;
+    d->acc[i + 1] = d->acc[i] + u128(d->rate[i]) * u128(end - d->start[i]);
+  }
+  const u128 total = d->acc[w] / kAccPerByte;
+  if (total > u128(1'000'000'000'000'000'000ull))
+    throw TraceError(name + ": capacity of one period cannot be represented (over 10^18 bytes)");
+  d->fluid_total = static_cast<std::uint64_t>(total);
+  if (d->fluid_total == 0)
+    throw TraceError(name + ": trace has zero capacity" + (scale != 1.0 ? " (after scaling)" : ""));
+  return d;
+}
+
+// "# kvstream: delay_ms=<ms>" anywhere in the content (the last one wins).
+TimeNs path_delay_directive(std::string_view content, const std::string& name) {
+  constexpr std::string_view kKey = "# kvstream: delay_ms=";
+  TimeNs delay = 0;
+  std::size_t pos = 0;
+  while ((pos = content.find(kKey, pos)) != std::string_view::npos) {
+    if (pos > 0 && content[pos - 1] != '\n') {
+      pos += kKey.size();
+      continue;
     }
+    std::size_t e = content.find('\n', pos);
+    if (e == std::string_view::npos) e = content.size();
+    const std::string_view v = trim(content.substr(pos + kKey.size(), e - pos - kKey.size()));
+    double ms = 0;
+    if (!parse_double(v, ms) || ms < 0 || ms > 1e5)
+      throw TraceError(name + ": bad '# kvstream: delay_ms=' directive (expected 0..100000 ms)");
+    delay = seconds_to_ns(ms / 1e3);
+    pos = e;
   }
-  if (o2.empty()) throw TraceError(name + ": trace has zero capacity (less than one 1500-byte packet per loop)");
-  return finish(name, TraceFormat::kCooked, scale, period, o2, b2, wrapped);
+  return delay;
 }
 
 }  // namespace
@@ -286,8 +340,13 @@ Trace Trace::parse(std::string_view content, double scale, const std::string& na
   auto lines = content_lines(content);
   if (lines.empty()) throw TraceError(name + ": empty trace (no data lines)");
   const auto first = fields(lines.front().second);
-  if (first.size() == 1) return Trace(parse_mahimahi(lines, name, scale));
-  if (first.size() == 2) return Trace(parse_cooked(lines, name, scale));
+  std::shared_ptr<Trace::Data> d;
+  if (first.size() == 1) d = parse_mahimahi(lines, name, scale);
+  else if (first.size() == 2) d = parse_cooked(lines, name, scale);
+  if (d) {
+    d->path_delay = path_delay_directive(content, name);
+    return Trace(std::move(d));
+  }
   throw TraceError(where(name, lines.front().first) +
                    "unknown trace format: expected 'ms' (Mahimahi) or 'time_s Mbps' (cooked) per line");
 }
@@ -313,17 +372,24 @@ double Trace::scale() const { return d_->scale; }
 TimeNs Trace::period_ns() const { return d_->period; }
 std::uint64_t Trace::bytes_per_period() const { return d_->total(); }
 double Trace::mean_bps() const { return 8.0 * static_cast<double>(d_->total()) / ns_to_seconds(d_->period); }
-std::size_t Trace::opportunities_per_period() const { return d_->offset.size(); }
+std::size_t Trace::opportunities_per_period() const { return d_->fluid ? 0 : d_->offset.size(); }
+std::size_t Trace::segments() const { return d_->fluid ? d_->start.size() : 0; }
+bool Trace::is_rate() const { return d_->fluid; }
+TimeNs Trace::path_delay_ns() const { return d_->path_delay; }
+
+namespace {
+[[noreturn]] void overflow(const std::string& name) {
+  throw TraceError(name + ": time overflow (transfer too large for this trace)");
+}
+}  // namespace
 
 std::uint64_t Trace::cumulative_bytes(TimeNs t) const {
   if (t < 0) return 0;
   const auto& d = *d_;
   const TimeNs k = t / d.period;
   const TimeNs r = t - k * d.period;
-  // number of opportunities with offset <= r
-  const auto it = std::upper_bound(d.offset.begin(), d.offset.end(), r);
-  const std::size_t n = static_cast<std::size_t>(it - d.offset.begin());
-  return static_cast<std::uint64_t>(k) * d.total() + (n ? d.cum[n - 1] : 0) - d.skip;
+  if (static_cast<std::uint64_t>(k) > (std::numeric_limits<std::uint64_t>::max() / 2) / d.total()) overflow(d.name);
+  return static_cast<std::uint64_t>(k) * d.total() + d.in_period_bytes(r) - d.skip;
 }
 
 std::uint64_t Trace::bytes_deliverable(TimeNs t0, TimeNs t1) const {
@@ -334,50 +400,18 @@ std::uint64_t Trace::bytes_deliverable(TimeNs t0, TimeNs t1) const {
 TimeNs Trace::time_at_cumulative(std::uint64_t position) const {
   if (position == 0) return 0;
   const auto& d = *d_;
+  if (position > std::numeric_limits<std::uint64_t>::max() / 2) overflow(d.name);
   position += d.skip;
   const std::uint64_t k = (position - 1) / d.total();
   const std::uint64_t rem = position - k * d.total();  // in [1, total]
-  const auto it = std::lower_bound(d.cum.begin(), d.cum.end(), rem);
-  const std::size_t i = static_cast<std::size_t>(it - d.cum.begin());
-  if (k > static_cast<std::uint64_t>(std::numeric_limits<TimeNs>::max() / d.period - 1))
-    throw TraceError(d.name + ": time overflow (transfer too large for this trace)");
-  return static_cast<TimeNs>(k) * d.period + d.offset[i];
+  if (k > static_cast<std::uint64_t>(std::numeric_limits<TimeNs>::max() / d.period - 1)) overflow(d.name);
+  return static_cast<TimeNs>(k) * d.period + d.in_period_time(rem);
 }
 
 TimeNs Trace::time_to_deliver(TimeNs t0, std::uint64_t bytes) const {
   if (bytes == 0) return t0;
   const std::uint64_t start = t0 > 0 ? cumulative_bytes(t0 - 1) : 0;  // opportunities before t0 are gone
   return time_at_cumulative(start + bytes);
-}
-
-TraceStats Trace::stats() const {
-  TraceStats s;
-  const auto& d = *d_;
-  s.duration_s = ns_to_seconds(d.period);
-  s.mean_mbps = mean_bps() / 1e6;
-  std::vector<double> bins;
-  const TimeNs whole = d.period / kNsPerSec;
-  if (whole == 0) {
-    bins.push_back(s.mean_mbps);
-  } else {
-    // Capacity in [i, i+1) s: opportunities at times in [i s, (i+1) s).
-    for (TimeNs i = 0; i < whole; ++i) {
-      const TimeNs a = i * kNsPerSec, b = (i + 1) * kNsPerSec;
-      const std::uint64_t bytes = cumulative_bytes(b - 1) - (a > 0 ? cumulative_bytes(a - 1) : 0);
-      bins.push_back(8.0 * static_cast<double>(bytes) / 1e6);
-    }
-  }
-  s.bins = bins.size();
-  double sum = 0, mn = bins[0], mx = bins[0];
-  for (double v : bins) sum += v, mn = std::min(mn, v), mx = std::max(mx, v);
-  const double mean = sum / static_cast<double>(bins.size());
-  double var = 0;
-  for (double v : bins) var += (v - mean) * (v - mean);
-  var /= static_cast<double>(bins.size());
-  s.min_mbps = mn;
-  s.max_mbps = mx;
-  s.cv = mean > 0 ? std::sqrt(var) / mean : 0;
-  return s;
 }
 
 }  // namespace kvstream::netsim

@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--trace", action="append", required=True)
     ap.add_argument("--policy", action="append")
     ap.add_argument("--delay-ms", type=float, default=5)
+    ap.add_argument("--slo-fraction", type=float, default=0.33, help="the bench case's SLO fraction of q8's TTFT")
     ap.add_argument("--prefill-rate", type=float, default=2000)
     ap.add_argument("--profile-dir", default="out/stream/profile-cache")
     ap.add_argument("--model", help="llama2.c checkpoint for text recompute (recv --model)")
@@ -58,7 +59,10 @@ def main():
     a = ap.parse_args()
     policies = a.policy or ["adaptive", "q8", "cachegen"]
     bench = json.load(open(a.bench))
-    slo = {os.path.basename(row["trace"]): row["slo_ms"] for row in bench["per_trace"]}
+    # the bench cases of this delay and SLO fraction, by trace file name
+    cases = {os.path.basename(c["trace"]): c for c in bench["cases"]
+             if abs(c["delay_ms"] - a.delay_ms) < 1e-6 and abs(c["slo_fraction"] - a.slo_fraction) < 1e-6}
+    slo = {name: c["slo_ms"] for name, c in cases.items()}
     kv = a.kvstream
     sender, sport = start([kv, "send", "--listen", "127.0.0.1:0", "--dir", a.dir, "--insecure", "--quiet"], r"on [^ ]*:(\d+)")
     rows = []
@@ -107,7 +111,14 @@ def main():
                     "last_chunk_is_text": L["chunks"][-1]["level"] == "text",
                     "first_token_ms": L.get("first_token_ms", 0.0),
                     "bytes": L["bytes"],
+                    "estimate_sources": L.get("estimate_sources"),
                 }
+                # The simulator's own run of this policy (not a replay): did it choose the same plan?
+                B = cases[name]["policies"].get(pol)
+                if B is not None:
+                    row["bench_sim_plan"] = B["plan"]
+                    row["bench_sim_ttft_ms"] = B["ttft_ms"]
+                    row["same_plan_as_bench_sim"] = B["plan"] == L["plan"]
                 # Overlap check: with only KV chunks after the last byte, TTFT - last byte must be at
                 # most one chunk's decode (+ the first token); text chunks add their recompute.
                 row["overlap_ok"] = (row["ttft_minus_last_byte_ms"] <= max_decode + row["first_token_ms"] + 0.5
@@ -127,6 +138,9 @@ def main():
         "mean_abs_error_pct": (sum(abs(r["ttft_error_pct"]) for r in ok) / len(ok)) if ok else None,
         "overlap_checked": sum(r["overlap_ok"] is not None for r in ok),
         "overlap_ok": sum(bool(r["overlap_ok"]) for r in ok),
+        "same_plan_as_bench_sim": sum(bool(r.get("same_plan_as_bench_sim")) for r in ok),
+        "live_slo_met": sum(bool(r["live_slo_met"]) for r in ok),
+        "bench_sim_slo_met": sum(r.get("bench_sim_ttft_ms", 1e300) <= r["slo_ms"] for r in ok),
     }
     json.dump({"config": vars(a), "runs": rows, "summary": summary}, open(a.output, "w"), indent=2)
     print(json.dumps(summary, indent=2))

@@ -1,8 +1,11 @@
 // Adaptation controller (see controller.h).
 #include "streamer/controller.h"
 
+#include "streamer/robust_plan.h"
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -80,11 +83,16 @@ std::string plan_to_string(const StreamSpec& spec, const std::vector<int>& optio
 }
 
 namespace {
-constexpr double kSampleResolutionS = 1e-3;  // Mahimahi delivers in 1 ms opportunities
+constexpr double kSampleResolutionS = 1e-3;  // a chunk that arrives in one burst: bytes / 1 ms
+constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
 
 Controller::Controller(StreamSpec spec, Policy policy, ControllerConfig cfg)
-    : spec_(std::move(spec)), policy_(std::move(policy)), cfg_(std::move(cfg)) {
+    : spec_(std::move(spec)), policy_(std::move(policy)), cfg_(std::move(cfg)), est_([&] {
+        LinkEstimator::Config e = cfg_.estimator;
+        e.prior_mbps = cfg_.prior_mbps;
+        return e;
+      }()) {
   if (spec_.chunks.empty()) throw std::invalid_argument("controller: context has no chunks");
   for (const auto& c : spec_.chunks)
     if (c.level_bytes.size() != spec_.levels.size())
@@ -98,12 +106,23 @@ Controller::Controller(StreamSpec spec, Policy policy, ControllerConfig cfg)
       policy_.plan.size() != spec_.chunks.size())
     throw std::invalid_argument("controller: plan/oracle policy needs a full plan");
   facts_.resize(spec_.chunks.size());
-  probe_.assign(spec_.chunks.size(), false);
+  offered_.assign(spec_.chunks.size(), false);
+  idle_request_.assign(spec_.chunks.size(), false);
   decode_sum_.assign(spec_.levels.size(), 0.0);
   decode_tokens_.assign(spec_.levels.size(), 0.0);
   if (cfg_.cost.decode_s_per_token.size() < spec_.levels.size())
     cfg_.cost.decode_s_per_token.resize(spec_.levels.size(), 0.0);
+  est_.set_memory(cfg_.memory);
+  options_ = pareto_options(spec_, cfg_.cost, cfg_.allow_text);
 }
+
+// ---- events ----
+
+void Controller::on_handshake(uint64_t total_bytes, uint64_t first_read_bytes, double first_t, double last_t) {
+  est_.on_handshake(total_bytes, first_read_bytes, first_t, last_t, cfg_.rtt_s);
+}
+
+void Controller::on_link_report(const LinkReport& r) { est_.on_report(r, cfg_.rtt_s); }
 
 void Controller::on_first_byte(size_t chunk, double t, uint64_t bytes_so_far) {
   if (chunk >= facts_.size()) return;
@@ -111,6 +130,9 @@ void Controller::on_first_byte(size_t chunk, double t, uint64_t bytes_so_far) {
   if (f.first_byte_t >= 0) return;
   f.first_byte_t = t;
   f.first_bytes = bytes_so_far;
+  // A chunk requested on an idle link measures the round trip (min-filtered): the handshake's
+  // may include a wait for the link's first delivery.
+  if (idle_request_[chunk] && t - f.request_t > 0) cfg_.rtt_s = std::min(cfg_.rtt_s, t - f.request_t);
 }
 
 void Controller::on_last_byte(size_t chunk, double t) {
@@ -122,10 +144,10 @@ void Controller::on_last_byte(size_t chunk, double t) {
   // Bytes arrive in bursts (packets, delivery opportunities, socket reads). When the first
   // observation of the chunk said how much had arrived, the sample is the bytes that arrived after
   // it over the time after it: the first burst's bytes came in no measured time, and counting them
-  // would overstate the rate by up to one burst (a 4 KB probe behind a text chunk measured 5.8
-  // Mbit/s on a 2.3 Mbit/s link). Otherwise (unknown, or one burst) the service start is taken as
-  // back to back after the previous chunk, or one RTT after the request when the link was idle,
-  // never later than the first byte seen.
+  // would overstate the rate by up to one burst. Otherwise (unknown, or one burst) the service
+  // start is taken as back to back after the previous chunk, or one RTT after the request when the
+  // link was idle, never later than the first byte seen. A chunk that arrived within the time
+  // resolution moved its bytes in under it: bytes / resolution is a lower bound of the rate.
   double dur = 0;
   uint64_t counted = bytes;
   if (f.first_bytes > 0 && f.first_bytes < bytes && t > f.first_byte_t) {
@@ -137,20 +159,15 @@ void Controller::on_last_byte(size_t chunk, double t) {
     dur = t - start;
   }
   prev_last_byte_ = t;
-  // A chunk that arrived in one burst (first byte = last byte, e.g. within one delivery
-  // opportunity of a fast link, or when the request took longer than the handshake RTT) still
-  // measures the link: it moved `bytes` in under the time resolution, so bytes / resolution is a
-  // lower bound of the throughput. Without it a fast link gives no sample and adaptive keeps
-  // waiting for one (one chunk per round trip).
   dur = std::max(dur, kSampleResolutionS);
   f.throughput_bps = double(counted) / dur;
-  // Probe chunks always count: they are the smallest level that measures the link.
-  if (bytes >= cfg_.min_sample_bytes || probe_[chunk]) {
-    const double bps = f.throughput_bps;
-    samples_.push_back(bps);
-    all_samples_.push_back(bps * 8e-6);
-    while (samples_.size() > std::max<size_t>(cfg_.window, 1)) samples_.pop_front();
-    last_sample_ = bps;
+  wave_ = 0;
+  stalled_ = false;
+  est_.clear_cap();
+  if (bytes >= cfg_.min_sample_bytes) {
+    est_.on_chunk_sample(double(counted), dur);
+    all_samples_.push_back(f.throughput_bps * 8e-6);
+    last_sample_bps_ = f.throughput_bps;
   }
 }
 
@@ -172,34 +189,155 @@ void Controller::on_ready(size_t chunk, double t, double busy_s) {
   }
 }
 
-double Controller::estimate_bytes_per_s() const {
-  if (samples_.empty()) return cfg_.prior_mbps * 1e6 / 8.0;
-  double inv = 0;
-  for (double s : samples_) inv += 1.0 / s;
-  return cfg_.safety * double(samples_.size()) / inv;
+namespace {
+// The oldest requested chunk that has not fully arrived (facts.size() if none).
+size_t in_flight(const std::vector<ChunkFacts>& facts, size_t next) {
+  for (size_t j = 0; j < next; ++j)
+    if (facts[j].last_byte_t < 0) return j;
+  return facts.size();
+}
+}  // namespace
+
+double Controller::watch_deadline() const {
+  if (!adaptive_paced() || stalled_) return kInf;
+  const size_t j = in_flight(facts_, next_);
+  if (j >= next_) return kInf;
+  const auto& f = facts_[j];
+  const double start = std::max(f.request_t + cfg_.rtt_s, prev_last_byte_);
+  return start + double(wire_bytes(spec_, j, f.option)) / est_.quantile(cfg_.slow_quantile);
 }
 
-std::vector<double> Controller::samples_mbps() const { return all_samples_; }
+void Controller::on_stalled(double t, uint64_t bytes_received) {
+  const size_t j = in_flight(facts_, next_);
+  if (j >= next_ || stalled_) return;
+  stalled_ = true;
+  const auto& f = facts_[j];
+  const double start = std::max(f.request_t + cfg_.rtt_s, prev_last_byte_);
+  est_.cap_current(double(bytes_received), t - start);
+}
+
+std::vector<Replacement> Controller::replacements() {
+  std::vector<Replacement> out;
+  if (!stalled_) return out;
+  // The chunk in flight has started (its bytes are on the link); the ones behind it may not have.
+  const size_t j = in_flight(facts_, next_);
+  int smallest = kText;
+  if (!cfg_.allow_text) {
+    smallest = 0;
+    for (size_t l = 1; l < spec_.levels.size(); ++l)
+      if (spec_.chunks[0].level_bytes[l] < spec_.chunks[0].level_bytes[size_t(smallest)]) smallest = int(l);
+  }
+  for (size_t k = j + 1; k < next_; ++k) {
+    const auto& f = facts_[k];
+    if (offered_[k] || f.first_byte_t >= 0 || f.option == smallest) continue;
+    if (wire_bytes(spec_, k, smallest) >= wire_bytes(spec_, k, f.option)) continue;
+    offered_[k] = true;
+    out.push_back({k, smallest});
+  }
+  return out;
+}
+
+void Controller::on_served(size_t chunk, int option) {
+  if (chunk >= facts_.size() || facts_[chunk].option == option) return;
+  facts_[chunk].option = option;
+  decisions_[chunk].option = option;
+  decisions_[chunk].bytes = wire_bytes(spec_, chunk, option);
+  decisions_[chunk].rule += "+replaced";
+}
+
+std::vector<Hedge> Controller::hedges(double now) {
+  std::vector<Hedge> out;
+  const bool hedging = policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
+  if (hedged_ || next_ < spec_.chunks.size() || !hedging || spec_.levels.empty()) return out;
+  hedged_ = true;
+  const size_t n = spec_.chunks.size();
+  double chain = 0;  // recompute of this and every later text chunk
+  for (size_t j = n; j-- > 0;) {
+    if (facts_[j].option != kText) continue;
+    chain += cfg_.cost.recompute_s(spec_, j);
+    int smallest = 0;
+    for (size_t l = 1; l < spec_.levels.size(); ++l)
+      if (spec_.chunks[j].level_bytes[l] < spec_.chunks[j].level_bytes[size_t(smallest)]) smallest = int(l);
+    out.push_back({j, smallest, cfg_.slo_s - cfg_.cost.first_token_s - chain, false});
+  }
+  std::reverse(out.begin(), out.end());
+  // Upgrades: what is still to arrive (planned chunks not yet complete, the hedges) goes first.
+  int best = 0;
+  for (size_t l = 1; l < spec_.levels.size(); ++l) {
+    const double a = spec_.levels[l].agreement, b = spec_.levels[size_t(best)].agreement;
+    if (a > b || (a == b && spec_.chunks[0].level_bytes[l] < spec_.chunks[0].level_bytes[size_t(best)])) best = int(l);
+  }
+  const double deadline = cfg_.slo_s - cfg_.cost.first_token_s - upgrade_margin(cfg_.slo_s);
+  const double fast = est_.quantile(0.98);
+  double bytes = 0;
+  for (size_t j = 0; j < n; ++j)
+    if (facts_[j].last_byte_t < 0) bytes += double(wire_bytes(spec_, j, facts_[j].option));
+  for (const auto& h : out) bytes += double(wire_bytes(spec_, h.chunk, h.option));
+  for (size_t j = 0; j < n; ++j) {
+    const int o = facts_[j].option;
+    if (o == kText || option_agreement(spec_, o) >= option_agreement(spec_, best)) continue;
+    bytes += double(wire_bytes(spec_, j, best));
+    if (now + cfg_.rtt_s + bytes / fast + cfg_.cost.decode_s(spec_, j, best) > deadline) break;
+    out.push_back({j, best, deadline, true});
+  }
+  return out;
+}
+
+// ---- pacing ----
+
+bool Controller::adaptive_paced() const {
+  return policy_.kind == PolicyKind::kAdaptive || policy_.kind == PolicyKind::kCacheGen ||
+         (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
+}
 
 uint64_t Controller::pipeline_window_bytes() const {
-  return uint64_t(cfg_.pipeline_bdp * estimate_bytes_per_s() * cfg_.rtt_s);
+  return uint64_t(cfg_.pipeline_bdp * est_.centre() * cfg_.rtt_s);
 }
 
-bool Controller::request_due(uint64_t unreceived_of_last) const {
+double Controller::tail_s() const {
+  double dec = kInf;
+  const size_t last = spec_.chunks.size() - 1;
+  for (size_t l = 0; l < spec_.levels.size(); ++l) dec = std::min(dec, cfg_.cost.decode_s(spec_, last, int(l)));
+  return dec + cfg_.cost.first_token_s;
+}
+
+bool Controller::request_due(uint64_t unreceived_of_last, double now) const {
   if (next_ >= spec_.chunks.size()) return false;
-  if (next_ == 0 || policy_.kind == PolicyKind::kOracle) return true;
+  if (next_ == 0 || !adaptive_paced()) return true;
+  // Round trips left before the SLO, even on an infinitely fast link: the remaining chunks must
+  // go out in at most that many waves.
+  const double rtt = std::max(cfg_.rtt_s, 1e-6);
+  const double rounds = std::floor((cfg_.slo_s - now - tail_s()) / rtt);
+  const size_t left = spec_.chunks.size() - next_ + wave_;  // at the start of this wave
+  if (rounds <= 1) return true;
+  const double per_wave = std::ceil(double(left) / rounds);
+  if (double(wave_) < per_wave && rounds < double(left)) return true;
+  // Waiting only helps a decision that a measurement could change: when the plan's next step is
+  // text (exact, a few hundred bytes) there is nothing to learn first.
+  if (policy_.kind == PolicyKind::kAdaptive && next_ < planned_.size() && planned_[next_] == kText) return true;
+  if (policy_.kind == PolicyKind::kPlan && policy_.plan[next_] == kText) return true;  // (its replay)
   // Blind start: at most two chunks are chosen before the link has been measured once.
-  const bool adaptive_pacing =
-      policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
-  if (adaptive_pacing && samples_.empty() && next_ >= 2 && unreceived_of_last > 0)
-    return false;
+  if (est_.chunk_samples() == 0 && next_ >= 2 && unreceived_of_last > 0) return false;
   return unreceived_of_last <= decisions_.back().window_bytes;
 }
 
+double Controller::next_wakeup(double now) const {
+  double t = watch_deadline();
+  if (adaptive_paced() && next_ > 0 && next_ < spec_.chunks.size()) {
+    const double rtt = std::max(cfg_.rtt_s, 1e-6);
+    const double rounds = std::floor((cfg_.slo_s - now - tail_s()) / rtt);
+    if (rounds > 1) t = std::min(t, cfg_.slo_s - tail_s() - rounds * rtt + 1e-9);
+  }
+  return t;
+}
+
+// ---- policies ----
+
 int Controller::choose_cachegen(double) {
-  // CacheGen's released rule: per-chunk budget SLO / num_chunks, throughput of the last chunk.
+  // CacheGen's released rule: per-chunk budget SLO / num_chunks, throughput of the last chunk
+  // (before any chunk: the first estimate's centre).
   const double budget = cfg_.slo_s / double(spec_.chunks.size());
-  const double bps = last_sample_ > 0 ? last_sample_ : cfg_.prior_mbps * 1e6 / 8.0;
+  const double bps = last_sample_bps_ > 0 ? last_sample_bps_ : est_.centre();
   int best = kText;
   double best_q = -1;
   if (!cfg_.allow_text) {  // no model: fall back to the smallest level instead of text
@@ -217,43 +355,123 @@ int Controller::choose_cachegen(double) {
   return best;
 }
 
-int Controller::choose_adaptive(double now, Decision& d) {
-  const double bps = estimate_bytes_per_s();
-  const TransferModel tm = constant_rate_model(bps, cfg_.rtt_s);
+PipelineState Controller::state_at(const TransferModel& tm, double now) const {
   PipelineState st;
   st.now = now;
   for (size_t j = 0; j < next_; ++j)
     st = advance(st, spec_, cfg_.cost, tm, j, facts_[j].option, facts_[j].request_t + cfg_.rtt_s, &facts_[j]);
-  PlanSearch ps;
-  ps.spec = &spec_;
-  ps.cost = &cfg_.cost;
-  ps.transfer = &tm;
-  ps.node_budget = cfg_.node_budget;
-  for (size_t l = 0; l < spec_.levels.size(); ++l) ps.allowed.push_back(int(l));
-  if (cfg_.allow_text) ps.allowed.push_back(kText);
-  PlanResult r = ps.run(st, next_, now + cfg_.rtt_s, cfg_.slo_s);
-  // Probe: until a chunk has measured the link, fetch the smallest KV level big enough to give a
-  // throughput sample (>= min_sample_bytes on the wire; the largest level if none is). The prior
-  // is only a guess: a text chunk (a few hundred bytes) measures nothing and its recompute is what
-  // a fast link cannot afford, and a large level is what a slow link cannot afford; a small level
-  // costs little either way. (Probing with a level below the sample threshold would leave the
-  // controller on its prior for the whole context.) One exception: the first chunk may stay text
-  // when the plan picks it. Text costs the link almost nothing, and its recompute needs no earlier
-  // KV, so it overlaps the transfers of the rest. It measures nothing, so from the second chunk on
-  // the probe is fetched until a sample exists. The plan's prediction is kept.
-  if (samples_.empty() && !r.options.empty() && (r.options.front() != kText || next_ > 0)) {
-    int probe = -1, largest = 0;
-    for (size_t l = 0; l < spec_.levels.size(); ++l) {
-      const uint64_t b = wire_bytes(spec_, next_, int(l));
-      if (b > wire_bytes(spec_, next_, largest)) largest = int(l);
-      if (b >= cfg_.min_sample_bytes && (probe < 0 || b < wire_bytes(spec_, next_, probe))) probe = int(l);
-    }
-    r.options.front() = probe >= 0 ? probe : largest;
-    probe_[next_] = true;
+  return st;
+}
+
+double Controller::predict(const TransferModel& tm, const std::vector<int>& rest, double now) const {
+  PipelineState st = state_at(tm, now);
+  for (size_t k = 0; k < rest.size(); ++k)
+    st = advance(st, spec_, cfg_.cost, tm, next_ + k, rest[k], k == 0 ? now + cfg_.rtt_s : 0.0, nullptr);
+  return st.prefix_ready + cfg_.cost.first_token_s;
+}
+
+double Controller::required(const std::vector<int>& rest, double now) const {
+  return required_rate([&](double r) { return predict(constant_rate_model(r, cfg_.rtt_s), rest, now); }, cfg_.slo_s);
+}
+
+int Controller::choose_adaptive(double now, Decision& d) {
+  const double r_lo = est_.quantile(cfg_.lo_quantile);
+  const double r_slow = est_.quantile(cfg_.slow_quantile);
+  const double r_mid = est_.centre();
+  d.lo_mbps = r_lo * 8e-6;
+  const size_t n = spec_.chunks.size();
+  auto search = [&](double rate, const std::vector<int>& first_options) {
+    const TransferModel tm = constant_rate_model(rate, cfg_.rtt_s);
+    PlanSearch ps;
+    ps.spec = &spec_;
+    ps.cost = &cfg_.cost;
+    ps.transfer = &tm;
+    ps.node_budget = cfg_.node_budget;
+    ps.allowed = options_;
+    ps.first_allowed = first_options;
+    return ps.run(state_at(tm, now), next_, now + cfg_.rtt_s, cfg_.slo_s);
+  };
+  const PlanResult mpc = search(r_lo, {});
+  d.predicted_ttft_s = mpc.predicted_ttft;
+  d.feasible = mpc.feasible;
+  planned_.assign(next_, kText);  // what the plan says for this chunk and the ones after it
+  planned_.insert(planned_.end(), mpc.options.begin(), mpc.options.end());
+  // Continuations each option is judged with: the all-text plan, every fixed level, the MPC tail.
+  std::vector<std::vector<int>> tails;
+  const size_t rest = n - next_ - 1;
+  for (int o : options_) tails.push_back(std::vector<int>(rest, o));
+  if (mpc.feasible && mpc.options.size() == rest + 1) tails.emplace_back(mpc.options.begin() + 1, mpc.options.end());
+  auto plan_of = [&](int o, const std::vector<int>& tail) {
+    std::vector<int> p{o};
+    p.insert(p.end(), tail.begin(), tail.end());
+    return p;
+  };
+  // Insurance. The slow cases: the pessimistic and the slow rate, and the centre, each also after
+  // an outage of a quarter of the time left. An option is insured when it keeps the SLO reachable
+  // (by some continuation) in as many of them as any option does; among insured options quality
+  // decides (robust MPC at r_lo).
+  const double left = std::max(0.0, cfg_.slo_s - now - cfg_.rtt_s);
+  std::vector<TransferModel> slow_cases;
+  for (double r : {r_slow, r_lo, r_mid}) {
+    slow_cases.push_back(constant_rate_model(r, cfg_.rtt_s));
+    slow_cases.push_back(outage_rate_model(r, cfg_.rtt_s, now, now + left / 4));
   }
-  d.predicted_ttft_s = r.predicted_ttft;
-  d.feasible = r.feasible;
-  return r.options.empty() ? kText : r.options.front();
+  std::vector<int> hits(options_.size(), 0);
+  int best_hits = 0;
+  for (size_t i = 0; i < options_.size(); ++i) {
+    for (const auto& tm : slow_cases)
+      for (const auto& tail : tails)
+        if (predict(tm, plan_of(options_[i], tail), now) <= cfg_.slo_s) {
+          ++hits[i];
+          break;
+        }
+    best_hits = std::max(best_hits, hits[i]);
+  }
+  std::vector<int> insured;
+  for (size_t i = 0; i < options_.size(); ++i)
+    if (hits[i] == best_hits) insured.push_back(options_[i]);
+  if (best_hits > 0) {
+    if (mpc.feasible && std::find(insured.begin(), insured.end(), mpc.options.front()) != insured.end()) {
+      d.rule = "mpc";
+      return mpc.options.front();
+    }
+    const PlanResult p = search(r_lo, insured);
+    if (p.feasible && !p.options.empty()) {
+      d.rule = "insured";
+      d.predicted_ttft_s = p.predicted_ttft;
+      return p.options.front();
+    }
+  }
+  // No plan meets the SLO at r_lo: the insured option that keeps it reachable at the lowest
+  // constant rate (ties within 1 %: the better quality, then fewer bytes).
+  const std::vector<int>& pool = best_hits > 0 ? insured : options_;
+  int best = pool.front();
+  double best_r = kInf;
+  for (int o : pool) {
+    double R = kInf;
+    for (const auto& tail : tails) {
+      R = std::min(R, required(plan_of(o, tail), now));
+      if (R == 0) break;
+    }
+    const bool better_rate = R < best_r * 0.99;
+    const bool tie = R < kInf && !better_rate && R <= best_r * 1.01;
+    const bool better_tie = tie && (option_agreement(spec_, o) > option_agreement(spec_, best) ||
+                                    (option_agreement(spec_, o) == option_agreement(spec_, best) &&
+                                     wire_bytes(spec_, next_, o) < wire_bytes(spec_, next_, best)));
+    if (better_rate || better_tie) {
+      if (better_rate) best_r = R;
+      best = o;
+    }
+  }
+  if (best_r < kInf) {
+    d.rule = "robust";
+    return best;
+  }
+  // No rate meets the SLO as modelled: if anything still can, it is because the link or the
+  // round trip is better than believed, so the fastest plan at the belief's 98 % quantile.
+  d.rule = "best-effort";
+  const PlanResult fast = search(est_.quantile(0.98), {});
+  return fast.options.empty() ? options_.back() : fast.options.front();
 }
 
 Decision Controller::choose(double now) {
@@ -261,7 +479,7 @@ Decision Controller::choose(double now) {
   Decision d;
   d.chunk = next_;
   d.at_s = now;
-  d.est_mbps = estimate_bytes_per_s() * 8e-6;
+  d.est_mbps = est_.centre() * 8e-6;
   switch (policy_.kind) {
     case PolicyKind::kAdaptive: d.option = choose_adaptive(now, d); break;
     case PolicyKind::kFixed: d.option = resolve_option(spec_, policy_.level); break;
@@ -271,16 +489,16 @@ Decision Controller::choose(double now) {
     case PolicyKind::kPlan:
     case PolicyKind::kOracle: d.option = policy_.plan[next_]; break;
   }
-  if (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing && samples_.empty() && d.option != kText)
-    probe_[next_] = true;  // what adaptive's probe rule made of this chunk
   d.bytes = wire_bytes(spec_, next_, d.option);
   d.window_bytes = pipeline_window_bytes();
   auto& f = facts_[next_];
   f.option = d.option;
   f.requested = true;
   f.request_t = now;
+  idle_request_[next_] = in_flight(facts_, next_) >= next_;
   decisions_.push_back(d);
   ++next_;
+  ++wave_;
   return d;
 }
 

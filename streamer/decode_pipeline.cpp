@@ -61,6 +61,14 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
   full_.resize(size_t(total));
   if (!token_ids_.empty()) full_.tokens = token_ids_;
   ready_.assign(chunks_.size(), false);
+  claimed_.assign(chunks_.size(), false);
+  hedged_.assign(chunks_.size(), false);
+  by_text_.assign(chunks_.size(), false);
+  deadline_.resize(chunks_.size());
+  held_.resize(chunks_.size());
+  held_busy_.assign(chunks_.size(), 0.0);
+  upgrade_.assign(chunks_.size(), false);
+  upgraded_.resize(chunks_.size());
   decode_thread_ = std::thread([this] { decode_loop(); });
   compute_thread_ = std::thread([this] { compute_loop(); });
 }
@@ -103,6 +111,56 @@ void DecodePipeline::submit(size_t chunk, bool text, std::vector<uint8_t> blob) 
   cv_.notify_all();
 }
 
+void DecodePipeline::hedge(size_t chunk, TimePoint deadline) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (chunk >= chunks_.size()) return;
+    hedged_[chunk] = true;
+    deadline_[chunk] = deadline;
+  }
+  cv_.notify_all();
+}
+
+bool DecodePipeline::served_by_text(size_t chunk) const {
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  return chunk < by_text_.size() && by_text_[chunk];
+}
+
+void DecodePipeline::upgrade(size_t chunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (chunk < chunks_.size()) upgrade_[chunk] = true;
+}
+
+void DecodePipeline::set_on_held(std::function<void(size_t, bool)> on_held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_held_ = std::move(on_held);
+}
+
+std::vector<size_t> DecodePipeline::apply_upgrades() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<size_t> done;
+  for (size_t j = 0; j < chunks_.size(); ++j) {
+    if (!upgraded_[j]) continue;
+    copy_rows(*upgraded_[j], 0, full_, chunks_[j].token_begin, chunks_[j].tokens);
+    upgraded_[j].reset();
+    done.push_back(j);
+  }
+  return done;
+}
+
+long DecodePipeline::take_due_hedge() {
+  const auto now = Clock::now();
+  for (size_t j = 0; j < chunks_.size(); ++j) {
+    if (!hedged_[j] || claimed_[j] || !held_[j] || now <= deadline_[j]) continue;
+    claimed_[j] = true;
+    copy_rows(*held_[j], 0, full_, chunks_[j].token_begin, chunks_[j].tokens);
+    held_[j].reset();
+    ready_[j] = true;
+    return long(j);
+  }
+  return -1;
+}
+
 void DecodePipeline::fail(const std::string& msg) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,12 +177,18 @@ void DecodePipeline::decode_loop() {
   if (profile_) tables_.resize(profile_->levels.size());
   while (true) {
     Job job;
+    bool hedged = false, upgrading = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !decode_q_.empty(); });
       if (stop_) return;
       job = std::move(decode_q_.front());
       decode_q_.pop_front();
+      const bool up = job.chunk < chunks_.size() && upgrade_[job.chunk] && claimed_[job.chunk];
+      if (up) upgrade_[job.chunk] = false;  // this blob is the upgrade
+      else if (job.chunk < chunks_.size() && claimed_[job.chunk]) continue;  // recomputed (a hedge's text won)
+      hedged = !up && job.chunk < chunks_.size() && hedged_[job.chunk];
+      upgrading = up;
     }
     const auto t0 = Clock::now();
     try {
@@ -151,9 +215,50 @@ void DecodePipeline::decode_loop() {
       if (has_ids && !token_ids_.empty() &&
           !std::equal(tmp.tokens.begin(), tmp.tokens.end(), token_ids_.begin() + long(c.token_begin)))
         throw std::runtime_error("the blob's token ids differ from the manifest's");
+      if (upgrading) {  // held until apply_upgrades()
+        std::function<void(size_t, bool)> cb;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          upgraded_[job.chunk] = std::make_unique<KvCache>(std::move(tmp));
+          cb = on_held_;
+        }
+        if (cb) cb(job.chunk, true);
+        continue;
+      }
+      if (hedged) {  // held until its deadline; the text path may still win
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!claimed_[job.chunk]) {
+          held_[job.chunk] = std::make_unique<KvCache>(std::move(tmp));
+          held_busy_[job.chunk] = since(t0);
+        }
+        cv_.notify_all();
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (claimed_[job.chunk]) continue;
+        claimed_[job.chunk] = true;
+      }
       copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {
       // Nothing of the cache was written (rows are copied only after a complete decode).
+      if (upgrading) {  // a failed upgrade is dropped: the chunk keeps what it has
+        std::function<void(size_t, bool)> cb;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          cb = on_held_;
+        }
+        if (cb) cb(job.chunk, false);
+        continue;
+      }
+      if (hedged) {  // a hedge that fails only cancels the hedge: the text path carries the chunk
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          hedged_[job.chunk] = false;
+        }
+        cv_.notify_all();
+        continue;
+      }
       if (on_corrupt_ && job.chunk < chunks_.size()) {
         on_corrupt_(job.chunk, e.what());
         continue;
@@ -188,13 +293,41 @@ void DecodePipeline::compute_loop() {
   while (true) {
     Job job;
     {
-      // Wait until the lowest queued text chunk has the KV of every earlier chunk.
+      // Wait until the lowest queued text chunk has the KV of every earlier chunk (and, if it is
+      // hedged and past its deadline, its KV is not on the way instead), or a hedge is due.
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || (!text_q_.empty() && earlier_ready(lowest()->chunk)); });
+      long due = -1;
+      while (!stop_) {
+        if ((due = take_due_hedge()) >= 0) break;
+        for (auto it = text_q_.begin(); it != text_q_.end();)  // text jobs of chunks ready from their hedge
+          it = it->chunk < chunks_.size() && claimed_[it->chunk] ? text_q_.erase(it) : std::next(it);
+        if (!text_q_.empty() && earlier_ready(lowest()->chunk)) {
+          const size_t j = lowest()->chunk;
+          if (j >= chunks_.size() || !hedged_[j] || Clock::now() <= deadline_[j]) break;
+        }
+        // sleep until notified, or until the next held hedge falls due
+        TimePoint wake = TimePoint::max();
+        for (size_t j = 0; j < chunks_.size(); ++j)
+          if (hedged_[j] && !claimed_[j] && held_[j]) wake = std::min(wake, deadline_[j]);
+        if (wake == TimePoint::max()) cv_.wait(lock);
+        else cv_.wait_until(lock, wake + std::chrono::microseconds(1));
+      }
       if (stop_) return;
+      if (due >= 0) {
+        const double busy = held_busy_[size_t(due)];
+        lock.unlock();
+        cv_.notify_all();
+        on_done_(size_t(due), busy);
+        continue;
+      }
       const auto it = lowest();
       job = std::move(*it);
       text_q_.erase(it);
+      if (job.chunk < chunks_.size()) {
+        claimed_[job.chunk] = true;
+        by_text_[job.chunk] = true;
+        held_[job.chunk].reset();
+      }
     }
     std::vector<int32_t> tokens;
     try {

@@ -15,7 +15,21 @@
 // seconds. The assembled cache's token ids are the given context ids for every chunk (or, without
 // them, the recomputed chunks' ids and 0 elsewhere). stop() joins both threads; the destructor
 // calls it.
+//
+// Hedged chunks (controller, issue 14): a text chunk may also be fetched at a KV level as insurance
+// (hedge(chunk, deadline)). Its text stays the first choice: the recompute runs if it can start by
+// the deadline (or nothing else is in hand). Its KV blob is decoded when it arrives but held, and
+// used only once the deadline has passed without the recompute having started; then the chunk is
+// ready from the KV (reported with busy = the decode time) and its text job, if any, is dropped.
+// Whichever path starts first owns the chunk: a chunk is written and reported done exactly once.
+// A hedge's KV blob that fails to decode only cancels the hedge (no on_corrupt).
+//
+// Upgrades (controller, issue 14): a KV chunk may also be fetched at a better level, after every
+// other request (upgrade(chunk)). Its blob is decoded into a held buffer (on_held is called), and
+// apply_upgrades() copies every held upgrade into the cache; call it only once every chunk is
+// done (no worker writes then). An upgrade that fails to decode is dropped.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -54,6 +68,17 @@ class DecodePipeline {
                  std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {}, Tables tables = {});
   ~DecodePipeline();
   void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
+  using TimePoint = std::chrono::steady_clock::time_point;
+  // Call before the chunk's KV blob is submitted (controller, issue 14).
+  void hedge(size_t chunk, TimePoint deadline);
+  // How chunk i was made ready: true = from text (recompute), false = from KV (valid once done).
+  bool served_by_text(size_t chunk) const;
+  // Call before the upgrade's blob is submitted; `on_held(chunk)` runs on the decode thread once
+  // it is decoded (or dropped).
+  void upgrade(size_t chunk);
+  void set_on_held(std::function<void(size_t chunk, bool ok)> on_held);
+  // Copies every decoded upgrade into the cache; returns the chunks upgraded.
+  std::vector<size_t> apply_upgrades();
   void stop();
   // The assembled cache; call it only once every chunk was reported done (the workers then write
   // nothing more). Stops the workers without waiting for them to exit (stop() joins).
@@ -66,6 +91,9 @@ class DecodePipeline {
   };
   void decode_loop();
   void compute_loop();
+  // Compute thread, with mu_ held: use a held hedge KV whose deadline has passed; returns the
+  // chunk (the caller reports it after unlocking), or -1.
+  long take_due_hedge();
   void fail(const std::string& msg);
 
   KvCache full_;
@@ -81,6 +109,14 @@ class DecodePipeline {
   std::condition_variable cv_;
   std::deque<Job> decode_q_, text_q_;
   std::vector<bool> ready_;
+  // hedging (controller, issue 14)
+  std::vector<bool> claimed_, hedged_, by_text_;
+  std::vector<TimePoint> deadline_;
+  std::vector<std::unique_ptr<KvCache>> held_;  // decoded hedge KV, not yet used
+  std::vector<double> held_busy_;
+  std::vector<bool> upgrade_;                       // an upgrade is expected
+  std::vector<std::unique_ptr<KvCache>> upgraded_;  // decoded upgrades, not yet applied
+  std::function<void(size_t, bool)> on_held_;
   bool stop_ = false, failed_ = false;
   Tables tables_;  // per profile level (decode thread only)
   std::thread decode_thread_, compute_thread_;

@@ -60,6 +60,19 @@ TransferModel constant_rate_model(double bytes_per_s, double rtt_s) {
   return tm;
 }
 
+TransferModel outage_rate_model(double bytes_per_s, double rtt_s, double from, double to) {
+  if (!(bytes_per_s > 0)) throw std::invalid_argument("throughput estimate must be positive");
+  TransferModel tm;
+  tm.rtt_s = rtt_s;
+  tm.finish = [bytes_per_s, from, to](double start, uint64_t bytes) {
+    const double need = double(bytes) / bytes_per_s;  // seconds of delivery
+    if (start >= to || start + need <= from) return start + need;
+    const double before = std::max(0.0, from - start);  // delivered before the outage
+    return std::max(start, to) + (need - before);
+  };
+  return tm;
+}
+
 PipelineState advance(const PipelineState& st, const StreamSpec& s, const CostModel& c,
                       const TransferModel& tm, size_t chunk, int option, double earliest_start,
                       const ChunkFacts* f, double* ready_out) {
@@ -83,12 +96,13 @@ PipelineState advance(const PipelineState& st, const StreamSpec& s, const CostMo
     if (option == kText) ns.compute_free = std::max(ns.compute_free, ready);
     else ns.decode_free = std::max(ns.decode_free, ready);
   } else if (option == kText) {
-    const double begin = std::max({end, st.prefix_ready, st.compute_free, st.now});
-    ready = begin + c.recompute_s(s, chunk);
+    // Work that may already have started keeps its start; its end is no earlier than now.
+    const double begin = std::max({end, st.prefix_ready, st.compute_free});
+    ready = std::max(begin + c.recompute_s(s, chunk), st.now);
     ns.compute_free = ready;
   } else {
-    const double begin = std::max({end, st.decode_free, st.now});
-    ready = begin + c.decode_s(s, chunk, option);
+    const double begin = std::max({end, st.decode_free});
+    ready = std::max(begin + c.decode_s(s, chunk, option), st.now);
     ns.decode_free = ready;
   }
   ns.prefix_ready = std::max(st.prefix_ready, ready);
@@ -106,6 +120,9 @@ struct Search {
   const TransferModel& tm;
   std::vector<int> by_quality;  // allowed options, best agreement first
   std::vector<int> by_bytes;    // allowed options, fewest bytes first (per chunk order differs little)
+  std::vector<int> first_quality, first_bytes;  // the same for chunk `first` (first_allowed)
+  const std::vector<int>& quality_order(size_t j) const { return j == first && !first_quality.empty() ? first_quality : by_quality; }
+  const std::vector<int>& bytes_order(size_t j) const { return j == first && !first_bytes.empty() ? first_bytes : by_bytes; }
   size_t first = 0;
   double first_start = 0;
   double deadline = 0;
@@ -137,7 +154,7 @@ struct Search {
       if (t < best_ttft) { best_ttft = t; best_ttft_plan = cur; }
       return;
     }
-    for (int o : by_bytes) {
+    for (int o : bytes_order(j)) {
       PipelineState ns = advance(st, s, c, tm, j, o, start_of(j), nullptr);
       if (lower_bound_ttft(ns, j + 1) >= best_ttft - 1e-12) continue;
       cur.push_back(o);
@@ -170,7 +187,7 @@ struct Search {
       return;
     }
     if (q + suffix_max_q[j] < best_q - 1e-9) return;
-    for (int o : by_quality) {
+    for (int o : quality_order(j)) {
       const double nq = q + quality(j, o);
       if (nq + (j + 1 < s.chunks.size() ? suffix_max_q[j + 1] : 0.0) < best_q - 1e-9) continue;
       PipelineState ns = advance(st, s, c, tm, j, o, start_of(j), nullptr);
@@ -223,6 +240,11 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
                    [&](int a, int b) { return option_agreement(s, a) > option_agreement(s, b); });
   std::stable_sort(x.by_bytes.begin(), x.by_bytes.end(),
                    [&](int a, int b) { return wire_bytes(s, first, a) < wire_bytes(s, first, b); });
+  for (int o : x.by_quality)
+    if (std::find(first_allowed.begin(), first_allowed.end(), o) != first_allowed.end()) x.first_quality.push_back(o);
+  for (int o : x.by_bytes)
+    if (std::find(first_allowed.begin(), first_allowed.end(), o) != first_allowed.end()) x.first_bytes.push_back(o);
+  if (!first_allowed.empty() && x.first_bytes.empty()) throw std::invalid_argument("PlanSearch: first_allowed is not a subset of allowed");
   x.suffix_max_q.assign(n + 1, 0.0);
   x.suffix_min_bytes.assign(n + 1, 0);
   for (size_t j = n; j-- > first;) {
@@ -241,10 +263,10 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
     PipelineState g = st;
     std::vector<int> plan;
     for (size_t j = first; j < n; ++j) {
-      int best_o = x.by_bytes.front();
+      int best_o = x.bytes_order(j).front();
       double best_t = std::numeric_limits<double>::infinity();
       PipelineState best_s{};
-      for (int o : x.by_bytes) {
+      for (int o : x.bytes_order(j)) {
         PipelineState ns = advance(g, s, *cost, *transfer, j, o, x.start_of(j), nullptr);
         const double t = x.lower_bound_ttft(ns, j + 1);
         if (t < best_t - 1e-12) { best_t = t; best_o = o; best_s = ns; }
@@ -270,7 +292,7 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
   {
     std::vector<int> plan = x.best_ttft_plan;
     for (size_t k = 0; k < plan.size(); ++k) {
-      for (int o : x.by_quality) {
+      for (int o : x.quality_order(first + k)) {
         std::vector<int> trial = plan;
         trial[k] = o;
         if (x.eval(st, trial) <= deadline) { plan = trial; break; }

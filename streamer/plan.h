@@ -41,8 +41,9 @@ struct StreamSpec {
   int find_level(const std::string& name) const;
 };
 
-// Bytes on the wire for a chunk at an option (blob + CHUNK_DATA framing).
-constexpr uint64_t kChunkFrameOverhead = 16 + 10;
+// Bytes on the wire for a chunk at an option (blob + CHUNK_DATA framing): header 16, index 4,
+// level 2, status 1, the sender's link report 21, blob length 4 (docs/PROTOCOL.md, version 3).
+constexpr uint64_t kChunkFrameOverhead = 16 + 4 + 2 + 1 + 21 + 4;
 uint64_t wire_bytes(const StreamSpec& s, size_t chunk, int option);
 double option_agreement(const StreamSpec& s, int option);
 double option_ppl_delta(const StreamSpec& s, int option);
@@ -71,6 +72,8 @@ struct TransferModel {
   std::function<double(uint64_t cum_bytes)> finish_cumulative;
 };
 TransferModel constant_rate_model(double bytes_per_s, double rtt_s);
+// A link that delivers nothing in [outage_from, outage_to), and bytes_per_s otherwise.
+TransferModel outage_rate_model(double bytes_per_s, double rtt_s, double outage_from, double outage_to);
 
 // What is already known about each chunk when planning mid-stream (negative = unknown).
 struct ChunkFacts {
@@ -113,6 +116,7 @@ struct PlanSearch {
   const CostModel* cost = nullptr;
   const TransferModel* transfer = nullptr;
   std::vector<int> allowed;   // options the search may use (levels and/or kText)
+  std::vector<int> first_allowed;  // if not empty: the options chunk `first` may use (a subset)
   size_t node_budget = 200000;
   // Plans chunks [first, n) after `st`. Chunk `first` may start no earlier than first_start; later
   // chunks follow back to back (pipelined requests).

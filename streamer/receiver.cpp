@@ -20,6 +20,7 @@
 #include "streamer/auth.h"
 #include "streamer/context_source.h"
 #include "streamer/decode_pipeline.h"
+#include "streamer/link_memory.h"
 #include "streamer/profile_cache.h"
 #include "streamer/transport.h"
 #include "streamer/wire.h"
@@ -44,7 +45,7 @@ std::string mib(uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) +
 
 class Session {
  public:
-  explicit Session(const ReceiverOptions& o) : opt_(o), timer_(io_) {}
+  explicit Session(const ReceiverOptions& o) : opt_(o), timer_(io_), wake_(io_), finish_timer_(io_) {}
 
   ReceiveOutcome run() {
     // Before the clock starts: a node keeps its profiles in memory (one cache for all fetches when
@@ -116,6 +117,10 @@ class Session {
     read();
   }
   void send_request() {
+    // The first estimate (controller) is taken over the reads that answer REQUEST: with
+    // authentication the reads before it (HELLO_ACK) are a round trip earlier.
+    hs_base_bytes_ = bytes_rx_;
+    hs_first_t_ = -1;
     send(encode(Request{opt_.context, uint32_t(std::lround(opt_.slo_s * 1e3)), opt_.policy.name()}));
   }
 
@@ -127,6 +132,8 @@ class Session {
   void fail(ErrorCode code, const std::string& msg) { fail(kvstream::Error(code, msg)); }
   void shutdown() {
     timer_.cancel();
+    wake_.cancel();
+    finish_timer_.cancel();
     if (t_) t_->close();
     io_.stop();
   }
@@ -143,6 +150,10 @@ class Session {
     writing_ = true;
     auto buf = out_.front();
     async_write_all(*t_, {asio::buffer(*buf), asio::const_buffer()}, nullptr, [this, buf](const asio::error_code& ec) {
+      if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset)
+        return fail(ErrorCode::kClosed, "the sender closed the connection before the KV cache was complete (" +
+                                            std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
+                                            " chunks received)");
       if (ec) return fail(ErrorCode::kClosed, "sending to the sender failed: " + ec.message());
       out_.pop_front();
       write_next();
@@ -160,6 +171,10 @@ class Session {
         return fail(ErrorCode::kClosed, "receive failed: " + ec.message());
       }
       last_rx_ = Clock::now();
+      if (hs_first_t_ < 0) {  // the first read after REQUEST (controller, issue 14)
+        hs_first_t_ = now();
+        hs_first_bytes_ = n;
+      }
       bytes_rx_ += n;
       try {
         reader_.feed(rx_.data(), n);
@@ -251,8 +266,8 @@ class Session {
   bool manifest_fits(const Manifest& m, uint64_t& max_frame) {
     max_frame = max_payload(FrameType::kError);
     for (const auto& c : m.chunks) {
-      max_frame = std::max<uint64_t>(max_frame, uint64_t(c.text_bytes) + 10);
-      for (uint32_t b : c.level_bytes) max_frame = std::max<uint64_t>(max_frame, uint64_t(b) + 10);
+      max_frame = std::max<uint64_t>(max_frame, uint64_t(c.text_bytes) + kMaxChunkDataFields);
+      for (uint32_t b : c.level_bytes) max_frame = std::max<uint64_t>(max_frame, uint64_t(b) + kMaxChunkDataFields);
     }
     const auto cached = profiles_->find(m.profile_hash);
     const bool need_profile = !cached;
@@ -290,6 +305,8 @@ class Session {
     manifest_ = std::move(m);
     spec_ = spec_from_manifest(*manifest_);
     fallback_reason_.assign(manifest_->chunks.size(), std::string());
+    is_hedged_.assign(manifest_->chunks.size(), false);
+    is_upgraded_.assign(manifest_->chunks.size(), false);
     fallback_bytes_.assign(manifest_->chunks.size(), 0);
     ControllerConfig cfg = opt_.controller;
     cfg.slo_s = opt_.slo_s;
@@ -299,7 +316,11 @@ class Session {
     cfg.allow_text = opt_.model != nullptr;
     if (!cfg.allow_text && opt_.policy.kind == PolicyKind::kText)
       return fail(ErrorCode::kInvalidArgument, "policy text needs the model to recompute");
+    cfg.memory = load_link_memory(opt_.link_memory, sender_key(), unix_now());
     ctl_.emplace(spec_, opt_.policy, cfg);
+    // controller (issue 14): the first estimate from the answer to REQUEST and the sender's TCP state
+    ctl_->on_handshake(bytes_rx_ - hs_base_bytes_, hs_first_bytes_, hs_first_t_, now());
+    ctl_->on_link_report(manifest_->link);
     if (auto cached = profiles_->find(manifest_->profile_hash)) {
       profile_ = std::move(cached->profile);
       tables_ = std::move(cached->tables);
@@ -352,6 +373,8 @@ class Session {
         manifest_->token_ids,
         [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); },
         tables_);
+    pipeline_->set_on_held([this](size_t, bool) { asio::post(io_, [this] { on_upgrade_held(); }); });
+    for (const Hedge& h : extras_) register_extra(h);
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -373,12 +396,18 @@ class Session {
     if (!ctl_ || outstanding_.empty()) return fail(ErrorCode::kProtocol, "unrequested CHUNK_DATA");
     const Pending p = outstanding_.front();
     const size_t k = p.chunk;
-    if (cd.index != k || cd.level != p.level)
+    // controller (issue 14): a CANCEL that reached the sender in time replaced the answer
+    const bool replaced = p.replacement != kNoReplacement && cd.level == p.replacement && cd.level != p.level;
+    if (cd.index != k || (cd.level != p.level && !replaced) || cd.status != kChunkServed)
       return fail(ErrorCode::kProtocol, "the sender sent chunk " + std::to_string(cd.index) + " level " +
-                                            std::to_string(cd.level) + ", expected chunk " + std::to_string(k) +
-                                            " level " + std::to_string(p.level));
+                                            std::to_string(cd.level) + (cd.status != kChunkServed ? " (cancelled)" : "") +
+                                            ", expected chunk " + std::to_string(k) + " level " + std::to_string(p.level));
     outstanding_.pop_front();
-    if (p.retry) {
+    ctl_->on_link_report(cd.link);
+    if (replaced) ctl_->on_served(k, option_of(cd.level));
+    if (p.extra) {  // a hedge or an upgrade: the pipeline holds it (controller, issue 14)
+      extra_bytes_ += cd.blob.size() + kChunkFrameOverhead;
+    } else if (p.retry) {
       fallback_bytes_[k] = wire_bytes(spec_, k, kText);
     } else {
       const double t = now();
@@ -386,7 +415,7 @@ class Session {
       ctl_->on_last_byte(k, t);
       ++chunks_received_;
     }
-    const bool text = p.level == kTextLevel;
+    const bool text = cd.level == kTextLevel;
     if (pipeline_) pipeline_->submit(k, text, std::move(cd.blob));
     else held_.push_back({k, text, std::move(cd.blob)});
   }
@@ -405,8 +434,10 @@ class Session {
     if (error_ || finished_) return;
     busy_[chunk] = busy;
     ready_[chunk] = t;
-    // A fallback chunk's worker time is a recompute, not its level's decode: not a cost sample.
-    ctl_->on_ready(chunk, t, fallback_reason_[chunk].empty() ? busy : -1.0);
+    // A fallback chunk's worker time is a recompute, not its level's decode, and a hedged chunk
+    // served by its KV took a decode, not a recompute: not cost samples.
+    const bool hedge_served = is_hedged_[chunk] && !pipeline_->served_by_text(chunk);
+    ctl_->on_ready(chunk, t, fallback_reason_[chunk].empty() && !hedge_served ? busy : -1.0);
     ++chunks_ready_;
     if (opt_.on_chunk) {
       StreamResult tmp;
@@ -414,7 +445,7 @@ class Session {
       mark_fallbacks(tmp);
       if (chunk < tmp.chunks.size()) opt_.on_chunk(tmp.chunks[chunk]);
     }
-    if (chunks_ready_ == num_chunks()) finish();
+    if (chunks_ready_ == num_chunks()) maybe_finish();
   }
 
   // After processing the complete frames of a read: the first byte of the chunk in flight, and
@@ -422,8 +453,10 @@ class Session {
   void progress() {
     if (!ctl_) return;
     const size_t partial = reader_.buffered();
-    if (partial > 0 && !profile_pending_ && !outstanding_.empty() && !outstanding_.front().retry)
+    if (partial > 0 && !profile_pending_ && !outstanding_.empty() && !outstanding_.front().retry &&
+        !outstanding_.front().extra)
       ctl_->on_first_byte(outstanding_.front().chunk, now(), partial);
+    check_stall();
     uint64_t unreceived = 0;
     if (!outstanding_.empty()) {
       const Pending& last = outstanding_.back();
@@ -434,18 +467,107 @@ class Session {
   }
 
   void request_more(uint64_t unreceived) {
-    while (ctl_->request_due(unreceived)) {
+    while (ctl_->request_due(unreceived, now())) {
       const Decision d = ctl_->choose(now());
       if (predicted_ < 0 && opt_.policy.kind == PolicyKind::kAdaptive) predicted_ = d.predicted_ttft_s;
-      const uint16_t level = d.option == kText ? kTextLevel : spec_.levels[size_t(d.option)].id;
+      const uint16_t level = wire_level(d.option);
       send(encode(ChunkGet{uint32_t(d.chunk), level}));
       outstanding_.push_back({d.chunk, level, false});
       unreceived = d.bytes;
     }
+    if (ctl_->next_chunk() == num_chunks() && !extras_asked_) request_extras();
+    arm_wakeup();
   }
+
+  // ---- controller (issue 14): hedges and upgrades, after every planned request ----
+  void request_extras() {
+    extras_asked_ = true;
+    extras_ = ctl_->hedges(now());
+    for (const Hedge& h : extras_) {
+      const uint16_t level = wire_level(h.option);
+      send(encode(ChunkGet{uint32_t(h.chunk), level}));
+      Pending p{h.chunk, level, false};
+      p.extra = true;
+      outstanding_.push_back(p);
+      if (h.upgrade) {
+        ++upgrades_asked_;
+        upgrade_deadline_ = h.deadline_s;
+      } else {
+        is_hedged_[h.chunk] = true;
+      }
+      if (pipeline_) register_extra(h);
+    }
+  }
+  void register_extra(const Hedge& h) {
+    if (h.upgrade) pipeline_->upgrade(h.chunk);
+    else pipeline_->hedge(h.chunk, t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(h.deadline_s)));
+  }
+  void on_upgrade_held() {
+    ++upgrades_held_;
+    if (chunks_ready_ == num_chunks()) maybe_finish();
+  }
+  // Every chunk is ready: wait for the upgrades until their deadline at most.
+  void maybe_finish() {
+    if (finished_ || error_) return;
+    if (upgrades_held_ >= upgrades_asked_ || now() >= upgrade_deadline_) return finish();
+    finish_timer_.expires_at(t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(upgrade_deadline_)));
+    finish_timer_.async_wait([this](const asio::error_code& ec) {
+      if (!ec) maybe_finish();
+    });
+  }
+
+  // ---- controller (issue 14): wake-ups, stalls, CANCEL, the link memory ----
+  uint16_t wire_level(int option) const { return option == kText ? kTextLevel : spec_.levels[size_t(option)].id; }
+  int option_of(uint16_t level) const {
+    if (level == kTextLevel) return kText;
+    for (size_t l = 0; l < spec_.levels.size(); ++l)
+      if (spec_.levels[l].id == level) return int(l);
+    return kText;
+  }
+  std::string sender_key() const { return opt_.host + ":" + std::to_string(opt_.port); }
+  static double unix_now() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+  // The controller asked to be woken at next_wakeup() even if no byte arrives.
+  void arm_wakeup() {
+    if (!ctl_ || finished_ || error_) return;
+    const double at = ctl_->next_wakeup(now());
+    if (!(at < 1e9)) return;
+    wake_.expires_at(t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at)));
+    wake_.async_wait([this](const asio::error_code& ec) {
+      if (ec || finished_ || error_) return;
+      progress();
+    });
+  }
+  // The chunk in flight is past its deadline: cap the estimate, offer the chunks behind it for
+  // replacement (a CANCEL naming the new level; the sender answers either way).
+  void check_stall() {
+    const double t = now();
+    if (t < ctl_->watch_deadline() || outstanding_.empty()) return;
+    const Pending& front = outstanding_.front();
+    ctl_->on_stalled(t, front.retry || profile_pending_ ? 0 : reader_.buffered());
+    for (const Replacement& r : ctl_->replacements()) {
+      for (auto& p : outstanding_) {
+        if (p.retry || p.chunk != r.chunk || p.replacement != kNoReplacement) continue;
+        p.replacement = wire_level(r.option);
+        send(encode(Cancel{uint32_t(r.chunk), p.replacement}));
+      }
+    }
+  }
+  void remember_link() {
+    if (opt_.link_memory.empty() || !ctl_) return;
+    try {
+      store_link_memory(opt_.link_memory, sender_key(), ctl_->estimator().to_memory(), unix_now());
+    } catch (const std::exception& e) {
+      if (opt_.on_warning) opt_.on_warning(std::string("warning: ") + e.what());
+    }
+  }
+  // ---- end controller (issue 14) ----
 
   void finish() {
     const double t_kv = now();
+    const auto upgraded = pipeline_->apply_upgrades();
+    for (size_t j : upgraded) is_upgraded_[j] = true;
     KvCache kv = pipeline_->take();
     double first_token_s = 0;
     if (opt_.model) {
@@ -475,12 +597,24 @@ class Session {
     r.first_token_ms = first_token_s * 1e3;
     (void)t_kv;
     r.predicted_ttft_ms = predicted_ >= 0 ? predicted_ * 1e3 : -1;
+    r.estimate_sources = ctl_->estimator().sources();
+    remember_link();
     fill_chunks(r, *ctl_, busy_, ready_);
     mark_fallbacks(r);
     std::vector<int> options, content;  // what the controller chose; what the cache now holds
+    std::vector<int> upgrade_option(num_chunks(), -2), hedge_option(num_chunks(), -2);
+    for (const Hedge& h : extras_) (h.upgrade ? upgrade_option : hedge_option)[h.chunk] = h.option;
     for (const auto& d : ctl_->decisions()) {
       options.push_back(d.option);
-      content.push_back(fallback_reason_[d.chunk].empty() ? d.option : kText);
+      int c = fallback_reason_[d.chunk].empty() ? d.option : kText;
+      if (is_hedged_[d.chunk] && !pipeline_->served_by_text(d.chunk)) c = hedge_option[d.chunk];
+      if (is_upgraded_[d.chunk]) c = upgrade_option[d.chunk];
+      content.push_back(c);
+    }
+    for (auto& c : r.chunks) {
+      if (c.index < num_chunks() && is_hedged_[c.index]) c.served_by = pipeline_->served_by_text(c.index) ? "text" : "hedge";
+      if (c.index < num_chunks() && upgrade_option[c.index] != -2) c.served_by = is_upgraded_[c.index] ? "upgrade" : "base";
+      if (c.served_by == "hedge" || c.served_by == "upgrade") c.served_level = spec_.levels[size_t(content[c.index])].name;
     }
     ladder_quality(spec_, content, r.greedy_agreement, r.ppl_delta_pct);
     r.quality_source = "ladder";
@@ -495,6 +629,16 @@ class Session {
   asio::io_context io_;
   std::unique_ptr<Transport> t_;
   asio::steady_timer timer_;
+  asio::steady_timer wake_;  // the controller's wake-ups (controller, issue 14)
+  asio::steady_timer finish_timer_;  // waiting for upgrades until their deadline
+  double hs_first_t_ = -1;   // the first read after REQUEST: when, and how many bytes
+  std::vector<Hedge> extras_;  // hedges and upgrades asked for
+  bool extras_asked_ = false;
+  size_t upgrades_asked_ = 0, upgrades_held_ = 0;
+  double upgrade_deadline_ = 0;
+  uint64_t extra_bytes_ = 0;
+  std::vector<bool> is_hedged_, is_upgraded_;
+  uint64_t hs_first_bytes_ = 0, hs_base_bytes_ = 0;  // hs_base_bytes_: bytes read before REQUEST was sent
   Clock::time_point t0_, last_rx_;
   double hello_sent_s_ = 0;
   Nonce client_nonce_{}, server_nonce_{};
@@ -516,6 +660,8 @@ class Session {
     size_t chunk;
     uint16_t level;  // wire level asked for
     bool retry;      // a text re-fetch after a corrupt blob (not a controller decision)
+    uint16_t replacement = kNoReplacement;  // a CANCEL asked for this level instead
+    bool extra = false;  // a hedge or an upgrade (controller, issue 14)
   };
   std::deque<Pending> outstanding_;  // requests in the order the sender answers them
   std::vector<std::string> fallback_reason_;  // per chunk: why it fell back to text ("" = it did not)

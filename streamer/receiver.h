@@ -48,6 +48,9 @@ struct ReceiverOptions {
   const model::Model* model = nullptr;
   std::string profile_dir;          // cache of profiles by hash (<hash>.kvprofile); empty = memory only
   std::shared_ptr<ProfileCache> profiles;  // a node's profiles in memory, shared by fetches (else profile_dir is loaded)
+  // File of remembered link estimates per sender (streamer/link_memory.h): read before the fetch
+  // (the first estimate starts from it, weighed by its age), updated after it. Empty = none.
+  std::string link_memory;
   int32_t query_token = 1;          // fed after the context to generate the first token (BOS)
   double connect_timeout_s = 5;
   double stall_timeout_s = 5;       // no byte from the sender for this long while waiting -> error

@@ -29,6 +29,12 @@ nlohmann::json StreamResult::to_json() const {
                            {"decode_ms", c.decode_ms},
                            {"ready_ms", c.ready_ms},
                            {"est_mbps", c.est_mbps}});
+    if (!c.served_by.empty()) j["chunks"].back()["served_by"] = c.served_by;
+    if (!c.served_level.empty()) j["chunks"].back()["served_level"] = c.served_level;
+    if (!c.rule.empty()) {
+      j["chunks"].back()["rule"] = c.rule;
+      j["chunks"].back()["lo_mbps"] = c.lo_mbps;
+    }
     if (!c.fallback.empty()) {
       auto& jc = j["chunks"].back();
       jc["fallback"] = c.fallback;
@@ -41,6 +47,7 @@ nlohmann::json StreamResult::to_json() const {
   if (predicted_ttft_ms >= 0) j["predicted_ttft_ms"] = predicted_ttft_ms;
   if (first_token >= 0) j["first_token"] = first_token;
   if (!trace.empty()) j["trace"] = trace;
+  if (!estimate_sources.empty()) j["estimate_sources"] = estimate_sources;
   return j;
 }
 
@@ -64,6 +71,8 @@ void fill_chunks(StreamResult& r, const Controller& ctl, const std::vector<doubl
     c.decode_ms = i < busy_s.size() ? busy_s[i] * 1e3 : 0;
     c.ready_ms = i < ready_s.size() ? ready_s[i] * 1e3 : 0;
     c.est_mbps = decs[i].est_mbps;
+    c.lo_mbps = decs[i].lo_mbps;
+    c.rule = decs[i].rule;
     r.chunks.push_back(c);
   }
 }

@@ -29,6 +29,12 @@ struct ChunkRecord {
   double decode_ms = 0;        // decode or recompute worker time
   double ready_ms = 0;
   double est_mbps = 0;         // controller's estimate when it chose this chunk
+  double lo_mbps = 0;          // adaptive: the pessimistic rate it planned on
+  std::string rule;            // adaptive: which rule chose it ("mpc", "insured", "robust", "best-effort")
+  // A hedged text chunk (also fetched at a KV level): "text" when its recompute made it, "hedge"
+  // when its KV did; empty when not hedged.
+  std::string served_by;
+  std::string served_level;    // the level the cache holds when served_by is "hedge" or "upgrade"
   // recv only: the chunk's blob failed to decode and it was fetched again as text and recomputed
   // ("text"; empty otherwise), why, and the retry's wire bytes. level/bytes stay the first fetch's.
   std::string fallback;
@@ -53,6 +59,7 @@ struct StreamResult {
   double predicted_ttft_ms = -1;  // the controller's first prediction (adaptive)
   int first_token = -1;
   std::string trace;              // simulate: trace name
+  std::string estimate_sources;   // what the first estimate came from ("prior", "handshake", ...)
   nlohmann::json to_json() const;
 };
 

@@ -6,6 +6,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <list>
@@ -16,6 +17,7 @@
 #include "streamer/auth.h"
 #include "streamer/context_cache.h"
 #include "streamer/context_source.h"
+#include "streamer/tcp_info.h"
 #include "streamer/transport.h"
 #include "streamer/wire.h"
 #include "streamer/worker_pool.h"
@@ -161,6 +163,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Bytes head, tail;  // tail: a shared blob or profile (may be null)
     uint64_t bytes = 0;
     const std::string* account = nullptr;  // charged to this tenant (see account())
+    std::optional<ChunkGet> chunk;  // a CHUNK_DATA a CANCEL may still replace: the request it answers
+    bool cancel_pending = false;    // a CANCEL's replacement blob is being read
   };
 
   std::string tag() const { return "conn " + std::to_string(id_) + ": "; }
@@ -221,6 +225,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case FrameType::kRequest: return on_request(decode_request(f));
       case FrameType::kProfileGet: return on_profile_get(decode_profile_get(f));
       case FrameType::kChunkGet: return on_chunk_get(decode_chunk_get(f));
+      case FrameType::kCancel: return on_cancel(decode_cancel(f));  // controller (issue 14)
       case FrameType::kEnd:
         begin_closing();
         if (queue_.empty()) close("end");
@@ -300,7 +305,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     srv_->log(tag() + (tenant_.empty() ? "" : "tenant " + tenant_ + " ") + "context " + r.context_id + " slo " +
               std::to_string(r.slo_ms) + " ms policy " + r.policy);
     run_task(
-        [srv = srv_, tenant = tenant_, id = r.context_id]() -> TaskResult {
+        [srv = srv_, tenant = tenant_, id = r.context_id, link = link_report()]() -> TaskResult {
           const auto src = srv->source_for(tenant);
           auto ctx = src ? src->context(id) : nullptr;
           TaskResult r;
@@ -308,7 +313,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
             r.error = ErrorMsg{WireErrorCode::kUnknownContext, "unknown context '" + id + "'"};
             return r;
           }
-          r.head = shared(encode(ctx->manifest()));
+          Manifest m = ctx->manifest();
+          m.link = link;  // controller (issue 14): the sender's TCP state when it answered
+          r.head = shared(encode(m));
           r.ctx = std::move(ctx);
           return r;
         },
@@ -365,7 +372,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     const ChunkGet g = want_;
     run_task(
-        [ctx = ctx_, g, li = want_ladder_, faults = srv_->opt.faults]() -> TaskResult {
+        [ctx = ctx_, g, li = want_ladder_, faults = srv_->opt.faults, link = link_report()]() -> TaskResult {
           Bytes blob = ctx->blob(g.index, li);
           const bool text = g.level == kTextLevel;
           if (!blob->empty() && int(g.index) == (text ? faults.corrupt_text_chunk : faults.corrupt_blob_chunk)) {
@@ -373,7 +380,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             b[b.size() / 2] ^= 0x5A;  // the frame CRC is computed over the flipped byte: only the blob's own fails
             blob = shared(std::move(b));
           }
-          auto head = shared(encode_chunk_data_head(g.index, g.level, *blob));
+          auto head = shared(encode_chunk_data_head(g.index, g.level, link, *blob));
           if (int(g.index) == faults.corrupt_chunk && !blob->empty()) {
             auto b = *blob;
             b[b.size() / 2] ^= 0x5A;  // after the CRC: the frame fails its checksum
@@ -386,6 +393,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           }
           r.head = std::move(head);
           r.tail = std::move(blob);
+          r.chunk = g;
           return r;
         },
         "chunk " + std::to_string(g.index), want_bytes_);
@@ -397,6 +405,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::optional<ErrorMsg> error;
     std::shared_ptr<const ServedContext> ctx;  // a REQUEST's context
     bool close_after = false;                  // fault injection
+    std::optional<ChunkGet> chunk;             // a CHUNK_DATA: the request it answers
+    bool replaces = false;                     // a CANCEL's replacement for the queued answer to `chunk`
   };
 
   // Runs `task` on the pool (reserved: budget bytes held for it), then queues its frame here.
@@ -425,21 +435,94 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ctx_ = std::move(r.ctx);
       phase_ = Phase::kServing;
     }
+    if (r.replaces) {  // controller (issue 14): swap it in if the answer is still unsent
+      if (OutFrame* q = unsent_chunk(r.chunk->index, true)) replace(*q, std::move(r.head), std::move(r.tail));
+      return pump();
+    }
     close_after_write_ = r.close_after;
-    send_frame(std::move(r.head), std::move(r.tail));
+    send_frame(std::move(r.head), std::move(r.tail), r.chunk);
     pump();
   }
 
   // ---- writing ----
-  void send_frame(Bytes head, Bytes tail = nullptr) {
+  void send_frame(Bytes head, Bytes tail = nullptr, std::optional<ChunkGet> chunk = {}) {
     if (stalled_ || closed_) return;
-    OutFrame f{std::move(head), std::move(tail), 0, account()};
+    OutFrame f{std::move(head), std::move(tail), 0, account(), chunk, false};
     f.bytes = f.head->size() + (f.tail ? f.tail->size() : 0);
     queued_bytes_ += f.bytes;
     srv_->charge(f.bytes, f.account);
     queue_.push_back(std::move(f));
     if (!writing_) write_next();
   }
+
+  // ---- controller (issue 14): the link report and CANCEL ----
+  LinkReport link_report() { return read_link_report(int(t_->socket().native_handle())); }
+
+  // The first queued CHUNK_DATA for `chunk` that has not begun to be written and that no CANCEL
+  // has touched yet; null if none.
+  OutFrame* unsent_chunk(uint32_t chunk, bool cancel_pending) {
+    for (size_t i = writing_ ? 1 : 0; i < queue_.size(); ++i) {
+      OutFrame& q = queue_[i];
+      if (q.chunk && q.chunk->index == chunk && q.cancel_pending == cancel_pending) return &q;
+    }
+    return nullptr;
+  }
+
+  // A CANCEL replaces the answer to a CHUNK_GET that has not begun to be written (every request
+  // still gets exactly one CHUNK_DATA); for one already on its way, already replaced, or when the
+  // memory budget has no room for the replacement's blob, it changes nothing. The replacement's
+  // blob is read on the pool like any other; it is swapped in if the answer is still unsent then.
+  // The frames after a CANCEL are read once it is done (as after a CHUNK_GET).
+  void on_cancel(const Cancel& c) {
+    if (!authenticated_for("CANCEL")) return;
+    if (!ctx_) return fail(WireErrorCode::kBadRequest, "CANCEL before REQUEST");
+    const auto& m = ctx_->manifest();
+    if (c.index >= m.chunks.size())
+      return fail(WireErrorCode::kBadRequest, "chunk " + std::to_string(c.index) + " out of range");
+    if (c.replacement != kNoReplacement && ladder_index_of(*ctx_, c.replacement) < 0)
+      return fail(WireErrorCode::kBadRequest, "no level " + std::to_string(c.replacement));
+    OutFrame* q = unsent_chunk(c.index, false);
+    if (!q || c.replacement == q->chunk->level) return;
+    if (c.replacement == kNoReplacement) {
+      ChunkData cd;
+      cd.index = c.index;
+      cd.level = q->chunk->level;
+      cd.status = kChunkCancelled;
+      cd.link = link_report();
+      replace(*q, shared(encode(cd)), nullptr);
+    } else {
+      const int mi = manifest_level_index(m, c.replacement);
+      const uint64_t bytes = 64 + (mi >= 0 ? m.chunks[c.index].level_bytes[size_t(mi)] : m.chunks[c.index].text_bytes);
+      if (!srv_->reserve(bytes, account())) return;
+      q->cancel_pending = true;
+      const ChunkGet g{c.index, c.replacement};
+      run_task(
+          [ctx = ctx_, g, li = ladder_index_of(*ctx_, c.replacement), link = link_report()]() -> TaskResult {
+            TaskResult r;
+            r.tail = ctx->blob(g.index, li);
+            r.head = shared(encode_chunk_data_head(g.index, g.level, link, *r.tail));
+            r.chunk = g;
+            r.replaces = true;
+            return r;
+          },
+          "chunk " + std::to_string(g.index), bytes);
+    }
+  }
+
+  // Swaps a queued, unsent frame's bytes (the budget charged for the new ones, released for the old).
+  void replace(OutFrame& q, Bytes head, Bytes tail) {
+    srv_->log(tag() + "chunk " + std::to_string(q.chunk->index) + " replaced by a CANCEL");
+    const uint64_t n = head->size() + (tail ? tail->size() : 0);
+    srv_->charge(n, q.account);
+    srv_->release(q.bytes, q.account);
+    queued_bytes_ = queued_bytes_ - q.bytes + n;
+    q.head = std::move(head);
+    q.tail = std::move(tail);
+    q.bytes = n;
+    q.chunk.reset();  // answered: no further CANCEL touches it
+    q.cancel_pending = false;
+  }
+  // ---- end controller (issue 14) ----
 
   void write_next() {
     if (closed_) return;

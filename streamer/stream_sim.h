@@ -3,12 +3,19 @@
 // driving the very same Controller as the live receiver. Also computes the oracle's plan.
 //
 // Contract: simulate_stream() is deterministic for given inputs. Time 0 = the request is sent
-// (HELLO and REQUEST leave together). The link model is netsim::Simulator (the relay's LinkModel):
-// sender -> receiver bytes are shaped by the trace and delayed by delay_s; requests are only
-// delayed. The sender answers a request turnaround_s after it arrives (queued FIFO behind earlier
-// data): the time a real sender and relay take to read a request and put the answer on the link.
-// The true decode time of (chunk, level) and the recompute cost come from SimInputs (measured by
-// the caller on the real codec/model, or --prefill-rate).
+// (HELLO and REQUEST leave together), at trace time start_s. The link model is netsim::Simulator
+// (the relay's LinkModel): sender -> receiver bytes are shaped by the trace and delayed by delay_s
+// (plus the trace's own path delay); requests and CANCELs are only delayed. The sender answers a
+// request turnaround_s after it arrives (queued FIFO behind earlier data): the time a real sender
+// and relay take to read a request and put the answer on the link; a CANCEL that reaches it before
+// then replaces the answer, one that comes later changes nothing (the live sender behaves the
+// same: it cannot recall bytes it has written). What the receiver sees is modelled as it sees it
+// live: a read holds every byte that arrived within read_burst_s of its first (the relay releases
+// bytes on a 0.25 ms tick), the handshake is measured on HELLO_ACK + MANIFEST, and every MANIFEST
+// and CHUNK_DATA carries sender_report, what the sender's TCP_INFO says behind the relay. The true
+// decode time of (chunk, level) and the recompute cost come from SimInputs (measured by the caller
+// on the real codec/model, or --prefill-rate); the controller's cost model starts from the mean
+// decode time per level (a receiver knows its own decode speed).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,6 +24,7 @@
 #include "netsim/trace.h"
 #include "streamer/controller.h"
 #include "streamer/result.h"
+#include "streamer/wire.h"
 
 namespace kvstream::streamer {
 
@@ -34,6 +42,12 @@ struct SimInputs {
 
 inline constexpr double kDefaultTurnaroundS = 0.3e-3;
 
+// The link report of a sender whose TCP connection ends at `kvstream relay` on loopback: a
+// loopback RTT, a loopback congestion window, and an application-limited delivery rate (the
+// sender writes a chunk and then waits for the next request). Measured with `kvstream recv
+// --json` over the relay (docs/RESULTS.md, "Controller across regimes").
+LinkReport relay_link_report();
+
 struct SimOptions {
   double delay_s = 0.01;  // one-way propagation delay (RTT = 2 x delay)
   // Request reaches the sender side -> its answer enters the shaped link. Live over the relay this
@@ -43,6 +57,9 @@ struct SimOptions {
   // ready 0.1 ms after an opportunity waits for the next one.
   double turnaround_s = kDefaultTurnaroundS;
   double slo_s = 1.0;
+  double start_s = 0;              // trace time at which the fetch starts
+  double read_burst_s = 0.25e-3;   // a read holds what arrived within this after its first byte
+  LinkReport sender_report = relay_link_report();
   Policy policy;
   ControllerConfig controller;  // slo_s, rtt_s and cost are filled in by simulate_stream
   size_t oracle_node_budget = 3000000;

@@ -128,6 +128,37 @@ bool valid_hash(const std::string& h) {
 
 std::vector<uint8_t> frame_of(FrameType t, Writer& w) { return encode_frame(t, w.data()); }
 
+// ---- controller (issue 14): the link report's encoding ----
+// u8 flags (bit 0 valid, bit 1 app-limited; others 0); if valid: u32 srtt_us, u32 min_rtt_us,
+// u32 cwnd_bytes, u32 delivery_kBps, u32 notsent_bytes.
+void put_link_report(Writer& w, const LinkReport& r) {
+  w.u8(uint8_t((r.valid ? 1 : 0) | (r.valid && r.app_limited ? 2 : 0)));
+  if (!r.valid) return;
+  w.u32(r.srtt_us);
+  w.u32(r.min_rtt_us);
+  w.u32(r.cwnd_bytes);
+  w.u32(r.delivery_kBps);
+  w.u32(r.notsent_bytes);
+}
+LinkReport get_link_report(Reader& r) {
+  const uint8_t flags = r.u8();
+  if (flags & ~3u) throw ProtocolError(r.what() + " link report has unknown flags");
+  LinkReport l;
+  if (!(flags & 1)) {
+    if (flags) throw ProtocolError(r.what() + " link report flags set without a report");
+    return l;
+  }
+  l.valid = true;
+  l.app_limited = flags & 2;
+  l.srtt_us = r.u32();
+  l.min_rtt_us = r.u32();
+  l.cwnd_bytes = r.u32();
+  l.delivery_kBps = r.u32();
+  l.notsent_bytes = r.u32();
+  return l;
+}
+// ---- end controller (issue 14) ----
+
 // Bytes of num_tokens ids packed at `bits` bits each.
 size_t packed_id_bytes(uint32_t num_tokens, unsigned bits) { return size_t((uint64_t(num_tokens) * bits + 7) / 8); }
 
@@ -147,7 +178,8 @@ size_t max_payload(FrameType t) {
     case FrameType::kChunkData: return 64 * kMiB;
     case FrameType::kError: return 2048;
     case FrameType::kEnd: return 0;
-    // ---- version 3: authentication (hardening) ----
+    // ---- version 3 ----
+    case FrameType::kCancel: return 16;
     case FrameType::kAuth: return 64;
     case FrameType::kAuthOk: return 64;
   }
@@ -160,6 +192,7 @@ bool sent_by(FrameType t, Peer from) {
     case FrameType::kRequest:
     case FrameType::kProfileGet:
     case FrameType::kChunkGet:
+    case FrameType::kCancel:
     case FrameType::kAuth:
       return from == Peer::kReceiver;
     case FrameType::kHelloAck:
@@ -187,6 +220,7 @@ const char* frame_type_name(FrameType t) {
     case FrameType::kChunkData: return "CHUNK_DATA";
     case FrameType::kError: return "ERROR";
     case FrameType::kEnd: return "END";
+    case FrameType::kCancel: return "CANCEL";
     case FrameType::kAuth: return "AUTH";
     case FrameType::kAuthOk: return "AUTH_OK";
   }
@@ -404,6 +438,7 @@ std::vector<uint8_t> encode(const Manifest& m) {
       if ((uint32_t(t) >> i) & 1u) packed[bit / 8] |= uint8_t(1u << (bit % 8));
   }
   for (uint8_t b : packed) w.u8(b);
+  put_link_report(w, m.link);  // controller (issue 14)
   return frame_of(FrameType::kManifest, w);
 }
 std::vector<uint8_t> encode(const ProfileGet& m) {
@@ -427,8 +462,20 @@ std::vector<uint8_t> encode(const ChunkData& m) {
   Writer w;
   w.u32(m.index);
   w.u16(m.level);
+  // controller (issue 14): status and link report
+  if (m.status > kChunkCancelled) throw ProtocolError("CHUNK_DATA status out of range");
+  if (m.status == kChunkCancelled && !m.blob.empty()) throw ProtocolError("a cancelled CHUNK_DATA carries no blob");
+  w.u8(m.status);
+  put_link_report(w, m.link);
   w.bytes(m.blob);
   return frame_of(FrameType::kChunkData, w);
+}
+// controller (issue 14)
+std::vector<uint8_t> encode(const Cancel& m) {
+  Writer w;
+  w.u32(m.index);
+  w.u16(m.replacement);
+  return frame_of(FrameType::kCancel, w);
 }
 std::vector<uint8_t> encode(const ErrorMsg& m) {
   Writer w;
@@ -470,10 +517,13 @@ std::vector<uint8_t> frame_head(FrameType type, const std::vector<uint8_t>& fiel
 }
 }  // namespace
 
-std::vector<uint8_t> encode_chunk_data_head(uint32_t index, uint16_t level, const std::vector<uint8_t>& blob) {
+std::vector<uint8_t> encode_chunk_data_head(uint32_t index, uint16_t level, const LinkReport& link,
+                                            const std::vector<uint8_t>& blob) {
   Writer w;
   w.u32(index);
   w.u16(level);
+  w.u8(kChunkServed);
+  put_link_report(w, link);
   w.u32(uint32_t(blob.size()));
   return frame_head(FrameType::kChunkData, w.data(), blob);
 }
@@ -576,12 +626,12 @@ Manifest decode_manifest(const Frame& f) {
     c.text_bytes = r.u32();
     for (int j = 0; j < nl; ++j) {
       c.level_bytes.push_back(r.u32());
-      if (c.level_bytes.back() == 0 || c.level_bytes.back() > max_payload(FrameType::kChunkData) - 16)
+      if (c.level_bytes.back() == 0 || c.level_bytes.back() > max_payload(FrameType::kChunkData) - kMaxChunkDataFields)
         throw ProtocolError("MANIFEST chunk size out of range");
     }
     if (c.token_begin != next_token || c.num_tokens == 0)
       throw ProtocolError("MANIFEST chunks are not contiguous token ranges");
-    if (c.text_bytes > max_payload(FrameType::kChunkData) - 16)
+    if (c.text_bytes > max_payload(FrameType::kChunkData) - kMaxChunkDataFields)
       throw ProtocolError("MANIFEST text size out of range");
     next_token += c.num_tokens;
     m.chunks.push_back(std::move(c));
@@ -603,6 +653,7 @@ Manifest decode_manifest(const Frame& f) {
   }
   for (; bit < uint64_t(nbytes) * 8; ++bit)
     if ((packed[bit / 8] >> (bit % 8)) & 1u) throw ProtocolError("MANIFEST token id padding bits are not zero");
+  m.link = get_link_report(r);  // controller (issue 14)
   r.done();
   if (!valid_context_id(m.context_id)) throw ProtocolError("MANIFEST has an invalid context id");
   if (!valid_hash(m.profile_hash)) throw ProtocolError("MANIFEST profile hash is not lowercase hex");
@@ -640,7 +691,21 @@ ChunkData decode_chunk_data(const Frame& f) {
   ChunkData m;
   m.index = r.u32();
   m.level = r.u16();
+  // controller (issue 14): status and link report
+  m.status = r.u8();
+  if (m.status > kChunkCancelled) throw ProtocolError("CHUNK_DATA status " + std::to_string(m.status) + " unknown");
+  m.link = get_link_report(r);
   m.blob = r.bytes(max_payload(FrameType::kChunkData));
+  if (m.status == kChunkCancelled && !m.blob.empty()) throw ProtocolError("a cancelled CHUNK_DATA carries a blob");
+  r.done();
+  return m;
+}
+// controller (issue 14)
+Cancel decode_cancel(const Frame& f) {
+  Reader r(f, FrameType::kCancel);
+  Cancel m;
+  m.index = r.u32();
+  m.replacement = r.u16();
   r.done();
   return m;
 }

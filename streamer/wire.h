@@ -22,8 +22,9 @@
 
 namespace kvstream::streamer {
 
-// Version 3: direction-checked frames, the authenticated handshake (AUTH, AUTH_OK), ERROR codes
-// AUTH and BUSY (version 2 added the MANIFEST's token ids).
+// Version 2: the MANIFEST carries the context's token ids (version 1 did not).
+// Version 3 (docs/PROTOCOL.md): direction-checked frames, the authenticated handshake (AUTH,
+// AUTH_OK), ERROR codes AUTH and BUSY; CANCEL, the sender's link report in MANIFEST and CHUNK_DATA.
 constexpr uint16_t kProtocolVersion = 3;
 constexpr size_t kHeaderSize = 16;
 constexpr std::array<uint8_t, 4> kMagic = {'K', 'V', 'S', 'P'};
@@ -44,10 +45,13 @@ enum class FrameType : uint8_t {
   kChunkData = 8,    // sender -> receiver: chunk i's blob at level L
   kError = 9,        // either way: code + message; the connection closes after it
   kEnd = 10,         // receiver -> sender: done; sender -> receiver: goodbye
-  // ---- version 3: authentication (hardening); type 11 is CANCEL (controller) ----
+  // ---- version 3: controller (issue 14) ----
+  kCancel = 11,      // receiver -> sender: replace (or drop) a requested chunk not yet being sent
+  // ---- version 3: authentication (hardening) ----
   kAuth = 12,        // receiver -> sender: HMAC proof of the tenant's secret
   kAuthOk = 13,      // sender -> receiver: the sender's HMAC proof (mutual authentication)
 };
+constexpr uint8_t kLastFrameType = uint8_t(FrameType::kAuthOk);
 
 // Who sent a frame. Every type has one direction (ERROR and END both): a peer reading a frame of
 // the other direction rejects it from its header, before reading the payload.
@@ -113,6 +117,34 @@ constexpr uint16_t kTextLevel = 0xFFFF;  // "level" value meaning: send the chun
 constexpr size_t kNonceBytes = 32;
 using Nonce = std::array<uint8_t, kNonceBytes>;
 using Mac = std::array<uint8_t, 32>;  // HMAC-SHA256
+
+// ---- controller (issue 14): the sender's link report, CANCEL, CHUNK_DATA status ----
+// What the sender's TCP connection looked like when it answered (Linux TCP_INFO). Through a proxy
+// (e.g. `kvstream relay`, which terminates TCP) it describes the sender's hop only.
+struct LinkReport {
+  bool valid = false;          // false: the sender could not read its TCP state
+  bool app_limited = false;    // the delivery rate was limited by the sender, not the network
+  uint32_t srtt_us = 0;        // smoothed RTT
+  uint32_t min_rtt_us = 0;
+  uint32_t cwnd_bytes = 0;     // congestion window x MSS
+  uint32_t delivery_kBps = 0;  // most recent delivery rate, in 1000 bytes/s
+  uint32_t notsent_bytes = 0;  // written by the sender, not yet sent by its TCP
+  bool operator==(const LinkReport&) const = default;
+};
+constexpr size_t kLinkReportWireBytes = 21;  // when valid (1 when not)
+// Most CHUNK_DATA payload bytes before the blob: index 4, level 2, status 1, link report (at most
+// 21), blob length 4. A blob of n bytes needs a payload of at most n + kMaxChunkDataFields.
+constexpr size_t kMaxChunkDataFields = 4 + 2 + 1 + kLinkReportWireBytes + 4;
+// CHUNK_DATA status: the chunk's blob, or "cancelled" (after a CANCEL without replacement).
+constexpr uint8_t kChunkServed = 0, kChunkCancelled = 1;
+// CANCEL's replacement level meaning "no replacement: just drop it".
+constexpr uint16_t kNoReplacement = 0xFFFE;
+struct Cancel {
+  uint32_t index = 0;
+  uint16_t replacement = kNoReplacement;  // a manifest level id, kTextLevel, or kNoReplacement
+};
+// ---- end controller (issue 14) ----
+
 struct Hello {
   uint16_t min_version = kProtocolVersion;
   uint16_t max_version = kProtocolVersion;
@@ -165,6 +197,7 @@ struct Manifest {
   std::vector<ManifestLevel> levels;  // 1..64
   std::vector<ManifestChunk> chunks;  // 1..4096, contiguous token ranges from 0
   std::vector<int32_t> token_ids;     // num_tokens ids, each in [0, 2^31)
+  LinkReport link;                    // (version 3) the sender's TCP state when it answered
 };
 struct ProfileGet {
   std::string profile_hash;
@@ -177,9 +210,12 @@ struct ChunkGet {
   uint32_t index = 0;
   uint16_t level = 0;  // a manifest level id or kTextLevel
 };
+
 struct ChunkData {
   uint32_t index = 0;
-  uint16_t level = 0;
+  uint16_t level = 0;   // the level served (a CANCEL's replacement, when it reached the sender in time)
+  uint8_t status = kChunkServed;  // kChunkCancelled: blob is empty
+  LinkReport link;
   std::vector<uint8_t> blob;
 };
 // The code an ERROR frame carries (docs/PROTOCOL.md).
@@ -215,12 +251,14 @@ std::vector<uint8_t> encode(const ChunkData&);
 std::vector<uint8_t> encode(const ErrorMsg&);
 std::vector<uint8_t> encode(const AuthMsg&);
 std::vector<uint8_t> encode(const AuthOk&);
+std::vector<uint8_t> encode(const Cancel&);
 std::vector<uint8_t> encode_end();
 // The head of a frame whose last field's bytes (`tail`) are written after it from their own buffer
 // (a blob shared with a cache): head + tail == the whole frame, i.e. encode_chunk_data_head(i, l,
-// blob) + blob == encode(ChunkData{i, l, blob}) and encode_profile_head(h, p) + p ==
-// encode(ProfileData{h, p}).
-std::vector<uint8_t> encode_chunk_data_head(uint32_t index, uint16_t level, const std::vector<uint8_t>& blob);
+// link, blob) + blob == encode(ChunkData{i, l, kChunkServed, link, blob}) and
+// encode_profile_head(h, p) + p == encode(ProfileData{h, p}).
+std::vector<uint8_t> encode_chunk_data_head(uint32_t index, uint16_t level, const LinkReport& link,
+                                            const std::vector<uint8_t>& blob);
 std::vector<uint8_t> encode_profile_head(const std::string& hash, const std::vector<uint8_t>& profile);
 // An ERROR frame under an older version's header (1 .. kProtocolVersion; the header and the
 // ERROR payload are the same in every version so far), so that an old peer can still read why it
@@ -240,6 +278,7 @@ ChunkData decode_chunk_data(const Frame&);
 ErrorMsg decode_error(const Frame&);
 AuthMsg decode_auth(const Frame&);
 AuthOk decode_auth_ok(const Frame&);
+Cancel decode_cancel(const Frame&);
 
 bool valid_context_id(const std::string& id);
 // A tenant name: [A-Za-z0-9._-]{1,64}, not "." or ".." (it names the tenant's directory).

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,7 +27,6 @@ constexpr size_t kAlign = 16;
 size_t align_up(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 constexpr uint32_t kMaxBatchChunks = 4096;            // chunks per launch (grid y <= 65535)
 constexpr size_t kMaxBatchBytes = size_t(256) << 20;  // staging bytes per launch
-constexpr uint32_t kMaxCachedRopePos = 1u << 20;      // host cos/sin cache covers positions below
 
 struct PinnedBuf {
   uint8_t* p = nullptr;
@@ -56,15 +56,15 @@ struct Slot {
   cudaStream_t stream = nullptr;
   cudaEvent_t start = nullptr, h2d_done = nullptr, done = nullptr;
   PinnedBuf host, status_host;
-  DeviceBuf dev, scratch;
+  DeviceBuf dev;
   bool busy = false;
   std::vector<uint32_t> escapes;   // [chunk] listed escapes
   std::vector<size_t> blob_index;  // [chunk] submission index
   size_t status_offset = 0;        // status words' offset in dev
 };
 
-struct DevLevel {
-  DeviceBuf slots, lanes;
+struct DevLevel {  // a level's LevelDecodeTables arrays on the device
+  DeviceBuf slots, mean, step, q_min, escape;
 };
 
 class CudaDecoder final : public Decoder {
@@ -131,7 +131,7 @@ class CudaDecoder final : public Decoder {
     std::vector<size_t> batch;
     size_t batch_bytes = 0;
     for (size_t i = 0; i < blobs.size(); ++i) {
-      if (hs[i].method != Method::Quant) {
+      if (hs[i].method != Method::Quant || hs[i].version < 3) {  // baselines, format-2 Quant
         host_path(blobs[i], dst, submitted_ + i);
         continue;
       }
@@ -199,9 +199,10 @@ class CudaDecoder final : public Decoder {
     if (!dst.on_device) throw std::invalid_argument("cuda decoder: read_back of host memory");
     if (layer < 0 || layer >= dst.shape.n_layers || kind < 0 || kind > 1 || rows > dst.capacity)
       throw std::invalid_argument("read_back: bad layer, kind or rows");
-    std::vector<uint8_t> out(size_t(rows) * size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype));
-    KV_CUDA(cudaMemcpy(out.data(), kind == 0 ? dst.k[size_t(layer)] : dst.v[size_t(layer)], out.size(),
-                       cudaMemcpyDeviceToHost));
+    const size_t head = size_t(dst.shape.head_dim) * dest_elem_bytes(dst.dtype), row = head * size_t(dst.shape.n_kv_heads);
+    std::vector<uint8_t> out(size_t(rows) * row);
+    const auto* base = static_cast<const uint8_t*>(kind == 0 ? dst.k[size_t(layer)] : dst.v[size_t(layer)]);
+    copy_rows(out.data(), base, dst, 0, rows, cudaMemcpyDeviceToHost);
     return out;
   }
 
@@ -213,7 +214,31 @@ class CudaDecoder final : public Decoder {
       throw std::invalid_argument("cuda decoder: destination pointers are not CUDA device memory");
   }
 
-  // Baselines: decode on the host, copy the rows up (synchronous).
+  // Packed [rows][kv_dim] host bytes <-> rows [row0, row0 + rows) of a device tensor in dst's layout
+  // (one copy when the rows are contiguous, else one per row and head; rows not stored are skipped).
+  static void copy_rows(uint8_t* host, const uint8_t* dev_base, const KvDest& dst, uint32_t row0, uint32_t rows,
+                        cudaMemcpyKind kind) {
+    const size_t head = size_t(dst.shape.head_dim) * dest_elem_bytes(dst.dtype), row = head * size_t(dst.shape.n_kv_heads);
+    auto xfer = [&](size_t host_off, int64_t dev_off, size_t n) {
+      uint8_t* d = const_cast<uint8_t*>(dev_base) + dev_off;
+      if (kind == cudaMemcpyHostToDevice) KV_CUDA(cudaMemcpy(d, host + host_off, n, kind));
+      else KV_CUDA(cudaMemcpy(host + host_off, d, n, kind));
+    };
+    if (!dst.paged() && dst.heads_packed() && dst.token_stride_bytes() == row)
+      return xfer(0, dst.row_offset(row0), size_t(rows) * row);
+    for (uint32_t r = 0; r < rows; ++r) {
+      const int64_t off = dst.row_offset(row0 + r);
+      if (off < 0) continue;
+      if (dst.heads_packed()) {
+        xfer(r * row, off, row);
+        continue;
+      }
+      for (int h = 0; h < dst.shape.n_kv_heads; ++h)
+        xfer(r * row + size_t(h) * head, off + int64_t(size_t(h) * dst.head_stride_bytes()), head);
+    }
+  }
+
+  // Baselines and format-2 Quant blobs: decode on the host, copy the rows up (synchronous).
   void host_path(std::span<const uint8_t> blob, const KvDest& dst, size_t index) {
     const BlobHeader h = parse_blob_header(blob);
     KvBuffer tmp = cpu_.allocate(dst.shape, dst.dtype, h.tokens, h.first_pos, dst.keys_pre_rope, dst.rope_theta);
@@ -226,9 +251,9 @@ class CudaDecoder final : public Decoder {
     const size_t row_bytes = size_t(dst.shape.kv_dim()) * dest_elem_bytes(dst.dtype);
     for (int l = 0; l < dst.shape.n_layers; ++l)
       for (int kind = 0; kind < 2; ++kind) {
-        auto* to = static_cast<uint8_t*>(kind == 0 ? dst.k[size_t(l)] : dst.v[size_t(l)]) + row0 * row_bytes;
-        const void* from = kind == 0 ? tmp.dest.k[size_t(l)] : tmp.dest.v[size_t(l)];
-        KV_CUDA(cudaMemcpy(to, from, h.tokens * row_bytes, cudaMemcpyHostToDevice));
+        auto* to = static_cast<uint8_t*>(kind == 0 ? dst.k[size_t(l)] : dst.v[size_t(l)]);
+        auto* from = static_cast<uint8_t*>(kind == 0 ? tmp.dest.k[size_t(l)] : tmp.dest.v[size_t(l)]);
+        copy_rows(from, to, dst, row0, h.tokens, cudaMemcpyHostToDevice);
       }
     stats_.blobs += 1;
     stats_.blob_bytes += blob.size();
@@ -252,39 +277,26 @@ class CudaDecoder final : public Decoder {
     if (!profile_) throw std::invalid_argument("cuda decoder: quant blob but no profile set (set_profile)");
     if (level >= dev_levels_.size()) throw CorruptBlob("chunk blob: level not in profile");
     if (!dev_levels_[level]) {
-      const LevelLanes lv = build_level_lanes(*profile_, level);
+      const LevelDecodeTables t = build_decode_tables(*profile_, level);
       auto d = std::make_unique<DevLevel>();
-      d->slots.reserve(lv.slots.size() * 4);
-      d->lanes.reserve(lv.lanes.size() * sizeof(LaneParam));
-      KV_CUDA(cudaMemcpy(d->slots.p, lv.slots.data(), lv.slots.size() * 4, cudaMemcpyHostToDevice));
-      KV_CUDA(cudaMemcpy(d->lanes.p, lv.lanes.data(), lv.lanes.size() * sizeof(LaneParam), cudaMemcpyHostToDevice));
-      host_levels_[level] = HdLevel{reinterpret_cast<const uint32_t*>(d->slots.p),
-                                    reinterpret_cast<const LaneParam*>(d->lanes.p), lv.scale_bits};
+      auto up = [](DeviceBuf& b, const void* src, size_t n) {
+        b.reserve(n);
+        KV_CUDA(cudaMemcpy(b.p, src, n, cudaMemcpyHostToDevice));
+      };
+      up(d->slots, t.slots.data(), t.slots.size() * 4);
+      up(d->mean, t.mean.data(), t.mean.size() * 4);
+      up(d->step, t.step.data(), t.step.size() * 4);
+      up(d->q_min, t.q_min.data(), t.q_min.size() * 4);
+      up(d->escape, t.escape.data(), t.escape.size() * 2);
+      host_levels_[level] = HdLevel{reinterpret_cast<const uint32_t*>(d->slots.p), reinterpret_cast<const float*>(d->mean.p),
+                                    reinterpret_cast<const float*>(d->step.p), reinterpret_cast<const int32_t*>(d->q_min.p),
+                                    reinterpret_cast<const uint16_t*>(d->escape.p), uint32_t(t.scale_bits)};
       KV_CUDA(cudaMemcpy(levels_arr_.p + level * sizeof(HdLevel), &host_levels_[level], sizeof(HdLevel),
                          cudaMemcpyHostToDevice));
       dev_levels_[level] = std::move(d);
     }
     return reinterpret_cast<const HdLevel*>(levels_arr_.p);
   }
-
-  // cos/sin rows of positions [pos0, pos0 + n) for the destination's theta and head_dim.
-  const float* rope_rows(float theta, int head_dim, uint32_t pos0, uint32_t n, std::vector<float>& tmp) {
-    const size_t row = size_t(head_dim);  // head_dim/2 pairs of (cos, sin)
-    if (uint64_t(pos0) + n > kMaxCachedPos()) {
-      tmp.resize(size_t(n) * row);
-      rope_cs_rows(theta, head_dim, pos0, n, false, tmp.data());
-      return tmp.data();
-    }
-    if (theta != cs_theta_ || head_dim != cs_head_dim_) cs_.clear(), cs_theta_ = theta, cs_head_dim_ = head_dim;
-    const size_t have = cs_.size() / row, want = size_t(pos0) + n;
-    if (want > have) {
-      const size_t grow = std::min<size_t>(kMaxCachedPos(), std::max(want, 2 * have));
-      cs_.resize(grow * row);
-      rope_cs_rows(theta, head_dim, uint32_t(have), uint32_t(grow - have), false, cs_.data() + have * row);
-    }
-    return cs_.data() + size_t(pos0) * row;
-  }
-  static constexpr uint64_t kMaxCachedPos() { return kMaxCachedRopePos; }
 
   void enqueue(std::span<const std::span<const uint8_t>> blobs, const std::vector<BlobHeader>& hs,
                const std::vector<size_t>& idx, const KvDest& dst) {
@@ -299,7 +311,6 @@ class CudaDecoder final : public Decoder {
     std::vector<float> cs_tmp;  // cos/sin rows beyond the cache (copied into staging at once)
     const HdLevel* levels = nullptr;
     size_t bytes = align_up(n * sizeof(HdChunk)) + align_up(2 * L * sizeof(void*));
-    size_t scratch_floats = 0;
     for (uint32_t c = 0; c < n; ++c) {
       const size_t i = idx[c];
       try {
@@ -309,18 +320,14 @@ class CudaDecoder final : public Decoder {
         throw CorruptBlob("blob " + std::to_string(submitted_ + i) + ": " + e.what());
       }
       const auto& lay = pcs[c].layout;
-      bytes += align_up((lay.streams + 1) * 4) + align_up(lay.streams * 4) + 2 * align_up(lay.escapes * 4) +
-               align_up(blobs[i].size()) + align_up(lay.tokens.size() * 4);
-      if (rope) {
-        bytes += align_up(size_t(hs[i].tokens) * shape.head_dim * sizeof(float));
-        scratch_floats += size_t(L) * hs[i].tokens * d;
-      }
+      bytes += align_up((lay.streams + 1) * 4) + align_up(lay.final_state.size() * 4) + 2 * align_up(lay.escapes * 4) +
+               align_up(blobs[i].size()) + align_up(lay.tokens.size() * 4) + align_up(size_t(hs[i].tokens) * 8);
+      if (rope) bytes += align_up(size_t(hs[i].tokens) * shape.head_dim * sizeof(float));
     }
     s.status_offset = bytes;
     s.host.reserve(bytes);
     s.dev.reserve(bytes + size_t(n) * 8);
     s.status_host.reserve(size_t(n) * 8);
-    if (rope) s.scratch.reserve(scratch_floats * sizeof(float));
     uint8_t* const hb = s.host.p;
     uint8_t* const db = s.dev.p;
     auto dev_of = [&](const uint8_t* hp) { return db + (hp - hb); };
@@ -337,63 +344,55 @@ class CudaDecoder final : public Decoder {
     for (uint32_t l = 0; l < L; ++l) base.push_back(dst.k[l]), base.push_back(dst.v[l]);
     const uint8_t* base_h = put(base.data(), base.size() * sizeof(void*));
     auto* status_dev = reinterpret_cast<uint32_t*>(db + s.status_offset);
-    size_t scratch_at = 0;
-    uint32_t max_streams = 0, max_pairs = 0, max_token_values = 0;
+    uint32_t max_groups = 0, max_pairs = 0;
+    std::vector<int64_t> rows;
     s.escapes.assign(n, 0);
     s.blob_index.assign(n, 0);
     for (uint32_t c = 0; c < n; ++c) {
       const size_t i = idx[c];
       const BlobHeader& h = hs[i];
       const PreparedQuantChunk& pc = pcs[c];
-      HdChunk hc;
-      hc.offset = reinterpret_cast<const uint32_t*>(dev_of(put(pc.layout.offset.data(), pc.layout.offset.size() * 4)));
+      const uint32_t row0 = h.first_pos - dst.pos_base;
+      rows.resize(h.tokens);
+      for (uint32_t t = 0; t < h.tokens; ++t) rows[t] = dst.row_offset(row0 + t);
+      HdChunk hc = hd_chunk_of(blobs[i], h, pc.layout, pc.esc_index, pc.esc_q, *profile_);  // host pointers, replaced:
+      hc.group_offset = reinterpret_cast<const uint32_t*>(dev_of(put(pc.layout.offset.data(), pc.layout.offset.size() * 4)));
       hc.final_state = reinterpret_cast<const uint32_t*>(
           dev_of(put(pc.layout.final_state.data(), pc.layout.final_state.size() * 4)));
       hc.esc_index = reinterpret_cast<const uint32_t*>(dev_of(put(pc.esc_index.data(), pc.esc_index.size() * 4)));
       hc.esc_q = reinterpret_cast<const int32_t*>(dev_of(put(pc.esc_q.data(), pc.esc_q.size() * 4)));
       hc.data = dev_of(put(blobs[i].data(), blobs[i].size()));
-      hc.escapes = pc.layout.escapes;
-      hc.streams = pc.layout.streams;
-      hc.values = uint32_t(pc.layout.values);
+      hc.row_offset = reinterpret_cast<const int64_t*>(dev_of(put(rows.data(), rows.size() * 8)));
+      hc.tokens = nullptr, hc.token_kv = nullptr;
       if (pc.layout.skip_values) {
-        hc.first_block = 2;
         hc.tokens = reinterpret_cast<const int32_t*>(dev_of(put(pc.layout.tokens.data(), pc.layout.tokens.size() * 4)));
         hc.token_kv = reinterpret_cast<const float*>(token_kv_.p);
       }
-      hc.block = uint32_t(h.tokens) * d;
-      hc.kv_dim = d;
-      hc.head_dim = uint32_t(shape.head_dim);
-      hc.n_layers = L;
-      hc.dst_row0 = h.first_pos - dst.pos_base;
       hc.level = h.level;
       if (rope) {
         // (rope_rows may grow the host cache: take the pointer only right before copying it)
-        const float* rows = rope_rows(dst.rope_theta, shape.head_dim, h.first_pos, h.tokens, cs_tmp);
-        hc.rope_cs = reinterpret_cast<const float*>(
-            dev_of(put(rows, size_t(h.tokens) * shape.head_dim * sizeof(float))));
-        hc.k_scratch = reinterpret_cast<float*>(s.scratch.p) + scratch_at;
-        scratch_at += size_t(L) * hc.block;
+        const float* r = rope_.rows(dst.rope_theta, shape.head_dim, h.first_pos, h.tokens, cs_tmp);
+        hc.rope_cs = reinterpret_cast<const float*>(dev_of(put(r, size_t(h.tokens) * shape.head_dim * sizeof(float))));
       }
       hc.status = status_dev + 2 * c;
       chunks[c] = hc;
-      max_streams = std::max(max_streams, hc.streams);
-      max_pairs = std::max(max_pairs, key_pairs_hd(hc));
-      max_token_values = std::max(max_token_values, token_values_hd(hc));
+      max_groups = std::max(max_groups, hc.groups);
+      max_pairs = std::max(max_pairs, token_pairs_hd(hc));
       s.escapes[c] = pc.layout.escapes;
       s.blob_index[c] = submitted_ + i;
       stats_.blobs += 1;
       stats_.blob_bytes += blobs[i].size();
-      stats_.output_bytes += size_t(hc.values + token_values_hd(hc)) * dest_elem_bytes(dst.dtype);
+      stats_.output_bytes += 2 * size_t(L) * h.tokens * d * dest_elem_bytes(dst.dtype);
     }
-    const HdOut out{reinterpret_cast<void* const*>(dev_of(base_h)), hd_dtype(dst.dtype), rope ? 1u : 0u};
+    const HdOut out{reinterpret_cast<void* const*>(dev_of(base_h)), hd_dtype(dst.dtype), rope ? 1u : 0u,
+                    dst.head_stride_bytes()};
     KV_CUDA(cudaEventRecord(s.start, s.stream));
     KV_CUDA(cudaMemcpyAsync(db, hb, pos, cudaMemcpyHostToDevice, s.stream));
     KV_CUDA(cudaEventRecord(s.h2d_done, s.stream));
     KV_CUDA(cudaMemsetAsync(status_dev, 0, size_t(n) * 8, s.stream));
     const auto* chunks_dev = reinterpret_cast<const HdChunk*>(db);
-    KV_CUDA(launch_decode_streams(chunks_dev, n, max_streams, levels, out, s.stream));
-    KV_CUDA(launch_fill_token_layer(chunks_dev, n, max_token_values, out, s.stream));
-    if (rope) KV_CUDA(launch_finish_keys(chunks_dev, n, max_pairs, out, s.stream));
+    KV_CUDA(launch_decode_groups(chunks_dev, n, max_groups, levels, out, s.stream));
+    KV_CUDA(launch_fill_token_layer(chunks_dev, n, max_pairs, out, s.stream));
     KV_CUDA(cudaMemcpyAsync(s.status_host.p, status_dev, size_t(n) * 8, cudaMemcpyDeviceToHost, s.stream));
     KV_CUDA(cudaEventRecord(s.done, s.stream));
     s.busy = true;
@@ -411,11 +410,19 @@ class CudaDecoder final : public Decoder {
   std::vector<HdLevel> host_levels_;
   DeviceBuf levels_arr_;   // HdLevel[levels] on the device
   DeviceBuf token_kv_;     // the profile's token table (layer 0 of token-table blobs)
-  std::vector<float> cs_;  // host cos/sin rows for positions [0, cs_.size() / head_dim)
-  float cs_theta_ = 0;
-  int cs_head_dim_ = 0;
+  RopeTable rope_;         // host cos/sin rows (decode_engine.h), uploaded per batch
 };
 
+}  // namespace
+
+namespace {
+// Evidence of an NVIDIA GPU that does not depend on the CUDA runtime working (driver nodes).
+bool gpu_nodes_present() {
+  std::error_code ec;
+  if (std::filesystem::exists("/dev/nvidia0", ec)) return true;
+  const std::filesystem::path gpus("/proc/driver/nvidia/gpus");
+  return std::filesystem::is_directory(gpus, ec) && !std::filesystem::is_empty(gpus, ec);
+}
 }  // namespace
 
 CudaProbe probe() {
@@ -426,20 +433,26 @@ CudaProbe probe() {
   if (e != cudaSuccess) {
     p.message = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(e);
     cudaGetLastError();  // reset the runtime's last-error slot
+    if (e != cudaErrorNoDevice && gpu_nodes_present()) {
+      p.found = 1;  // a GPU is there but the runtime cannot use it (driver, permissions, ...)
+      p.message += " although the system shows an NVIDIA GPU (/dev/nvidia0 or /proc/driver/nvidia/gpus)";
+    }
     return p;
   }
   if (n <= 0) {
     p.message = "cudaGetDeviceCount found no CUDA device";
     return p;
   }
+  p.found = n;
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
     p.message = "cudaGetDeviceProperties failed for device 0";
+    cudaGetLastError();
     return p;
   }
   if (prop.major < 8) {
     p.message = std::string(prop.name) + " is sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
-                "; the decoder is built for sm_80 and sm_90";
+                "; the decoder is built for sm_80 and newer";
     return p;
   }
   p.devices = n;

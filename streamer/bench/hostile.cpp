@@ -177,7 +177,7 @@ struct HostileLoad::Impl : std::enable_shared_from_this<HostileLoad::Impl> {
         }
         break;
       case HostileKind::kWrongDirection:
-        send(c, rng() % 2 ? small_manifest() : encode(ChunkData{0, 0, std::vector<uint8_t>(1024, 7)}));
+        send(c, rng() % 2 ? small_manifest() : encode(ChunkData{0, 0, kChunkServed, {}, std::vector<uint8_t>(1024, 7)}));
         break;
       case HostileKind::kGarbage: {
         std::vector<uint8_t> g(256);

@@ -129,7 +129,7 @@ TEST_CASE("encoding is bit-exact deterministic", "[codec][chunk]") {
   CHECK(a.size() == b.size());
 }
 
-TEST_CASE("stream count scales with symbols_per_stream and every layout decodes", "[codec][chunk]") {
+TEST_CASE("group count scales with symbols_per_stream and every layout decodes", "[codec][chunk]") {
   const KvCache& kv = real_kv();
   const Profile& p = test_profile();
   KvCache ref = empty_like(kv, false);
@@ -140,7 +140,12 @@ TEST_CASE("stream count scales with symbols_per_stream and every layout decodes"
     const auto blob = encode_chunk(kv, 0, 64, 0, Method::Quant, &p, 1, o);
     const auto h = parse_blob_header(blob);
     const auto lay = parse_quant_layout(blob, h);
-    CHECK(lay.streams == std::min<uint64_t>(65535, std::max<uint64_t>((lay.values + sps - 1) / sps, (lay.values + 32766) / 32767)));
+    // format 3: rounds of kRansLanes values, ceil(sps / kRansLanes) rounds per group
+    const uint64_t rounds = (lay.values + kRansLanes - 1) / kRansLanes;
+    const uint64_t per_group = std::min<uint64_t>(rounds, (uint64_t(sps) + kRansLanes - 1) / kRansLanes);
+    CHECK(lay.rounds_per_group == per_group);
+    CHECK(lay.streams == (rounds + per_group - 1) / per_group);
+    CHECK(lay.final_state.size() == size_t(lay.streams) * kRansLanes);
     KvCache out = empty_like(kv, false);
     decode_chunk(blob, &p, out);
     for (int l = 0; l < kv.shape.n_layers; ++l) CHECK(out.k[l] == ref.k[l]);

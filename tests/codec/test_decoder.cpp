@@ -78,19 +78,19 @@ TEST_CASE("dequant_hd reproduces the profile's decode tables bit for bit", "[cod
   const auto& fx = DecoderFixture::get();
   for (int level = 0; level < int(fx.profile.levels.size()); ++level) {
     const LevelDecodeTables t = build_decode_tables(fx.profile, level);
-    const LevelLanes lv = build_level_lanes(fx.profile, level);
     size_t compared = 0, bad = 0;
     for (int lane = 0; lane < t.lanes; ++lane) {
-      const LaneParam& lp = lv.lanes[size_t(lane)];
-      REQUIRE(lp.escape == t.escape[size_t(lane)]);
-      for (uint32_t s = 0; s < lp.escape; ++s, ++compared) {
-        const float a = dequant_hd(lp.mean, lp.step, int64_t(lp.q_min) + s);
-        const float b = t.value[size_t(lane) * 256 + s];
+      const size_t k = size_t(lane);
+      REQUIRE(t.escape[k] + 1u == fx.profile.levels[size_t(level)].tables[k].freq.size());
+      REQUIRE(t.q_min[k] == fx.profile.levels[size_t(level)].q_min[k]);
+      for (uint32_t s = 0; s < t.escape[k]; ++s, ++compared) {
+        const float a = dequant_hd(t.mean[k], t.step[k], int64_t(t.q_min[k]) + s);
+        const float b = t.value[k * 256 + s];
         bad += std::memcmp(&a, &b, 4) != 0;
       }
       // escape values: the decoder's expression t.mean + t.step * float(q) over a range of q
       for (int64_t q : {int64_t(-100000), int64_t(-1), int64_t(0), int64_t(777), int64_t(2147483647)}) {
-        const float a = dequant_hd(lp.mean, lp.step, q);
+        const float a = dequant_hd(t.mean[k], t.step[k], q);
         const float b = t.mean[size_t(lane)] + t.step[size_t(lane)] * float(q);
         bad += std::memcmp(&a, &b, 4) != 0;
       }
@@ -169,7 +169,7 @@ TEST_CASE("host run of the CUDA kernels' code is bit-identical to the CPU decode
   uint64_t escapes = 0, streams_max = 0, compared = 0, token_blobs = 0;
   for (const Profile* prof : {&fx.profile, &fx.profile_tt})  // without / with the layer-0 token table
   for (int level = 0; level < 3; ++level)
-    for (int sps : {4096, 97, 1000000})  // default, many short streams (S not a multiple of kv_dim), one stream
+    for (int sps : {4096, 97, 1000000})  // 4 groups, many short groups (some of under 16 words), one group
       for (Dtype dt : {Dtype::F16, Dtype::BF16, Dtype::F32})
         for (bool pre : {false, true}) {
           dec.set_profile(*prof);
@@ -193,7 +193,7 @@ TEST_CASE("host run of the CUDA kernels' code is bit-identical to the CPU decode
         }
   CHECK(token_blobs == 3 * 3 * 3 * 2 * 5);  // every blob made with the token-table profile uses it
   CHECK(escapes > 100);      // the "tail" level exercises the escape path
-  CHECK(streams_max > 100);  // and some chunks have hundreds of streams
+  CHECK(streams_max > 100);  // and some chunks have over a hundred groups
   CHECK(compared > 10000000);
 }
 
@@ -211,11 +211,12 @@ TEST_CASE("emulated device path rejects corrupt streams exactly when the CPU dec
   KvBuffer b = dec.allocate(fx.context.shape, Dtype::F16, 300, 0, false, fx.profile.rope_theta);
   for (int trial = 0; trial < 200; ++trial, ++trials) {
     std::vector<uint8_t> bad = good;
-    // flip a byte in the stream data, a final state or the escape list; then fix the CRC
+    // flip a byte in the stream data, the group directory (final states, word counts) or the
+    // escape list; then fix the CRC
     const int where = trial % 3;
     size_t at;
     if (where == 0) at = lay.offset[0] + rng() % (lay.offset[lay.streams] - lay.offset[0]);
-    else if (where == 1) at = kBlobHeaderBytes + 2 + 6 * (rng() % lay.streams) + rng() % 4;
+    else if (where == 1) at = kBlobHeaderBytes + rng() % (lay.escape_offset - kBlobHeaderBytes);
     else at = lay.escape_offset + rng() % std::max<size_t>(1, lay.escape_end - lay.escape_offset);
     bad[at] ^= uint8_t(1u << (rng() % 8));
     reseal(bad);

@@ -8,6 +8,8 @@
 
 using namespace kvstream::netsim;
 
+static constexpr TimeNs ms_ns(double v) { return static_cast<TimeNs>(v * 1e6); }
+
 TEST_CASE("simulator: a transfer on a constant link takes bytes*8/rate + delay", "[netsim][sim]") {
   Simulator sim(Trace::load("const:100mbit"), 0.05);
   const std::uint64_t n = 12'500'000;
@@ -64,4 +66,24 @@ TEST_CASE("simulator: batch helper and many traces", "[netsim][sim]") {
   CHECK(r[0] == Approx(1.02).margin(2e-3));
   CHECK(r[1] == Approx(2.02).margin(2e-3));
   CHECK(r[2] == Approx(3.02));
+}
+
+TEST_CASE("simulator and link add the trace's own path delay", "[netsim][sim]") {
+  const Trace t = Trace::parse("# kvstream: delay_ms=100\n0 8\n1 8\n");  // 1 MB/s, 100 ms path
+  Simulator sim(t, 0.02);
+  CHECK(sim.delay_s() == Approx(0.12));
+  CHECK(sim.send(1'000'000, 0) == Approx(1.12));
+  LinkModel link(t, LinkConfig{ms_ns(5), 0, QueuePolicy::kBackpressure});
+  CHECK(link.config().delay_ns == ms_ns(105));
+}
+
+TEST_CASE("simulator: a rate trace costs O(log n) per send, at any rate", "[netsim][sim]") {
+  // 10 Gbit/s for an hour as 3600 rate segments; 10^4 stepwise sends of 1 GB each.
+  std::string content;
+  for (int s = 0; s < 3600; ++s) content += std::to_string(s) + " 10000\n";
+  Simulator sim(Trace::parse(content), 0.0);
+  double at = 0;
+  for (int i = 0; i < 10000; ++i) at = sim.send(1'250'000'000, at);
+  CHECK(at == Approx(10000.0));
+  CHECK(sim.bytes_sent() == 12'500'000'000'000ull);
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "netsim/trace.h"
@@ -74,7 +75,7 @@ TEST_CASE("cooked: piecewise bandwidth, last sample holds one spacing, loops", "
 
 TEST_CASE("cooked: an off period stalls delivery until the trace loops", "[netsim][trace]") {
   const Trace t = Trace::parse("0 1\n1 0\n");  // 1 Mbit/s for 1 s, then nothing for 1 s
-  CHECK(t.bytes_per_period() == 125000 / 1500 * 1500);
+  CHECK(t.bytes_per_period() == 125000);  // a rate trace: 1 Mbit exactly
   CHECK(t.bytes_deliverable(ms(1000), ms(2000) - 1) == 0);
   const TimeNs done = t.time_to_deliver(0, 2 * t.bytes_per_period());
   CHECK(done > ms(2000));
@@ -135,7 +136,7 @@ TEST_CASE("bad traces give clear errors", "[netsim][trace]") {
   CHECK_THAT(msg("5\n3\n"), Catch::Contains("non-monotonic") && Catch::Contains("bad.trace:2"));
   CHECK_THAT(msg("0\n0\n"), Catch::Contains("period is zero"));
   CHECK_THAT(msg("0 0\n1 0\n"), Catch::Contains("zero capacity"));
-  CHECK_THAT(msg("0 1\n0 2\n"), Catch::Contains("non-monotonic"));
+  CHECK_THAT(msg("0 1\n1 2\n0.5 3\n"), Catch::Contains("non-monotonic") && Catch::Contains("bad.trace:3"));
   CHECK_THAT(msg("0 1\n1 -2\n"), Catch::Contains("negative"));
   CHECK_THAT(msg("0 1\n1 nan\n"), Catch::Contains("bad.trace:2"));
   CHECK_THAT(msg("0 1\n1\n"), Catch::Contains("bad.trace:2"));
@@ -186,4 +187,90 @@ TEST_CASE("shared cooked traces (FCC, Norway) load and average ~1.3 Mbit/s", "[n
   }
   CHECK(n == 40);
   CHECK(sum / n == Approx(1.3).epsilon(0.35));
+}
+
+TEST_CASE("cooked: repeated timestamps split their interval in file order and decreasing time stays an error",
+          "[netsim][trace]") {
+  // Issue 14: 30 of 175 real 4G traces repeat a timestamp ("44.000000 s after 44.000000 s").
+  const Trace t = Trace::parse("43 1\n44 2\n44 4\n45 1\n46 1\n");
+  CHECK(t.format() == TraceFormat::kCooked);
+  CHECK(t.period_ns() == ms(4000));
+  // [43, 44) at 1, [44, 44.5) at 2, [44.5, 45) at 4, then 1 and 1 (the last holds one spacing)
+  CHECK(t.cumulative_bytes(ms(1000)) == 125000);
+  CHECK(t.cumulative_bytes(ms(1500)) == 125000 + 125000);
+  CHECK(t.cumulative_bytes(ms(2000)) == 125000 + 125000 + 250000);
+  CHECK(t.bytes_per_period() == 125000 * 6);
+  // three samples of one instant, and a repeated last line
+  const Trace u = Trace::parse("0 3\n0 6\n0 9\n");
+  CHECK(u.period_ns() == ms(1000));
+  CHECK(u.mean_bps() == Approx(6e6));
+  CHECK(Trace::parse("0 1\n1 2\n1 2\n").mean_bps() == Approx(1.5e6));
+  // a file without repeats reads exactly as a piecewise-constant trace
+  CHECK(Trace::parse("0 1\n1 3\n").bytes_per_period() == 125000 * 4);
+  CHECK_THROWS_WITH(Trace::parse("0 1\n2 1\n1 1\n", 1.0, "dec.trace"),
+                    Catch::Contains("dec.trace:3") && Catch::Contains("non-monotonic"));
+}
+
+TEST_CASE("cooked traces are rate segments: memory O(lines), exact integrated queries", "[netsim][trace]") {
+  // An hour of 10 Gbit/s (one line per second) is 3600 segments, not 3 billion packets.
+  std::string content;
+  for (int s = 0; s < 3600; ++s) content += std::to_string(s) + " " + std::to_string(s % 2 ? 12000 : 8000) + "\n";
+  const Trace t = Trace::parse(content);
+  CHECK(t.is_rate());
+  CHECK(t.segments() == 3600);
+  CHECK(t.opportunities_per_period() == 0);
+  CHECK(t.mean_bps() == Approx(10e9));
+  CHECK(t.bytes_per_period() == 4'500'000'000'000ull);
+  CHECK(t.cumulative_bytes(ms(1000)) == 1'000'000'000ull);
+  CHECK(t.cumulative_bytes(ms(1500)) == 1'750'000'000ull);
+  CHECK(t.cumulative_bytes(3600 * kNsPerSec + ms(500)) == 4'500'000'000'000ull + 500'000'000ull);
+  // the inverse: the earliest ns at which a position is carried
+  for (std::uint64_t p : {1ull, 999ull, 1'000'000'001ull, 12'345'678'901ull, 4'500'000'000'001ull, 9'999'999'999'999ull}) {
+    const TimeNs at = t.time_at_cumulative(p);
+    CHECK(t.cumulative_bytes(at) >= p);
+    CHECK(t.cumulative_bytes(at - 1) < p);
+  }
+  CHECK(t.time_at_cumulative(1'000'000'000) == ms(1000));
+  CHECK(t.time_to_deliver(ms(500), 1'000'000'000) == ms(1000) + ms(1000) / 3);
+  const auto st = t.stats();
+  CHECK(st.bins == 3600);
+  CHECK(st.min_mbps == Approx(8000));
+  CHECK(st.max_mbps == Approx(12000));
+  CHECK(st.cv == Approx(0.2));
+  // a fractional rate, sub-second lines: still exact to the byte over a segment
+  const Trace f = Trace::parse("0 0.5\n0.25 0.001\n0.5 7.25\n");
+  CHECK(f.cumulative_bytes(ms(250)) == 15625);
+  CHECK(f.cumulative_bytes(ms(500)) == 15625 + 31);
+  CHECK(f.stats().bins == 1);  // a 0.75 s period is one bin: the mean
+}
+
+TEST_CASE("traces are bounded by their representation (issue 13, finding 5)", "[netsim][trace]") {
+  // 30 bytes of cooked trace asked for ~1e17 packet entries; as rate segments it is two lines,
+  // and its capacity (10^7 Mbit/s for 2 x 10^8 s, 2.5e20 bytes) cannot be represented: a clear
+  // error, not bad_alloc.
+  CHECK_THROWS_WITH(Trace::parse("0 10000000\n100000000 10000000\n", 1.0, "huge.trace"),
+                    Catch::Contains("huge.trace") && Catch::Contains("cannot be represented"));
+  // the largest representable rate over a long time loads as two segments
+  const Trace big = Trace::parse("0 10000000\n100000 10000000\n");
+  CHECK(big.segments() == 1);
+  CHECK(big.mean_bps() == Approx(1e13));
+  CHECK(big.stats().bins == 200000);
+  // 16 bytes of Mahimahi trace made `netsim stats` allocate 1e9 bins; the stats are O(lines)
+  const Trace mm = Trace::parse("1\n1000000000000\n");
+  CHECK(mm.period_ns() == 1'000'000'000'000 * 1'000'000);
+  const auto s = mm.stats();
+  CHECK(s.bins == 1'000'000'000);
+  CHECK(s.max_mbps == Approx(0.012));
+  CHECK(s.min_mbps == 0);
+  // queries far out in time answer or say they overflow
+  CHECK(mm.cumulative_bytes(mm.period_ns() * 3) == 3 * 3000);  // two 1500-byte lines per loop
+  CHECK_THROWS_WITH(big.time_at_cumulative(std::numeric_limits<std::uint64_t>::max() - 5), Catch::Contains("overflow"));
+  CHECK_THROWS_WITH(big.cumulative_bytes(std::numeric_limits<TimeNs>::max()), Catch::Contains("overflow"));
+}
+
+TEST_CASE("a trace may carry its path's one-way delay", "[netsim][trace]") {
+  CHECK(Trace::parse("# kvstream: delay_ms=150\n0 5\n1 5\n").path_delay_ns() == ms(150));
+  CHECK(Trace::parse("1\n# kvstream: delay_ms=2.5\n").path_delay_ns() == ms(2.5));
+  CHECK(Trace::parse("0 5\n").path_delay_ns() == 0);
+  CHECK_THROWS_WITH(Trace::parse("# kvstream: delay_ms=-1\n0 5\n"), Catch::Contains("delay_ms"));
 }

@@ -553,3 +553,97 @@ TEST_CASE("finding 7: the receiver bounds what a sender announces by the model's
     REQUIRE(receive(r).kv.tokens == fx.kv.tokens);
   }
 }
+
+TEST_CASE("version 3: a CANCEL replaces a queued, unsent CHUNK_DATA in place and every CHUNK_GET gets one answer",
+          "[hardening][cancel]") {
+  // The controller's CANCEL (frame 11) through the worker-pool sender: the client asks for ~16 MiB
+  // of chunk 0 and does not read, so the answers behind them (more than the sockets' buffers hold:
+  // tcp_wmem's 4 MiB and the client's receive buffer) are still queued when the CANCELs arrive.
+  const auto& fx = StreamFixture::get();
+  SECTION("before authentication a CANCEL is refused like any request") {
+    Sender s(auth_sender());
+    s.start();
+    RawClient c(s.port(), 10);
+    Hello h;
+    h.tenant = fx.tenant;
+    h.client_nonce = random_nonce();
+    std::vector<uint8_t> out = encode(h);
+    const auto cancel = encode(Cancel{0, kTextLevel});
+    out.insert(out.end(), cancel.begin(), cancel.end());
+    c.send(out);
+    const auto e = c.first_error();
+    REQUIRE(e);
+    REQUIRE(e->code == WireErrorCode::kAuth);
+  }
+  SECTION("a CANCEL replaces a queued answer by its replacement or a cancelled answer, in place") {
+    SenderOptions so;
+    so.dir = fx.dir;
+    so.insecure = true;
+    so.max_queued_bytes = 64u << 20;
+    Sender s(so);
+    s.start();
+    RawClient c(s.port(), 20);
+    std::vector<uint8_t> out = encode(Hello{});
+    const auto req = encode(Request{"story", 1000, "cancel-test"});
+    out.insert(out.end(), req.begin(), req.end());
+    c.send(out);
+    auto ack = c.next();
+    REQUIRE((ack && ack->type == FrameType::kHelloAck));
+    auto mf = c.next();
+    REQUIRE((mf && mf->type == FrameType::kManifest));
+    const Manifest m = decode_manifest(*mf);
+    REQUIRE(m.link.valid);  // loopback TCP: the sender's TCP_INFO
+    REQUIRE(m.chunks.size() >= 4);
+    const uint16_t fp16 = level_id("fp16");
+    const int fi = manifest_level_index(m, fp16);
+    REQUIRE(fi >= 0);
+    const size_t ahead = (16u << 20) / m.chunks[0].level_bytes[size_t(fi)] + 1;
+    out.clear();
+    auto add = [&](const std::vector<uint8_t>& f) { out.insert(out.end(), f.begin(), f.end()); };
+    for (size_t i = 0; i < ahead; ++i) add(encode(ChunkGet{0, fp16}));
+    for (uint32_t k : {1u, 2u, 3u}) add(encode(ChunkGet{k, fp16}));
+    add(encode(Cancel{1, kTextLevel}));      // replaced by the chunk's text
+    add(encode(Cancel{2, kNoReplacement}));  // dropped: a cancelled answer
+    add(encode(Cancel{1, fp16}));            // an answer already replaced: changes nothing
+    c.send(out);
+    const auto reader = codec::ContainerReader::open(fx.kvs_path);
+    auto expect_blob = [&](uint32_t chunk, int ladder) {
+      const auto b = reader.blob(chunk, ladder);
+      return std::vector<uint8_t>(b.begin(), b.end());
+    };
+    const auto chunk0 = expect_blob(0, int(fp16));
+    for (size_t i = 0; i < ahead; ++i) {
+      auto f = c.next();
+      REQUIRE((f && f->type == FrameType::kChunkData));
+      const ChunkData cd = decode_chunk_data(*f);
+      REQUIRE(cd.index == 0);
+      REQUIRE(cd.level == fp16);
+      REQUIRE(cd.status == kChunkServed);
+      REQUIRE(cd.blob == chunk0);
+    }
+    auto next_chunk = [&] {
+      auto f = c.next();
+      REQUIRE((f && f->type == FrameType::kChunkData));
+      return decode_chunk_data(*f);
+    };
+    const ChunkData c1 = next_chunk(), c2 = next_chunk(), c3 = next_chunk();
+    REQUIRE(c1.index == 1);
+    REQUIRE(c1.level == kTextLevel);  // in chunk 1's place in the answer order
+    REQUIRE(c1.status == kChunkServed);
+    REQUIRE(c1.blob == expect_blob(1, reader.text_level()));
+    REQUIRE(c2.index == 2);
+    REQUIRE(c2.level == fp16);
+    REQUIRE(c2.status == kChunkCancelled);
+    REQUIRE(c2.blob.empty());
+    REQUIRE(c3.index == 3);
+    REQUIRE(c3.level == fp16);
+    REQUIRE(c3.blob == expect_blob(3, int(fp16)));
+    REQUIRE(c3.link.valid);
+    // A replacement level the manifest does not have is a bad request.
+    c.send(encode(Cancel{3, 77}));
+    const auto e = c.first_error();
+    REQUIRE(e);
+    REQUIRE(e->code == WireErrorCode::kBadRequest);
+    REQUIRE(eventually([&] { return s.stats().active == 0 && s.stats().queued_bytes == 0; }));
+  }
+}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "streamer/auth.h"
+#include "streamer/plan.h"
 #include "streamer/wire.h"
 
 using namespace kvstream::streamer;
@@ -82,10 +83,14 @@ TEST_CASE("every message round-trips through frames", "[wire]") {
   std::vector<uint8_t> blob(100000);
   std::mt19937 rng(7);
   for (auto& b : blob) b = uint8_t(rng());
-  ChunkData cd{3, 1, blob};
+  ChunkData cd;
+  cd.index = 3;
+  cd.level = 1;
+  cd.blob = blob;
   auto cc = decode_chunk_data(parse_one(encode(cd)));
   REQUIRE(cc.blob == blob);
   REQUIRE(cc.index == 3);
+  REQUIRE_FALSE(cc.link.valid);
 
   ErrorMsg e{WireErrorCode::kUnknownContext, "no context 'x'"};
   auto ee = decode_error(parse_one(encode(e)));
@@ -246,9 +251,10 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     m = sample_manifest();
     m.token_ids[3] = -1;
     REQUIRE_THROWS_AS(encode(m), ProtocolError);
-    // sample: 100 ids, the largest 2^31 - 1 -> 31 bits each, 388 bytes (4 padding bits)
+    // sample: 100 ids, the largest 2^31 - 1 -> 31 bits each, 388 bytes (4 padding bits), then
+    // the (absent) link report's flags byte
     auto f = parse_one(encode(sample_manifest()));
-    const size_t width_at = f.payload.size() - 389;
+    const size_t width_at = f.payload.size() - 390;
     REQUIRE(f.payload[width_at] == 31);
     auto t = f;
     t.payload[width_at] = 0;
@@ -256,7 +262,7 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     t.payload[width_at] = 32;
     REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("width"));
     t = f;
-    t.payload.back() |= 0x80;  // a padding bit
+    t.payload[t.payload.size() - 2] |= 0x80;  // a padding bit
     REQUIRE_THROWS_WITH(decode_manifest(t), Catch::Contains("padding"));
     // ids missing (truncated) or one byte too many (trailing)
     t = f;
@@ -291,7 +297,7 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
     e.chunks = {{0, 3, 30, {40, 20, 200}}};
     e.token_ids = {5, 2, 7};
     const auto fe = parse_one(encode(e));
-    const std::vector<uint8_t> tail(fe.payload.end() - 3, fe.payload.end());
+    const std::vector<uint8_t> tail(fe.payload.end() - 4, fe.payload.end() - 1);  // (then the report flags)
     REQUIRE(tail == std::vector<uint8_t>{0x03, 0xD5, 0x01});
     REQUIRE(decode_manifest(fe).token_ids == e.token_ids);
   }
@@ -354,7 +360,7 @@ TEST_CASE("version 3: frames are checked by direction and length from the header
   // A receiver may not send sender frames, and a sender may not send receiver frames.
   auto header_only = [](const std::vector<uint8_t>& f) { return std::vector<uint8_t>(f.begin(), f.begin() + kHeaderSize); };
   FrameReader at_sender(Peer::kReceiver, kMaxPreAuthPayload);
-  const auto cd = encode(ChunkData{0, 0, std::vector<uint8_t>(60 << 20)});
+  const auto cd = encode(ChunkData{0, 0, kChunkServed, {}, std::vector<uint8_t>(60 << 20)});
   const auto h = header_only(cd);
   at_sender.feed(h.data(), h.size());
   REQUIRE_THROWS_WITH(at_sender.next(), Catch::Contains("a receiver may not send CHUNK_DATA"));
@@ -362,6 +368,14 @@ TEST_CASE("version 3: frames are checked by direction and length from the header
   const auto get = encode(ChunkGet{1, 2});
   at_receiver.feed(get.data(), get.size());
   REQUIRE_THROWS_WITH(at_receiver.next(), Catch::Contains("a sender may not send CHUNK_GET"));
+  // CANCEL (controller) is the receiver's: a sender's is refused, a receiver's read
+  FrameReader at_receiver2(Peer::kSender, SIZE_MAX);
+  const auto cancel = encode(Cancel{1, kTextLevel});
+  at_receiver2.feed(cancel.data(), cancel.size());
+  REQUIRE_THROWS_WITH(at_receiver2.next(), Catch::Contains("a sender may not send CANCEL"));
+  FrameReader at_sender2(Peer::kReceiver, kMaxPreAuthPayload);
+  at_sender2.feed(cancel.data(), cancel.size());
+  REQUIRE(at_sender2.next()->type == FrameType::kCancel);
   // ERROR and END go both ways
   for (Peer from : {Peer::kReceiver, Peer::kSender}) {
     FrameReader r(from, kMaxPreAuthPayload);
@@ -371,22 +385,24 @@ TEST_CASE("version 3: frames are checked by direction and length from the header
   }
   // The reader's current limit: a 64 KiB MANIFEST before authentication is refused from its header.
   FrameReader small(Peer::kSender, kMaxPreAuthPayload);
-  std::vector<uint8_t> mh = header_only(encode(ChunkData{0, 0, std::vector<uint8_t>(1 << 16)}));
+  std::vector<uint8_t> mh = header_only(encode(ChunkData{0, 0, kChunkServed, {}, std::vector<uint8_t>(1 << 16)}));
   small.feed(mh.data(), mh.size());
   REQUIRE_THROWS_WITH(small.next(), Catch::Contains("exceeds the 4096 bytes accepted now"));
   REQUIRE(small.buffered() == kHeaderSize);  // nothing beyond what was fed
   // Every frame type a receiver sends fits the pre-authentication limit.
   for (auto t : {FrameType::kHello, FrameType::kRequest, FrameType::kProfileGet, FrameType::kChunkGet, FrameType::kError,
-                 FrameType::kEnd, FrameType::kAuth})
+                 FrameType::kEnd, FrameType::kAuth, FrameType::kCancel})
     REQUIRE(max_payload(t) <= kMaxPreAuthPayload);
 }
 
 TEST_CASE("version 3: a frame head plus its shared blob is the whole frame", "[wire]") {
   std::vector<uint8_t> blob(5000);
   for (size_t i = 0; i < blob.size(); ++i) blob[i] = uint8_t(i * 7);
-  auto head = encode_chunk_data_head(4, 9, blob);
-  head.insert(head.end(), blob.begin(), blob.end());
-  REQUIRE(head == encode(ChunkData{4, 9, blob}));
+  for (const LinkReport& link : {LinkReport{}, LinkReport{true, false, 1200, 900, 65536, 12500, 4096}}) {
+    auto head = encode_chunk_data_head(4, 9, link, blob);
+    head.insert(head.end(), blob.begin(), blob.end());
+    REQUIRE(head == encode(ChunkData{4, 9, kChunkServed, link, blob}));
+  }
   auto ph = encode_profile_head("abc123", blob);
   ph.insert(ph.end(), blob.begin(), blob.end());
   REQUIRE(ph == encode(ProfileData{"abc123", blob}));
@@ -435,4 +451,68 @@ TEST_CASE("keys files: tenants, secrets, permissions", "[wire][auth]") {
   REQUIRE(load_secret_file(dir + "/secret").size() == 32);
   REQUIRE_THROWS(write_new_secret(dir + "/secret"));  // never overwritten
   std::filesystem::remove_all(dir);
+}
+
+// ---- controller (issue 14): CANCEL, the link report, CHUNK_DATA status ----
+TEST_CASE("CANCEL, the sender's link report and CHUNK_DATA's status round-trip and are validated", "[wire]") {
+  Cancel c{7, kTextLevel};
+  const auto f = parse_one(encode(c));
+  REQUIRE(f.type == FrameType::kCancel);
+  REQUIRE(std::string(frame_type_name(f.type)) == "CANCEL");
+  REQUIRE(decode_cancel(f).index == 7);
+  REQUIRE(decode_cancel(f).replacement == kTextLevel);
+  REQUIRE(decode_cancel(parse_one(encode(Cancel{2, kNoReplacement}))).replacement == kNoReplacement);
+  REQUIRE(max_payload(FrameType::kCancel) == 16);
+
+  LinkReport r;
+  r.valid = true;
+  r.app_limited = true;
+  r.srtt_us = 12345;
+  r.min_rtt_us = 2345;
+  r.cwnd_bytes = 654830;
+  r.delivery_kBps = 1'250'000;
+  r.notsent_bytes = 77;
+  ChunkData cd;
+  cd.index = 1;
+  cd.level = 2;
+  cd.link = r;
+  cd.blob = {1, 2, 3};
+  const auto bytes = encode(cd);
+  const ChunkData back = decode_chunk_data(parse_one(bytes));
+  REQUIRE(back.link == r);
+  REQUIRE(back.status == kChunkServed);
+  // cheap on the wire: 21 bytes with a report, 1 without
+  ChunkData bare = cd;
+  bare.link = LinkReport{};
+  REQUIRE(bytes.size() - encode(bare).size() == kLinkReportWireBytes - 1);
+  REQUIRE(encode(bare).size() == 3 + 4 + 2 + 1 + 1 + 4 + kHeaderSize);
+  REQUIRE(encode(cd).size() == 3 + kChunkFrameOverhead);  // what the planner counts
+
+  ChunkData cancelled;
+  cancelled.index = 4;
+  cancelled.level = 0;
+  cancelled.status = kChunkCancelled;
+  REQUIRE(decode_chunk_data(parse_one(encode(cancelled))).status == kChunkCancelled);
+  cancelled.blob = {1};
+  REQUIRE_THROWS_AS(encode(cancelled), ProtocolError);
+
+  // malformed: unknown status, unknown report flags, a truncated report
+  auto payload = [](std::vector<uint8_t> frame) { return std::vector<uint8_t>(frame.begin() + kHeaderSize, frame.end()); };
+  auto p = payload(encode(bare));
+  p[6] = 9;  // status
+  REQUIRE_THROWS_WITH(decode_chunk_data(Frame{FrameType::kChunkData, p}), Catch::Contains("status"));
+  p = payload(encode(bare));
+  p[7] = 4;  // report flags
+  REQUIRE_THROWS_WITH(decode_chunk_data(Frame{FrameType::kChunkData, p}), Catch::Contains("flags"));
+  p = payload(encode(cd));
+  p.resize(7 + 10);
+  REQUIRE_THROWS_WITH(decode_chunk_data(Frame{FrameType::kChunkData, p}), Catch::Contains("truncated"));
+  p = payload(encode(Cancel{1, 2}));
+  p.push_back(0);
+  REQUIRE_THROWS_WITH(decode_cancel(Frame{FrameType::kCancel, p}), Catch::Contains("trailing"));
+
+  // the manifest carries a report too
+  Manifest m = sample_manifest();
+  m.link = r;
+  REQUIRE(decode_manifest(parse_one(encode(m))).link == r);
 }
