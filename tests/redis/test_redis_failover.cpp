@@ -27,6 +27,7 @@ struct Served {
     source = std::make_shared<RedisContextSource>(tier, ro);
     streamer::SenderOptions so;
     so.source = source;
+    so.insecure = true;  // these tests are about the store, not authentication
     sender = std::make_unique<streamer::Sender>(so);
     sender->start();
     const auto& c = SmallContext::get();
