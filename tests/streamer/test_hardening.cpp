@@ -602,6 +602,20 @@ TEST_CASE("version 3: a CANCEL replaces a queued, unsent CHUNK_DATA in place and
     auto add = [&](const std::vector<uint8_t>& f) { out.insert(out.end(), f.begin(), f.end()); };
     for (size_t i = 0; i < ahead; ++i) add(encode(ChunkGet{0, fp16}));
     for (uint32_t k : {1u, 2u, 3u}) add(encode(ChunkGet{k, fp16}));
+    c.send(out);
+    out.clear();
+    // CANCEL acts on answers already queued (best effort by design): wait until the sender has
+    // queued every answer above (its blobs are read on the worker pool) before cancelling.
+    {
+      uint64_t last = ~0ull;
+      int stable = 0;
+      for (int i = 0; i < 400 && stable < 4; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        const uint64_t q = s.stats().queued_bytes;
+        stable = (q == last && q > 0) ? stable + 1 : 0;
+        last = q;
+      }
+    }
     add(encode(Cancel{1, kTextLevel}));      // replaced by the chunk's text
     add(encode(Cancel{2, kNoReplacement}));  // dropped: a cancelled answer
     add(encode(Cancel{1, fp16}));            // an answer already replaced: changes nothing
