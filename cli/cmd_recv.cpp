@@ -10,6 +10,8 @@
 #include "model/tokenizer.h"
 #include "store/redis_tier.h"
 #include "store/save_back.h"
+#include "store/store_source.h"
+#include "streamer/auth.h"
 #include "streamer/endpoint.h"
 #include "streamer/receiver.h"
 
@@ -17,6 +19,8 @@ namespace {
 struct RecvOpts {
   std::string connect, context, policy = "adaptive", model, tokenizer, out, reference;
   std::string profile_dir = "out/profile-cache", save_back, link_memory;
+  std::string tenant, keys, tls_ca, tls_server_name, tls_cert, tls_key, store_secret_file;
+  uint64_t memory_budget_bytes = 512ull << 20;
   uint64_t save_back_disk_bytes = 1ull << 30;
   double slo_ms = 0, prefill_rate = 0, prior_mbps = 1.0, stall_timeout_s = 5, timeout_s = 120;
   int query_token = 1, continuation = 32;
@@ -45,6 +49,17 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
   sub.add_option("--save-back-disk-bytes", o->save_back_disk_bytes, "disk tier capacity of --save-back (bytes)")
       ->transform(CLI::AsSizeValue(false));
   sub.add_option("--profile-dir", o->profile_dir, "cache of codec profiles by hash")->capture_default_str();
+  sub.add_option("--tenant", o->tenant, "authenticate as this tenant (with --keys; default: no authentication)");
+  sub.add_option("--keys", o->keys, "keys file holding the tenant's secret ('TENANT HEXSECRET' lines, mode 600; default: none)");
+  sub.add_option("--tls-ca", o->tls_ca, "TLS: verify the sender's certificate against this CA (PEM; default: no TLS)");
+  sub.add_option("--tls-server-name", o->tls_server_name, "TLS: name the sender's certificate must carry (default: the --connect host)");
+  sub.add_option("--tls-cert", o->tls_cert, "TLS: client certificate (PEM) for a sender that requires one (default: none)");
+  sub.add_option("--tls-key", o->tls_key, "TLS: the client certificate's private key (PEM; default: none)");
+  sub.add_option("--memory-budget-bytes", o->memory_budget_bytes,
+                 "refuse a context whose KV cache, profile and frames need more (bytes)")
+      ->transform(CLI::AsSizeValue(false));
+  sub.add_option("--store-secret-file", o->store_secret_file,
+                 "--save-back: the store keys' deployment secret (required with --tenant; entries go to DIR/TENANT, or to a Redis tier's namespace TENANT; default: none)");
   sub.add_option("--link-memory", o->link_memory,
                  "JSON file of each sender's last link estimate: the first estimate starts from it, the fetch updates it "
                  "(default: none)");
@@ -72,6 +87,19 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     ro.stall_timeout_s = o->stall_timeout_s;
     ro.total_timeout_s = o->timeout_s;
     ro.controller.prior_mbps = o->prior_mbps;
+    ro.memory_budget_bytes = o->memory_budget_bytes;
+    if (o->tenant.empty() != o->keys.empty()) throw std::invalid_argument("--tenant and --keys go together");
+    if (!o->tenant.empty()) {
+      const auto keys = ks::Keyring::load(o->keys);
+      const auto* k = keys.find(o->tenant);
+      if (!k) throw std::invalid_argument(o->keys + " has no key for tenant '" + o->tenant + "'");
+      ro.tenant = o->tenant;
+      ro.key = *k;
+    }
+    if (!o->tls_ca.empty()) ro.tls = ks::TlsClientConfig{o->tls_ca, o->tls_server_name, o->tls_cert, o->tls_key};
+    else if (!o->tls_cert.empty() || !o->tls_server_name.empty()) throw std::invalid_argument("TLS options need --tls-ca");
+    if (!o->save_back.empty() && !o->tenant.empty() && o->store_secret_file.empty())
+      throw std::invalid_argument("--save-back with --tenant needs --store-secret-file");
     std::ostream& prog = o->json ? std::cerr : std::cout;
     ro.on_chunk = [&prog](const ks::ChunkRecord& c) {
       char line[256];
@@ -93,11 +121,18 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     if (!o->out.empty()) kvstream::write_safetensors(o->out, out.kv);
     std::optional<kvstream::store::SaveBackResult> saved;
     if (kvstream::store::is_redis_uri(o->save_back)) {
-      kvstream::store::RedisTier tier(kvstream::store::parse_redis_uri(o->save_back));
+      const auto secret = o->store_secret_file.empty() ? ks::Secret() : ks::load_secret_file(o->store_secret_file);
+      kvstream::store::RedisTier tier(
+          kvstream::store::tenant_redis_options(kvstream::store::parse_redis_uri(o->save_back), o->tenant, secret));
       saved = kvstream::store::save_back_redis(out.kv, *out.profile, tier);
     } else if (!o->save_back.empty()) {
       kvstream::store::SaveBackOptions sb;
-      sb.dir = o->save_back;
+      kvstream::store::StoreConfig sc;
+      sc.dir = o->save_back;
+      const auto secret = o->store_secret_file.empty() ? ks::Secret() : ks::load_secret_file(o->store_secret_file);
+      sc = kvstream::store::tenant_store_config(sc, o->tenant, secret);
+      sb.dir = sc.dir;
+      sb.secret = sc.secret;
       sb.disk_bytes = o->save_back_disk_bytes;
       saved = kvstream::store::save_back(out.kv, *out.profile, sb);
     }

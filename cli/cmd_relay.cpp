@@ -36,6 +36,8 @@ struct RelayOpts {
   double scale = 1.0;
   double duration_s = 0;
   std::uint64_t queue_bytes = 1u << 20;
+  std::string fault = "none";
+  std::uint64_t fault_seed = 1, fault_min_offset = 0, fault_max_offset = 64 * 1024;
 };
 }  // namespace
 
@@ -50,6 +52,14 @@ KVSTREAM_COMMAND("relay", "Shaping TCP relay: receiver -> relay -> sender, sende
   sub.add_option("--scale", o->scale, "Capacity multiplier");
   sub.add_option("--stats-json", o->stats, "Write per-second and per-connection statistics here on exit (default: none)");
   sub.add_option("--duration-s", o->duration_s, "Exit after this many seconds (0 = until SIGINT/SIGTERM)");
+  sub.add_option("--fault", o->fault,
+                 "TESTING: on every connection, at a seeded random offset of the sender->receiver stream: "
+                 "cut (reset both sides), corrupt (flip one byte) or stall (forward nothing more); none = off")
+      ->capture_default_str();
+  sub.add_option("--fault-seed", o->fault_seed, "--fault: seed of the offsets (with the connection number)")
+      ->capture_default_str();
+  sub.add_option("--fault-min-offset", o->fault_min_offset, "--fault: smallest offset (bytes)")->capture_default_str();
+  sub.add_option("--fault-max-offset", o->fault_max_offset, "--fault: offsets are below this (bytes)")->capture_default_str();
   return kvstream::cli::Action([o] {
     namespace ns = kvstream::netsim;
     if (o->delay_ms < 0) throw std::invalid_argument("--delay-ms must be >= 0");
@@ -59,9 +69,14 @@ KVSTREAM_COMMAND("relay", "Shaping TCP relay: receiver -> relay -> sender, sende
     std::tie(c.connect_host, c.connect_port) = host_port(o->connect, "--connect");
     c.delay_ns = ns::seconds_to_ns(o->delay_ms / 1e3);
     c.queue_bytes = o->queue_bytes;
+    if (o->fault != "none")
+      c.fault = ns::FaultConfig{ns::parse_fault_kind(o->fault), o->fault_seed, o->fault_min_offset, o->fault_max_offset};
     const kvstream::cli::StopSignal stop;  // before any thread starts
     ns::Relay relay(c);
     relay.start();
+    if (c.fault.kind != ns::FaultKind::kNone)
+      std::cout << "relay: fault " << ns::fault_kind_name(c.fault.kind) << " at offsets [" << c.fault.min_offset << ", "
+                << c.fault.max_offset << "), seed " << c.fault.seed << std::endl;
     std::cout << "relay listening on " << c.listen_host << ":" << relay.port() << " -> " << c.connect_host << ":"
               << c.connect_port << " (" << c.trace.name() << ", mean " << c.trace.mean_bps() / 1e6 << " Mbit/s)"
               << std::endl;

@@ -14,7 +14,9 @@
 #include "codec/profile.h"
 #include "kvstream/error.h"
 #include "store/redis_tier.h"
+#include "store/store_source.h"
 #include "store/tiered_store.h"
+#include "streamer/auth.h"
 #include "streamer/context_source.h"
 
 KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (disk tier)", ([](CLI::App& sub) {
@@ -22,6 +24,7 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
     std::string dir, kvs, redis, profile;
     uint64_t disk_bytes = 1ull << 30;
     int chunk_tokens = 64;
+    std::string secret_file, tenant;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("--dir", o->dir, "store directory (disk tier); or give --redis (default: none)");
@@ -32,6 +35,8 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
   sub.add_option("--kvs", o->kvs, "codec .kvs container to import")->required();
   sub.add_option("--disk-bytes", o->disk_bytes, "disk tier capacity (bytes)")->transform(CLI::AsSizeValue(false));
   sub.add_option("--chunk-tokens", o->chunk_tokens, "prefix-key chunk (tokens)");
+  sub.add_option("--secret-file", o->secret_file, "the store keys' deployment secret (default: none, the public all-zero key)");
+  sub.add_option("--tenant", o->tenant, "the tenant's store (DIR/TENANT or, with --redis, its namespace; its keys; needs --secret-file; default: none, DIR itself / the URI's tenant)");
   return kvstream::cli::Action([o] {
     using namespace kvstream;
     std::ifstream f(o->kvs, std::ios::binary);
@@ -53,8 +58,10 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
     }
     if (tokens.empty()) throw std::runtime_error(o->kvs + ": the container holds no tokens");
     if (o->dir.empty() == o->redis.empty()) throw std::invalid_argument("give exactly one of --dir and --redis");
+    if (!o->tenant.empty() && o->secret_file.empty()) throw std::invalid_argument("--tenant needs --secret-file");
+    const auto secret = o->secret_file.empty() ? streamer::Secret() : streamer::load_secret_file(o->secret_file);
     if (!o->redis.empty()) {
-      store::RedisTier tier(store::parse_redis_uri(o->redis));
+      store::RedisTier tier(store::tenant_redis_options(store::parse_redis_uri(o->redis), o->tenant, secret));
       if (!o->profile.empty()) {
         const auto p = codec::serialize_profile(codec::load_profile(o->profile));
         tier.put_profile(streamer::hash_hex(codec::fnv1a64(p)), p);
@@ -70,6 +77,7 @@ KVSTREAM_COMMAND("store put", "Import a .kvs container into a store directory (d
     sc.mem_bytes = 0;  // straight to the disk tier: durable when this command returns
     sc.disk_bytes = o->disk_bytes;
     sc.chunk_tokens = o->chunk_tokens;
+    sc = store::tenant_store_config(sc, o->tenant, secret);
     sc.domain = r.info().model_name;
     store::TieredStore s(sc);
     const auto key = s.put(tokens, std::move(bytes));

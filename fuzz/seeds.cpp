@@ -14,6 +14,7 @@
 #include "store/key.h"
 #include "store/record.h"
 #include "streamer/context_source.h"
+#include "streamer/auth.h"
 #include "streamer/wire.h"
 
 namespace kvstream::fuzz {
@@ -63,10 +64,22 @@ std::vector<std::pair<std::string, Bytes>> frames() {
   const Manifest m = manifest_from_container("story-1", r, profile.size());
   const auto blob = r.blob(1, 0);
   std::vector<std::pair<std::string, Bytes>> f;
-  f.emplace_back("hello", encode(Hello{kProtocolVersion, kProtocolVersion, "kvstream-recv 0.1"}));
-  f.emplace_back("hello_ack", encode(HelloAck{kProtocolVersion, 1u << 20, "kvstream-send 0.1"}));
+  f.emplace_back("hello", encode(Hello{kProtocolVersion, kProtocolVersion, "kvstream-recv 0.1", "", {}}));
+  f.emplace_back("hello_ack", encode(HelloAck{kProtocolVersion, 1u << 20, "kvstream-send 0.1", AuthMode::kNone, {}}));
+  // Version 3's authenticated handshake: a tenant's HELLO, the HELLO_ACK asking for HMAC, AUTH, AUTH_OK.
+  const Secret key(32, 0x5A);
+  Nonce cn{}, sn{};  // fixed, so that the seeds are the same on every run
+  cn.fill(0x11);
+  sn.fill(0x22);
+  f.emplace_back("hello_tenant", encode(Hello{kProtocolVersion, kProtocolVersion, "kvstream-recv/3", "tenant-a", cn}));
+  f.emplace_back("hello_ack_auth", encode(HelloAck{kProtocolVersion, 1u << 20, "kvstream-send/3", AuthMode::kHmacSha256, sn}));
+  f.emplace_back("auth", encode(AuthMsg{client_proof(key, "tenant-a", cn, sn)}));
+  f.emplace_back("auth_ok", encode(AuthOk{server_proof(key, "tenant-a", cn, sn)}));
   f.emplace_back("request", encode(Request{"story-1", 250, "adaptive"}));
   f.emplace_back("manifest", encode(m));
+  Manifest mr = m;  // version 3 (controller): the sender's link report at the manifest's end
+  mr.link = LinkReport{true, true, 800, 750, 14480, 90000, 4096};
+  f.emplace_back("manifest_report", encode(mr));
   f.emplace_back("profile_get", encode(ProfileGet{m.profile_hash}));
   f.emplace_back("profile", encode(ProfileData{m.profile_hash, profile}));
   f.emplace_back("chunk_get", encode(ChunkGet{1, 0}));
@@ -96,8 +109,9 @@ std::vector<Seed> raw_seeds(const std::string& target) {
     Bytes receiver, sender;  // the two directions of one fetch, each as one stream
     for (auto& [name, bytes] : frames()) {
       s.push_back({name, bytes});
-      const bool from_receiver = name.rfind("hello", 0) == 0 ? name == "hello"
-                                 : name == "request" || name.rfind("chunk_get", 0) == 0 || name == "cancel" ||
+      const bool from_receiver = name.rfind("hello", 0) == 0 ? name == "hello" || name == "hello_tenant"
+                                 : name == "request" || name == "auth" || name.rfind("chunk_get", 0) == 0 ||
+                                       name == "cancel" ||
                                        name == "profile_get" || name == "end";
       Bytes& dst = from_receiver ? receiver : sender;
       dst.insert(dst.end(), bytes.begin(), bytes.end());

@@ -47,6 +47,8 @@ inline void check_message(const streamer::Frame& f) {
     case FrameType::kChunkData: return round_trip(f, decode_chunk_data);
     case FrameType::kError: return round_trip(f, decode_error);
     case FrameType::kCancel: return round_trip(f, decode_cancel);
+    case FrameType::kAuth: return round_trip(f, decode_auth);
+    case FrameType::kAuthOk: return round_trip(f, decode_auth_ok);
     case FrameType::kEnd:
       if (!f.payload.empty()) throw ProtocolError("END frame with a payload");
       return;

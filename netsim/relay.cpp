@@ -38,8 +38,38 @@ struct Direction {
   bool reading = false, writing = false, eof_seen = false, eof_sent = false;
   TimeNs eof_at = 0;
   std::uint64_t reserved = 0;  // forward only: link bytes reserved by the outstanding read
+  bool cut = false, stalled = false;  // forward only, fault mode: what happens at the fault offset
 };
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 }  // namespace
+
+FaultKind parse_fault_kind(const std::string& s) {
+  if (s == "cut") return FaultKind::kCut;
+  if (s == "corrupt") return FaultKind::kCorrupt;
+  if (s == "stall") return FaultKind::kStall;
+  throw std::invalid_argument("relay: unknown fault '" + s + "' (cut, corrupt or stall)");
+}
+
+const char* fault_kind_name(FaultKind k) {
+  switch (k) {
+    case FaultKind::kCut: return "cut";
+    case FaultKind::kCorrupt: return "corrupt";
+    case FaultKind::kStall: return "stall";
+    case FaultKind::kNone: break;
+  }
+  return "none";
+}
+
+std::uint64_t fault_offset(const FaultConfig& f, std::uint32_t id) {
+  const std::uint64_t span = f.max_offset > f.min_offset ? f.max_offset - f.min_offset : 1;
+  return f.min_offset + splitmix64(f.seed * 0x100000001b3ull ^ id) % span;
+}
 
 nlohmann::json RelayStats::to_json() const {
   nlohmann::json j;
@@ -50,15 +80,21 @@ nlohmann::json RelayStats::to_json() const {
   for (const auto& s : per_second)
     ps.push_back({{"second", s.second}, {"bytes_down", s.bytes_down}, {"mbps", s.mbps}, {"capacity_mbps", s.capacity_mbps}});
   auto& pc = j["per_connection"] = nlohmann::json::array();
-  for (const auto& c : per_connection)
-    pc.push_back({{"id", c.id},
-                  {"bytes_down", c.bytes_down},
-                  {"bytes_up", c.bytes_up},
-                  {"opened_s", c.opened_s},
-                  {"first_up_byte_s", c.first_up_byte_s},
-                  {"last_down_byte_s", c.last_down_byte_s},
-                  {"closed_s", c.closed_s},
-                  {"end_reason", c.end_reason}});
+  for (const auto& c : per_connection) {
+    nlohmann::json cj = {{"id", c.id},
+                         {"bytes_down", c.bytes_down},
+                         {"bytes_up", c.bytes_up},
+                         {"opened_s", c.opened_s},
+                         {"first_up_byte_s", c.first_up_byte_s},
+                         {"last_down_byte_s", c.last_down_byte_s},
+                         {"closed_s", c.closed_s},
+                         {"end_reason", c.end_reason}};
+    if (c.fault_offset >= 0) {
+      cj["fault_offset"] = c.fault_offset;
+      cj["fault_struck"] = c.fault_struck;
+    }
+    pc.push_back(std::move(cj));
+  }
   return j;
 }
 
@@ -136,6 +172,7 @@ struct Relay::Impl {
       RelayConnectionStats cs;
       cs.id = s->id;
       cs.opened_s = ns_to_seconds(t);
+      if (cfg.fault.kind != FaultKind::kNone) cs.fault_offset = std::int64_t(fault_offset(cfg.fault, s->id));
       conns.push_back(cs);
     }
     asio::error_code ignore;
@@ -157,9 +194,28 @@ struct Relay::Impl {
     return q >= cfg.queue_bytes ? 0 : cfg.queue_bytes - q;
   }
 
+  // Fault mode: applies the connection's fault to the k bytes just read at forward offset d.read.
+  void apply_fault(const SessionPtr& s, std::vector<char>& buf, std::size_t& k) {
+    Direction& d = s->fwd;
+    if (cfg.fault.kind == FaultKind::kNone || d.cut || d.stalled) return;
+    const std::uint64_t at = fault_offset(cfg.fault, s->id);
+    if (at < d.read || at >= d.read + k) return;
+    const std::size_t i = static_cast<std::size_t>(at - d.read);
+    switch (cfg.fault.kind) {
+      case FaultKind::kCorrupt:
+        buf[i] = static_cast<char>(buf[i] ^ static_cast<char>(1 + splitmix64(cfg.fault.seed ^ at) % 255));
+        break;
+      case FaultKind::kCut: k = i; d.cut = true; break;
+      case FaultKind::kStall: k = i; d.stalled = true; break;
+      case FaultKind::kNone: break;
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    conn(s->id).fault_struck = true;
+  }
+
   void read_fwd(const SessionPtr& s) {
     Direction& d = s->fwd;
-    if (s->closed || !s->up_connected || d.reading || d.eof_seen) return;
+    if (s->closed || !s->up_connected || d.reading || d.eof_seen || d.stalled) return;
     if (d.released - d.written >= cfg.write_backlog_bytes) return;  // receiver is slow
     const TimeNs t = now();
     const std::uint64_t room = link_room(t);
@@ -176,6 +232,11 @@ struct Relay::Impl {
       reserved -= d.reserved;
       d.reserved = 0;
       if (s->closed) return;
+      if (k > 0) apply_fault(s, *buf, k);
+      if (d.cut) {  // delivered up to the offset, then reset (check_eof)
+        d.eof_seen = true;
+        d.eof_at = now() + cfg.delay_ns;
+      }
       if (k > 0) {
         const TimeNs t = now();
         link.enqueue(t, k, s->id);
@@ -186,7 +247,9 @@ struct Relay::Impl {
         auto& cs = conn(s->id);
         if (cs.first_up_byte_s < 0) cs.first_up_byte_s = ns_to_seconds(t);
       }
-      if (ec == asio::error::eof) {
+      if (d.cut || d.stalled) {
+        // the fault decides the rest of the stream
+      } else if (ec == asio::error::eof) {
         d.eof_seen = true;
         d.eof_at = now() + cfg.delay_ns;
       } else if (ec) {
@@ -216,6 +279,7 @@ struct Relay::Impl {
         d.scheduled += k;
         d.releases.emplace_back(t + cfg.delay_ns, d.scheduled);
       }
+      if (ec && s->fwd.stalled) return end_session(s, "fault: stalled, then the receiver closed", true);
       if (ec == asio::error::eof) {
         d.eof_seen = true;
         d.eof_at = t + cfg.delay_ns;
@@ -275,6 +339,7 @@ struct Relay::Impl {
     Direction& d = forward ? s->fwd : s->rev;
     if (s->closed || !d.eof_seen || d.eof_sent || d.writing || d.written != d.read) return;
     if (now() < d.eof_at) return reschedule();  // the timer comes back at eof_at
+    if (forward && d.cut) return end_session(s, "fault: cut", true);
     asio::error_code ignore;
     (forward ? s->down : s->up).shutdown(tcp::socket::shutdown_send, ignore);
     d.eof_sent = true;
@@ -377,6 +442,8 @@ Relay::Relay(RelayConfig config) : impl_(std::make_unique<Impl>(std::move(config
   if (c.write_backlog_bytes == 0) throw std::invalid_argument("relay: write_backlog_bytes must be > 0");
   if (c.delay_ns < 0 || c.tick_ns < 0) throw std::invalid_argument("relay: delay and tick must be >= 0");
   if (c.connect_port == 0) throw std::invalid_argument("relay: connect port must be set");
+  if (c.fault.kind != FaultKind::kNone && c.fault.max_offset <= c.fault.min_offset)
+    throw std::invalid_argument("relay: the fault offset range is empty (max must exceed min)");
 }
 
 Relay::~Relay() { stop(); }

@@ -16,6 +16,12 @@
 //   trace_starts_at_first_connection, otherwise start(). link_epoch() says when that was.
 // - Statistics are thread-safe snapshots: per-second bytes delivered downstream (with the trace's
 //   capacity in the same second) and per-connection totals.
+// - Fault mode (tests, the reliability suite): with fault.kind set, every connection's
+//   sender -> receiver stream meets one fault at a byte offset drawn uniformly from
+//   [min_offset, max_offset) by a generator seeded with (seed, connection id), so runs repeat:
+//   cut = the receiver gets exactly that many bytes, then both sockets are reset; corrupt = that
+//   byte is XORed with a nonzero value; stall = nothing from that byte on is forwarded (the sockets
+//   stay open until the receiver closes its side). A stream shorter than the offset meets none.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -31,6 +37,19 @@
 
 namespace kvstream::netsim {
 
+enum class FaultKind { kNone, kCut, kCorrupt, kStall };
+// "cut" | "corrupt" | "stall" (std::invalid_argument otherwise).
+FaultKind parse_fault_kind(const std::string& s);
+const char* fault_kind_name(FaultKind k);
+
+struct FaultConfig {
+  FaultKind kind = FaultKind::kNone;
+  std::uint64_t seed = 1;
+  std::uint64_t min_offset = 0, max_offset = 64 * 1024;  // forward-stream byte offset range, min < max
+};
+// The offset at which connection `id` meets its fault (deterministic in seed and id).
+std::uint64_t fault_offset(const FaultConfig& f, std::uint32_t id);
+
 struct RelayConfig {
   Trace trace;
   std::string listen_host = "127.0.0.1";
@@ -42,6 +61,7 @@ struct RelayConfig {
   std::uint64_t write_backlog_bytes = 4u << 20; // per connection and direction
   TimeNs tick_ns = 250'000;                     // minimum spacing of shaping wake-ups
   bool trace_starts_at_first_connection = true;
+  FaultConfig fault;                            // none by default
 };
 
 struct RelayConnectionStats {
@@ -53,6 +73,8 @@ struct RelayConnectionStats {
   double last_down_byte_s = -1;  // last byte written to the receiver (link time), -1 if none
   double closed_s = -1;          // -1 while open
   std::string end_reason;        // "eof", "reset: <message>", "connect failed: ...", "stopped"
+  std::int64_t fault_offset = -1;  // fault mode: the forward offset of its fault (-1: none)
+  bool fault_struck = false;       // whether the stream reached it
 };
 
 struct RelaySecondStats {

@@ -93,9 +93,9 @@ start_senders() {
     logf="$out/sender_$i.log"
     rm -f "$logf"  # (the shell truncates it only once the sender runs: an old port must not be read)
     if [[ "$store" == redis://* ]]; then
-      "$bin" send --listen 127.0.0.1:0 --store "$store" --store-mem-bytes 0 --quiet > "$logf" 2>&1 &
+      "$bin" send --insecure --listen 127.0.0.1:0 --store "$store" --store-mem-bytes 0 --quiet > "$logf" 2>&1 &
     else
-      "$bin" send --listen 127.0.0.1:0 --dir "$out/ctx" --store "$store" --store-mem-bytes "$mem" --quiet > "$logf" 2>&1 &
+      "$bin" send --insecure --listen 127.0.0.1:0 --dir "$out/ctx" --store "$store" --store-mem-bytes "$mem" --quiet > "$logf" 2>&1 &
     fi
     spids+=($!)
     pids+=($!)

@@ -3,7 +3,9 @@
 #   1. prefill a 448-token TinyStories passage with stories260K and show its greedy continuation,
 #   2. build the codec profile once (cached in out/stream) and encode the passage's KV cache into a
 #      .kvs container (6 quantized levels + fp16/q8/q4/zstd baselines + text, 64-token chunks),
-#   3. start `kvstream send` and, per policy, a fresh `kvstream relay` on a Mahimahi trace,
+#   3. start `kvstream send` with authentication on (tenant "demo": its key in out/stream/keys, its
+#      contexts in out/stream/serve/demo/, store keys under out/stream/store-secret) and, per
+#      policy, a fresh `kvstream relay` on a Mahimahi trace,
 #   4. fetch the context with every policy (`kvstream recv`, quality measured against the original
 #      KV with the model), SLO = 1/3 of the TTFT q8 needs on this trace (simulated),
 #   5. print a side-by-side table and draw out/stream/demo.png (trace capacity, chunk transfers
@@ -36,7 +38,16 @@ if "$kv" generate --help >/dev/null 2>&1; then
     | tail -n 3 || true
 fi
 
-echo "== 3. sender + relay on $(basename "$trace") (one-way delay ${delay} ms)"
+echo "== 3. sender (authenticated, tenant demo) + relay on $(basename "$trace") (one-way delay ${delay} ms)"
+# The deployment's secrets, made once: tenant demo's key and the store keys' secret (mode 600).
+keys="$out/keys"
+secret="$out/store-secret"
+[ -f "$keys" ] || "$kv" keygen --keys "$keys" --tenant demo > /dev/null
+[ -f "$secret" ] || "$kv" keygen --secret-file "$secret" > /dev/null
+mkdir -p "$out/serve/demo"  # tenant demo's directory: the context and its profile
+ln -sf "$out/story.kvs" "$out/serve/demo/story.kvs"
+for p in "$out"/*.kvprofile; do ln -sf "$p" "$out/serve/demo/$(basename "$p")"; done
+auth=(--tenant demo --keys "$keys")
 q8_ttft=$("$kv" simulate --kvs "$out/story.kvs" --trace "$trace" --slo-ms 100000 --policy q8 \
   --prefill-rate "$rate" --delay-ms "$delay" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["ttft_ms"])')
 slo=$(/usr/bin/python3 -c "print(round($q8_ttft / 3, 1))")
@@ -45,7 +56,8 @@ echo "q8 needs ${q8_ttft} ms here (simulated) -> SLO ${slo} ms"
 # the child, possibly after the wait loop below has already read the previous run's log (and port).
 : > "$out/send.log"
 rm -rf "$out/store"
-"$kv" send --listen 127.0.0.1:0 --dir "$out" --store "$out/store" --quiet > "$out/send.log" 2>&1 &
+"$kv" send --listen 127.0.0.1:0 --dir "$out/serve" --keys "$keys" --store "$out/store" --store-secret-file "$secret" \
+  --quiet > "$out/send.log" 2>&1 &
 send_pid=$!
 relay_pid=""
 cleanup() {
@@ -59,7 +71,7 @@ sport=$(sed -n 's/.*serving .* on [^ ]*:\([0-9]*\).*/\1/p' "$out/send.log")
 
 # The codec profile is per model, not per context: a receiver fetches it once and caches it by hash.
 # Fetch it here, directly from the sender, so that no policy's TTFT below pays for it.
-"$kv" recv --connect "127.0.0.1:$sport" --context story --slo-ms 100000 --policy fixed:min \
+"$kv" recv --connect "127.0.0.1:$sport" --context story --slo-ms 100000 --policy fixed:min "${auth[@]}" \
   --profile-dir "$out/profile-cache" --json > /dev/null
 
 # A fresh relay per fetch (trace time 0 = its connection); sets rport.
@@ -84,9 +96,9 @@ for policy in adaptive cachegen q8 text fixed:min; do
   start_relay
   name=$(echo "$policy" | tr ':' '_')
   save=()
-  [ "$policy" = adaptive ] && save=(--save-back "$out/store")
+  [ "$policy" = adaptive ] && save=(--save-back "$out/store" --store-secret-file "$secret")
   echo "-- $policy"
-  "$kv" recv --connect "127.0.0.1:$rport" --context story --slo-ms "$slo" --policy "$policy" \
+  "$kv" recv --connect "127.0.0.1:$rport" --context story --slo-ms "$slo" --policy "$policy" "${auth[@]}" \
     --prefill-rate "$rate" --model "$model" --tokenizer "$tok" --reference "$out/story.safetensors" \
     --profile-dir "$out/profile-cache" --json -o "$out/recv_$name.safetensors" "${save[@]}" > "$out/demo_$name.json"
   stop_relay
@@ -111,9 +123,9 @@ PY
 
 echo "== 6. the next turn, from the store"
 key=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["save_back"]["key"])' "$out/demo_adaptive.json")
-echo "adaptive saved its KV cache back into $out/store as $key; fetching it by key:"
+echo "adaptive saved its KV cache back into tenant demo's store ($out/store/demo) as $key; fetching it by key:"
 start_relay
-"$kv" recv --connect "127.0.0.1:$rport" --context "$key" --slo-ms "$slo" --policy adaptive \
+"$kv" recv --connect "127.0.0.1:$rport" --context "$key" --slo-ms "$slo" --policy adaptive "${auth[@]}" \
   --prefill-rate "$rate" --model "$model" --reference "$out/story.safetensors" \
   --profile-dir "$out/profile-cache" --json > "$out/demo_store_turn.json" 2>/dev/null
 stop_relay

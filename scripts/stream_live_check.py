@@ -64,7 +64,7 @@ def main():
              if abs(c["delay_ms"] - a.delay_ms) < 1e-6 and abs(c["slo_fraction"] - a.slo_fraction) < 1e-6}
     slo = {name: c["slo_ms"] for name, c in cases.items()}
     kv = a.kvstream
-    sender, sport = start([kv, "send", "--listen", "127.0.0.1:0", "--dir", a.dir, "--quiet"], r"on [^ ]*:(\d+)")
+    sender, sport = start([kv, "send", "--listen", "127.0.0.1:0", "--dir", a.dir, "--insecure", "--quiet"], r"on [^ ]*:(\d+)")
     rows = []
     try:
         for trace in a.trace:

@@ -1,23 +1,29 @@
 #include "store/key.h"
 
+#include <cstring>
 #include <stdexcept>
+
+#include "streamer/auth.h"
 
 namespace kvstream::store {
 namespace {
 
-inline uint64_t mix(uint64_t x) {  // splitmix64 finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
+void put_u32(std::vector<uint8_t>& m, uint32_t v) {
+  for (int i = 0; i < 4; ++i) m.push_back(uint8_t(v >> (8 * i)));
+}
+void put_u64(std::vector<uint8_t>& m, uint64_t v) {
+  for (int i = 0; i < 8; ++i) m.push_back(uint8_t(v >> (8 * i)));
 }
 
-PrefixKey absorb(PrefixKey s, uint64_t word) {
-  s.hi = mix(s.hi ^ (word + 0x9e3779b97f4a7c15ull));
-  s.lo = mix(s.lo + (word ^ 0xc2b2ae3d27d4eb4full) * 0xff51afd7ed558ccdull);
-  return s;
+// The first 128 bits of HMAC-SHA256(secret, message), as (hi, lo) big-endian words.
+PrefixKey keyed_hash(const std::vector<uint8_t>& secret, const std::vector<uint8_t>& message) {
+  const auto mac = streamer::hmac_sha256(secret, message);
+  PrefixKey k;
+  for (int i = 0; i < 8; ++i) {
+    k.hi = (k.hi << 8) | mac[size_t(i)];
+    k.lo = (k.lo << 8) | mac[size_t(8 + i)];
+  }
+  return k;
 }
 
 }  // namespace
@@ -48,19 +54,35 @@ PrefixKey PrefixKey::from_hex(std::string_view s) {
   return k;
 }
 
-PrefixHasher::PrefixHasher(int chunk_tokens, std::string_view domain) : chunk_tokens_(chunk_tokens) {
+PrefixHasher::PrefixHasher(int chunk_tokens, std::string_view domain, std::span<const uint8_t> secret)
+    : chunk_tokens_(chunk_tokens), secret_(secret.begin(), secret.end()) {
   if (chunk_tokens <= 0) throw std::invalid_argument("PrefixHasher: chunk_tokens must be positive");
-  PrefixKey s{0x6b7673746f726521ull, 0x707265666978686bull};  // "kvstore!" "prefixhk"
-  s = absorb(s, static_cast<uint64_t>(chunk_tokens));
-  for (unsigned char c : domain) s = absorb(s, c);
-  s = absorb(s, domain.size());
-  root_ = s;
+  std::vector<uint8_t> m;
+  const char* label = "kvstream prefix key v2 root";
+  m.insert(m.end(), label, label + std::strlen(label));
+  put_u32(m, uint32_t(chunk_tokens));
+  put_u64(m, domain.size());
+  m.insert(m.end(), domain.begin(), domain.end());
+  root_ = keyed_hash(secret_, m);
 }
 
 PrefixKey PrefixHasher::extend(const PrefixKey& prev, std::span<const int32_t> chunk) const {
-  PrefixKey s = absorb(prev, 0xc4u + chunk.size());
-  for (int32_t t : chunk) s = absorb(s, static_cast<uint32_t>(t));
-  return absorb(s, chunk.size());
+  std::vector<uint8_t> m;
+  m.reserve(24 + 4 * chunk.size());
+  m.push_back('c');
+  put_u64(m, prev.hi);
+  put_u64(m, prev.lo);
+  put_u32(m, uint32_t(chunk.size()));
+  for (int32_t t : chunk) put_u32(m, static_cast<uint32_t>(t));
+  return keyed_hash(secret_, m);
+}
+
+std::vector<uint8_t> tenant_secret(std::span<const uint8_t> deployment, const std::string& tenant) {
+  if (tenant.empty()) return {deployment.begin(), deployment.end()};
+  std::vector<uint8_t> m = {'t', 'e', 'n', 'a', 'n', 't'};
+  m.insert(m.end(), tenant.begin(), tenant.end());
+  const auto mac = streamer::hmac_sha256(deployment, m);
+  return {mac.begin(), mac.end()};
 }
 
 std::vector<PrefixKey> PrefixHasher::chain(std::span<const int32_t> tokens) const {

@@ -6,8 +6,11 @@
 // partial chunk is hashed the same way. Hence two token sequences share key(chunk i) exactly when
 // (up to 128-bit hash collisions) they share their first (i+1) * chunk_tokens tokens, and a longer
 // conversation's boundary keys contain every full-chunk key of the shorter one it extends.
-// H is a 2x64-bit multiply-xorshift mix (not cryptographic); the store verifies the tokens of a
-// hit, so a collision costs a miss, never wrong data.
+// H is keyed: HMAC-SHA256 under a secret (the deployment's, per tenant: tenant_secret()),
+// truncated to 128 bits (docs/PROTOCOL.md, "Authentication, tenants and TLS"), so that nobody
+// without the secret can compute the key of a prefix from its text. An empty secret is the public
+// all-zero key (tests, simulations, an insecure sender). The store verifies the tokens of a hit,
+// so a collision costs a miss, never wrong data.
 #pragma once
 #include <compare>
 #include <cstdint>
@@ -34,7 +37,7 @@ struct PrefixKeyHash {
 class PrefixHasher {
  public:
   // chunk_tokens must be positive (std::invalid_argument).
-  explicit PrefixHasher(int chunk_tokens = 64, std::string_view domain = {});
+  explicit PrefixHasher(int chunk_tokens = 64, std::string_view domain = {}, std::span<const uint8_t> secret = {});
   int chunk_tokens() const { return chunk_tokens_; }
   PrefixKey root() const { return root_; }
   PrefixKey extend(const PrefixKey& prev, std::span<const int32_t> chunk) const;
@@ -46,7 +49,12 @@ class PrefixHasher {
 
  private:
   int chunk_tokens_;
+  std::vector<uint8_t> secret_;
   PrefixKey root_;
 };
+
+// Tenant T's key secret under a deployment secret: HMAC-SHA256(deployment, "tenant" || T), so one
+// text has unrelated keys in different tenants. An empty tenant returns the deployment secret.
+std::vector<uint8_t> tenant_secret(std::span<const uint8_t> deployment, const std::string& tenant);
 
 }  // namespace kvstream::store

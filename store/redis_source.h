@@ -52,6 +52,10 @@ class RedisContextSource : public streamer::ContextSource {
   ~RedisContextSource() override;
   std::shared_ptr<const streamer::ServedContext> context(const std::string& id) override;
   std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex) override;
+  // Not cacheable: the store is shared, so every REQUEST reads the context's meta (it may have been
+  // replaced, evicted or moved by a failover; a meta read refreshes the cluster's slot map), and
+  // this source's own memory tier decides what is kept.
+  bool cacheable() const override { return false; }
   RedisSourceStats stats() const;
   RedisTier& tier();
 

@@ -98,7 +98,16 @@ RedisTier::RedisTier(RedisTierOptions opt) : opt_(std::move(opt)) {
   cluster_ = std::make_unique<redis::Cluster>(opt_.cluster);
 }
 
-PrefixHasher RedisTier::hasher(int chunk_tokens, std::string_view domain) const { return PrefixHasher(chunk_tokens, domain); }
+PrefixHasher RedisTier::hasher(int chunk_tokens, std::string_view domain) const {
+  return PrefixHasher(chunk_tokens, domain, opt_.key_secret);
+}
+
+RedisTierOptions tenant_redis_options(RedisTierOptions base, const std::string& tenant,
+                                      std::span<const uint8_t> deployment_secret) {
+  if (!tenant.empty()) base.tenant = tenant;
+  base.key_secret = tenant_secret(deployment_secret, tenant);  // as tenant_store_config() does
+  return base;
+}
 
 std::string RedisTier::meta_key(const PrefixKey& k) const { return "kvs:{" + opt_.tenant + ":" + k.hex() + "}:meta"; }
 

@@ -47,6 +47,9 @@ namespace kvstream::store {
 struct RedisTierOptions {
   redis::ClusterOptions cluster;
   std::string tenant = "default";
+  // The key secret of the tenant's prefix keys (store/key.h: tenant_secret()); empty = the public
+  // all-zero key (tests, an insecure deployment). hasher() uses it.
+  std::vector<uint8_t> key_secret;
   // For new contexts (readers follow the meta). Spread by default: in bench_scaleout.sh the two
   // layouts served alike within noise (docs/RESULTS.md, issue 16); co-located costs less Redis
   // CPU per chunk but put ~75 % of a hot context's load on one master, and a large context's
@@ -63,6 +66,10 @@ struct RedisTierOptions {
 // -> options (kvstream::Error kInvalidArgument otherwise).
 RedisTierOptions parse_redis_uri(std::string_view uri);
 bool is_redis_uri(std::string_view s);
+// `base` for tenant T under a deployment secret: T's namespace (unless T is empty: the URI's) and
+// T's key secret (tenant_secret(deployment, T); empty deployment secret = the public key).
+RedisTierOptions tenant_redis_options(RedisTierOptions base, const std::string& tenant,
+                                      std::span<const uint8_t> deployment_secret);
 
 struct RedisTierStats {
   uint64_t puts = 0, values_written = 0, bytes_written = 0, erased = 0;

@@ -22,6 +22,7 @@ SaveBackResult save_back(KvCache kv, const codec::Profile& profile, const SaveBa
   sc.disk_bytes = opt.disk_bytes;
   sc.chunk_tokens = int(opt.chunk_tokens);
   sc.domain = kv.model_name;
+  sc.secret = opt.secret;
   TieredStore store(sc);
   const auto codec = make_container_codec(profile, opt.chunk_tokens);
   AsyncSaver saver(store, *codec);

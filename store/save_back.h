@@ -14,6 +14,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "codec/kv_cache.h"
 #include "codec/profile.h"
@@ -25,6 +26,7 @@ struct SaveBackOptions {
   std::string dir;                    // store directory (its disk tier)
   uint64_t disk_bytes = 1ull << 30;   // disk tier capacity
   uint32_t chunk_tokens = 64;         // container chunk and prefix-key chunk
+  std::vector<uint8_t> secret;        // the store's key secret (tenant_store_config); empty = public
 };
 
 struct SaveBackResult {

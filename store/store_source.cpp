@@ -19,8 +19,9 @@ StoreConfig with_domain(StoreConfig cfg, streamer::ContextDir& dir) {
 }
 }  // namespace
 
-StoreContextSource::StoreContextSource(StoreConfig cfg, std::shared_ptr<streamer::ContextDir> fallback)
-    : fallback_(std::move(fallback)) {
+StoreContextSource::StoreContextSource(StoreConfig cfg, std::shared_ptr<streamer::ContextDir> fallback,
+                                       uint64_t parse_cache_bytes)
+    : fallback_(std::move(fallback)), parsed_(std::make_shared<streamer::ContextCache>(parse_cache_bytes)) {
   if (!fallback_) throw std::invalid_argument("StoreContextSource: a fallback directory is required (profiles)");
   store_ = std::make_unique<TieredStore>(with_domain(std::move(cfg), *fallback_));
 }
@@ -42,12 +43,19 @@ bool StoreContextSource::is_key_id(const std::string& id) {
 }
 
 std::shared_ptr<const streamer::ServedContext> StoreContextSource::context(const std::string& id) {
-  if (!is_key_id(id)) return fallback_->context(id);
+  if (!is_key_id(id)) {
+    if (auto c = parsed_->context("dir/" + id)) return c;
+    auto c = fallback_->context(id);
+    parsed_->put_context("dir/" + id, c);
+    return c;
+  }
   const PrefixKey key = PrefixKey::from_hex(id);
   auto fetched = store_->get(key);
   // An entry saved into the directory by another process since the store was opened.
   if (!fetched && store_->adopt(key)) fetched = store_->get(key);
   if (!fetched) return nullptr;  // evicted, never stored, or dropped as corrupt
+  // A key's content never changes: a parsed copy is as good as a fresh parse of the record.
+  if (auto c = parsed_->context("key/" + id)) return c;
   const auto& payload = fetched->record->payload;
   codec::ContainerReader reader = [&] {
     try {
@@ -57,7 +65,15 @@ std::shared_ptr<const streamer::ServedContext> StoreContextSource::context(const
     }
   }();
   const uint64_t profile_size = fallback_->profile_size(streamer::hash_hex(reader.info().profile_hash));
-  return streamer::make_served_context(id, std::move(reader), profile_size);
+  auto c = streamer::make_served_context(id, std::move(reader), profile_size);
+  parsed_->put_context("key/" + id, c);
+  return c;
+}
+
+StoreConfig tenant_store_config(StoreConfig base, const std::string& tenant, std::span<const uint8_t> deployment_secret) {
+  if (!tenant.empty()) base.dir += "/" + tenant;
+  base.secret = tenant_secret(deployment_secret, tenant);
+  return base;
 }
 
 std::optional<std::vector<uint8_t>> StoreContextSource::profile_bytes(const std::string& hash_hex) {

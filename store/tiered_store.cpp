@@ -23,7 +23,7 @@ size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
 TieredStore::TieredStore(StoreConfig cfg)
     : cfg_(std::move(cfg)),
       env_(cfg_.env ? *cfg_.env : default_env()),
-      hasher_(cfg_.chunk_tokens, cfg_.domain),
+      hasher_(cfg_.chunk_tokens, cfg_.domain, cfg_.secret),
       policy_(make_policy(cfg_.policy)) {
   if (cfg_.dir.empty()) throw std::invalid_argument("TieredStore: a disk directory is required");
   env_.create_dir(cfg_.dir);

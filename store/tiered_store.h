@@ -48,6 +48,7 @@ struct StoreConfig {
   PolicyKind policy = PolicyKind::Lru;
   int chunk_tokens = 64;             // prefix-key chunk size
   std::string domain;                // model name: part of every key
+  std::vector<uint8_t> secret;       // key secret (store/key.h: tenant_secret); empty = public
   Env* env = nullptr;                // nullptr: default_env()
   bool fsync = true;                 // fsync temp file and directory on every disk write
   bool drop_prefixes = true;         // put() removes stored entries whose tokens it extends

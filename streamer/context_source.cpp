@@ -110,15 +110,16 @@ void ContextDir::scan_profiles() {
 
 std::shared_ptr<const ServedContext> ContextDir::context(const std::string& id) {
   if (!valid_context_id(id)) return nullptr;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = contexts_.find(id); it != contexts_.end()) return it->second;
   const fs::path path = fs::path(dir_) / (id + ".kvs");
   if (!fs::is_regular_file(path)) return nullptr;
-  auto reader = codec::ContainerReader::open(path.string());
+  auto reader = codec::ContainerReader::open(path.string());  // outside the lock: it reads and parses
   const std::string h = hash_hex(reader.info().profile_hash);
-  auto sc = make_served_context(id, std::move(reader), profile_size_locked(h));
-  contexts_[id] = sc;
-  return sc;
+  uint64_t profile_size = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    profile_size = profile_size_locked(h);
+  }
+  return make_served_context(id, std::move(reader), profile_size);
 }
 
 uint64_t ContextDir::profile_size_locked(const std::string& h) {
@@ -142,6 +143,19 @@ std::vector<std::string> ContextDir::model_names() {
 uint64_t ContextDir::profile_size(const std::string& h) {
   std::lock_guard<std::mutex> lock(mu_);
   return profile_size_locked(h);
+}
+
+uint64_t ServedContext::resident_bytes() const {
+  const Manifest& m = manifest();
+  return 1024 + 4 * uint64_t(m.token_ids.size()) + uint64_t(m.chunks.size()) * (16 + 4 * m.levels.size());
+}
+
+uint64_t ContainerContext::resident_bytes() const {
+  uint64_t n = ServedContext::resident_bytes();
+  const auto& info = reader_.info();
+  for (uint32_t c = 0; c < info.num_chunks; ++c)
+    for (size_t l = 0; l < info.ladder.size(); ++l) n += reader_.blob_size(c, int(l));
+  return n;
 }
 
 std::shared_ptr<const std::vector<uint8_t>> ContainerContext::blob(uint32_t chunk, int ladder_level) const {

@@ -9,7 +9,8 @@
 // manifest's token ids (a context over kMaxManifestTokens tokens is refused). A level's quality is the ladder's
 // measured greedy agreement and ppl delta; a level that was never measured (contexts == 0) is
 // reported with agreement 0 so that the controller never prefers it blindly (say so in --json via
-// the manifest: the level name is kept). ContextDir is thread-safe and caches parsed containers.
+// the manifest: the level name is kept). ContextDir is thread-safe and parses a container on every
+// context() call: the sender puts it behind its shared, byte-bounded cache (context_cache.h).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -39,6 +40,9 @@ class ServedContext {
   const std::string& id() const { return id_; }
   const Manifest& manifest() const { return manifest_; }
   int text_level() const { return text_level_; }  // ladder index of the text level (-1: none)
+  // Bytes this context keeps in memory (what a cache of contexts charges for it). The default is
+  // the manifest's own size, for contexts whose blobs live elsewhere (disk, Redis).
+  virtual uint64_t resident_bytes() const;
   // The blob of (chunk, ladder level), verified (CRC) by the implementation; throws
   // std::runtime_error (or codec::CorruptBlob) when it cannot be read or fails its check.
   virtual std::shared_ptr<const std::vector<uint8_t>> blob(uint32_t chunk, int ladder_level) const = 0;
@@ -55,6 +59,7 @@ class ContainerContext final : public ServedContext {
   ContainerContext(std::string id, codec::ContainerReader reader, Manifest manifest, int text_level)
       : ServedContext(std::move(id), std::move(manifest), text_level), reader_(std::move(reader)) {}
   std::shared_ptr<const std::vector<uint8_t>> blob(uint32_t chunk, int ladder_level) const override;
+  uint64_t resident_bytes() const override;
   const codec::ContainerReader& reader() const { return reader_; }
 
  private:
@@ -82,12 +87,15 @@ class ContextSource {
   virtual std::shared_ptr<const ServedContext> context(const std::string& id) = 0;
   // The bytes of the profile with this hash, or nullopt.
   virtual std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex) = 0;
+  // Whether a cache in front of this source may answer for it (false: every request must reach
+  // the source, e.g. a store that counts serving as use for its eviction policy).
+  virtual bool cacheable() const { return true; }
 };
 
 class ContextDir : public ContextSource {
  public:
   explicit ContextDir(std::string dir);
-  // The context, loaded and cached on first use; nullptr if DIR/id.kvs does not exist. Throws
+  // The context, loaded and parsed; nullptr if DIR/id.kvs does not exist. Throws
   // std::runtime_error if the file exists but is not a valid container.
   std::shared_ptr<const ServedContext> context(const std::string& id) override;
   std::optional<std::vector<uint8_t>> profile_bytes(const std::string& hash_hex) override;
@@ -102,7 +110,6 @@ class ContextDir : public ContextSource {
   uint64_t profile_size_locked(const std::string& hash_hex);
   std::string dir_;
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<const ServedContext>> contexts_;
   std::map<std::string, std::string> profiles_;  // hash -> path
   std::map<std::string, std::string> models_;    // hash -> model name
 };

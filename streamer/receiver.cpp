@@ -17,9 +17,12 @@
 
 #include "codec/profile.h"
 #include "codec/rope.h"
+#include "streamer/auth.h"
 #include "streamer/context_source.h"
 #include "streamer/decode_pipeline.h"
 #include "streamer/link_memory.h"
+#include "streamer/profile_cache.h"
+#include "streamer/transport.h"
 #include "streamer/wire.h"
 
 namespace kvstream::streamer {
@@ -31,32 +34,15 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using kvstream::ErrorCode;
 
-std::optional<codec::Profile> load_cached_profile(const std::string& dir, const std::string& hash) {
-  if (dir.empty()) return std::nullopt;
-  const fs::path p = fs::path(dir) / (hash + ".kvprofile");
-  if (!fs::is_regular_file(p)) return std::nullopt;
-  try {
-    auto prof = codec::load_profile(p.string());
-    if (hash_hex(prof.hash()) == hash) return prof;
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;  // a bad cached file is ignored and fetched again
+// Bytes of a KV cache of `tokens` tokens of this shape (fp32 K and V); products in 64 bits from
+// fields a parser has bounded.
+uint64_t kv_cache_bytes(uint64_t tokens, const KvShape& s) {
+  return tokens * 2 * uint64_t(std::max(0, s.n_layers)) * uint64_t(std::max(0, s.kv_dim())) * sizeof(float);
 }
 
-void store_profile(const std::string& dir, const std::string& hash, const std::vector<uint8_t>& bytes) {
-  if (dir.empty()) return;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const fs::path final_path = fs::path(dir) / (hash + ".kvprofile");
-  const fs::path tmp = fs::path(dir) / (hash + ".kvprofile.tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    if (!f) return;
-  }
-  fs::rename(tmp, final_path, ec);
-}
+std::string mib(uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; }
 
 // Keeps the chunks of m that hold its first max_tokens tokens (whole chunks).
 void truncate(Manifest& m, uint32_t max_tokens) {
@@ -70,43 +56,32 @@ void truncate(Manifest& m, uint32_t max_tokens) {
 
 class Session {
  public:
-  explicit Session(const ReceiverOptions& o) : opt_(o), sock_(io_), timer_(io_), wake_(io_), finish_timer_(io_) {}
+  explicit Session(const ReceiverOptions& o) : opt_(o), timer_(io_), wake_(io_), finish_timer_(io_) {}
 
   ReceiveOutcome run() {
-    preload_profiles();  // before the clock starts: a node keeps its profiles in memory
+    // Before the clock starts: a node keeps its profiles in memory (one cache for all fetches when
+    // the caller shares one).
+    profiles_ = opt_.profiles ? opt_.profiles : std::make_shared<ProfileCache>(opt_.profile_dir);
     connect();
     if (!error_) {
-      t0_ = Clock::now();
+      t0_ = Clock::now();  // time 0: the TCP connection is up (TLS and the handshake count)
       last_rx_ = t0_;
-      Hello h;
-      h.agent = "kvstream-recv/1";
-      send(encode(h));
-      send(encode(Request{opt_.context, uint32_t(std::lround(opt_.slo_s * 1e3)), opt_.policy.name()}));
-      read();
+      t_->async_handshake([this](const asio::error_code& ec) {
+        if (ec) return fail(ErrorCode::kAuth, "TLS handshake with " + peer() + " failed: " + ec.message());
+        start_protocol();
+      });
       tick();
       io_.run();
     }
     if (pipeline_) pipeline_->stop();
     if (error_) throw *error_;
+    if (outcome_.profile_fetched) profiles_->build_tables(manifest_->profile_hash);  // for the next fetch
     return std::move(outcome_);
   }
 
  private:
-  void preload_profiles() {
-    std::error_code ec;
-    if (opt_.profile_dir.empty() || !fs::is_directory(opt_.profile_dir, ec)) return;
-    for (const auto& e : fs::directory_iterator(opt_.profile_dir, ec)) {
-      if (e.path().extension() != ".kvprofile") continue;
-      const std::string h = e.path().stem().string();
-      auto p = load_cached_profile(opt_.profile_dir, h);
-      if (!p) continue;
-      // The decode tables too: a node keeps them with its profiles, so no chunk's decode pays.
-      auto tables = DecodePipeline::build_tables(*p);
-      cached_.emplace(h, CachedProfile{std::move(*p), std::move(tables)});
-    }
-  }
-
   double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+  std::string peer() const { return opt_.host + ":" + std::to_string(opt_.port); }
 
   void connect() {
     tcp::resolver res(io_);
@@ -116,37 +91,61 @@ class Session {
       error_.emplace(ErrorCode::kUnavailable, "cannot resolve " + opt_.host + ": " + ec.message());
       return;
     }
+    tcp::socket sock(io_);
     bool done = false;
-    asio::async_connect(sock_, eps, [&](const asio::error_code& e, const tcp::endpoint&) {
+    asio::async_connect(sock, eps, [&](const asio::error_code& e, const tcp::endpoint&) {
       done = true;
-      if (e)
-        error_.emplace(ErrorCode::kUnavailable,
-                       "cannot connect to " + opt_.host + ":" + std::to_string(opt_.port) + ": " + e.message());
+      if (e) error_.emplace(ErrorCode::kUnavailable, "cannot connect to " + peer() + ": " + e.message());
     });
     io_.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt_.connect_timeout_s)));
     if (!done) {
       asio::error_code ignore;
-      sock_.close(ignore);
+      sock.close(ignore);
       io_.run();  // let the aborted handler run (it references this frame)
-      error_.emplace(ErrorCode::kTimeout, "connect to " + opt_.host + ":" + std::to_string(opt_.port) + " timed out");
+      error_.emplace(ErrorCode::kTimeout, "connect to " + peer() + " timed out");
     }
     io_.restart();
-    if (!error_) sock_.set_option(tcp::no_delay(true));
+    if (error_) return;
+    sock.set_option(tcp::no_delay(true));
+    if (opt_.tls) {
+      TlsClientConfig c = *opt_.tls;
+      if (c.server_name.empty()) c.server_name = opt_.host;
+      t_ = make_tls_transport(std::move(sock), make_client_tls(c), false, c.server_name);
+    } else {
+      t_ = make_plain_transport(std::move(sock));
+    }
+  }
+
+  // HELLO (and, when not authenticating, REQUEST at once: an insecure sender needs no round trip).
+  void start_protocol() {
+    Hello h;
+    h.agent = "kvstream-recv/3";
+    h.tenant = opt_.key.empty() ? std::string() : opt_.tenant;
+    client_nonce_ = h.client_nonce = random_nonce();
+    hello_sent_s_ = now();
+    send(encode(h));
+    if (opt_.key.empty()) send_request();
+    read();
+  }
+  void send_request() {
+    // The first estimate (controller) is taken over the reads that answer REQUEST: with
+    // authentication the reads before it (HELLO_ACK) are a round trip earlier.
+    hs_base_bytes_ = bytes_rx_;
+    hs_first_t_ = -1;
+    send(encode(Request{opt_.context, uint32_t(std::lround(opt_.slo_s * 1e3)), opt_.policy.name()}));
   }
 
   void fail(const kvstream::Error& e) {
     if (error_ || finished_) return;
-    error_ = e;
+    error_.emplace(e);
     shutdown();
   }
   void fail(ErrorCode code, const std::string& msg) { fail(kvstream::Error(code, msg)); }
   void shutdown() {
-    asio::error_code ec;
     timer_.cancel();
     wake_.cancel();
     finish_timer_.cancel();
-    sock_.shutdown(tcp::socket::shutdown_both, ec);
-    sock_.close(ec);
+    if (t_) t_->close();
     io_.stop();
   }
 
@@ -161,10 +160,11 @@ class Session {
     }
     writing_ = true;
     auto buf = out_.front();
-    asio::async_write(sock_, asio::buffer(*buf), [this, buf](const asio::error_code& ec, size_t) {
+    async_write_all(*t_, {asio::buffer(*buf), asio::const_buffer()}, nullptr, [this, buf](const asio::error_code& ec) {
       if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset)
         return fail(ErrorCode::kClosed, "the sender closed the connection before the KV cache was complete (" +
-                    std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) + " chunks received)");
+                                            std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
+                                            " chunks received)");
       if (ec) return fail(ErrorCode::kClosed, "sending to the sender failed: " + ec.message());
       out_.pop_front();
       write_next();
@@ -172,17 +172,17 @@ class Session {
   }
 
   void read() {
-    sock_.async_read_some(asio::buffer(rx_), [this](const asio::error_code& ec, size_t n) {
+    t_->async_read_some(asio::buffer(rx_), [this](const asio::error_code& ec, size_t n) {
       if (ec) {
         if (finished_ || error_) return;
-        if (ec == asio::error::eof || ec == asio::error::connection_reset)
+        if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated)
           return fail(ErrorCode::kClosed, "the sender closed the connection before the KV cache was complete (" +
-                      std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
-                      " chunks received)");
+                                              std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) +
+                                              " chunks received)");
         return fail(ErrorCode::kClosed, "receive failed: " + ec.message());
       }
       last_rx_ = Clock::now();
-      if (hs_first_t_ < 0) {  // the handshake's first read (controller, issue 14)
+      if (hs_first_t_ < 0) {  // the first read after REQUEST (controller, issue 14)
         hs_first_t_ = now();
         hs_first_bytes_ = n;
       }
@@ -216,9 +216,11 @@ class Session {
       const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_ || !outstanding_.empty();
       if (opt_.cancelled && opt_.cancelled()) return fail(ErrorCode::kCancelled, "the fetch was cancelled");
       if (waiting && idle > opt_.stall_timeout_s)
-        return fail(ErrorCode::kStalled, "the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) + " s (" +
-                    std::to_string(chunks_received_) + " of " + std::to_string(num_chunks()) + " chunks received)");
-      if (now() > opt_.total_timeout_s) return fail(ErrorCode::kTimeout, "timed out after " + std::to_string(opt_.total_timeout_s) + " s");
+        return fail(ErrorCode::kStalled, "the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) +
+                                             " s (" + std::to_string(chunks_received_) + " of " +
+                                             std::to_string(num_chunks()) + " chunks received)");
+      if (now() > opt_.total_timeout_s)
+        return fail(ErrorCode::kTimeout, "timed out after " + std::to_string(opt_.total_timeout_s) + " s");
       tick();
     });
   }
@@ -227,22 +229,15 @@ class Session {
 
   void handle(const Frame& f) {
     switch (f.type) {
-      case FrameType::kHelloAck: {
-        decode_hello_ack(f);
-        outcome_.rtt_s = now();
-        return;
-      }
+      case FrameType::kHelloAck: return on_hello_ack(decode_hello_ack(f));
+      case FrameType::kAuthOk: return on_auth_ok(decode_auth_ok(f));
       case FrameType::kError: {
         const ErrorMsg e = decode_error(f);
-        return fail(e.code == WireErrorCode::kUnknownContext ? ErrorCode::kUnknownContext
-                    : e.code == WireErrorCode::kVersion      ? ErrorCode::kVersion
-                    : e.code == WireErrorCode::kTimeout      ? ErrorCode::kTimeout
-                    : e.code == WireErrorCode::kBadRequest   ? ErrorCode::kInvalidArgument
-                    : e.code == WireErrorCode::kBadFrame     ? ErrorCode::kProtocol
-                                                             : ErrorCode::kInternal,
-                    "sender error: " + e.message);
+        return fail(error_from_wire(e.code, e.message));
       }
-      case FrameType::kManifest: return on_manifest(decode_manifest(f));
+      case FrameType::kManifest:
+        if (!authenticated_) return fail(ErrorCode::kAuth, "the sender sent a MANIFEST before authenticating");
+        return on_manifest(decode_manifest(f));
       case FrameType::kProfile: return on_profile(decode_profile(f));
       case FrameType::kChunkData: return on_chunk(decode_chunk_data(f));
       default:
@@ -250,10 +245,78 @@ class Session {
     }
   }
 
+  void on_hello_ack(const HelloAck& a) {
+    if (got_ack_) return fail(ErrorCode::kProtocol, "a second HELLO_ACK from the sender");
+    got_ack_ = true;
+    outcome_.rtt_s = now() - hello_sent_s_;
+    if (opt_.key.empty()) {
+      if (a.auth != AuthMode::kNone)
+        return fail(ErrorCode::kAuth, "the sender at " + peer() + " requires authentication (a tenant and its key)");
+      return now_authenticated();
+    }
+    // A receiver with a key takes KV only from a sender that proves the same key.
+    if (a.auth != AuthMode::kHmacSha256)
+      return fail(ErrorCode::kAuth, "the sender at " + peer() + " does not authenticate (an insecure sender?)");
+    server_nonce_ = a.server_nonce;
+    send(encode(AuthMsg{client_proof(opt_.key, opt_.tenant, client_nonce_, server_nonce_)}));
+    send_request();
+  }
+
+  void on_auth_ok(const AuthOk& a) {
+    if (opt_.key.empty() || !got_ack_ || authenticated_) return fail(ErrorCode::kProtocol, "unexpected AUTH_OK frame");
+    if (!macs_equal(a.proof, server_proof(opt_.key, opt_.tenant, client_nonce_, server_nonce_)))
+      return fail(ErrorCode::kAuth, "the sender at " + peer() + " could not prove tenant '" + opt_.tenant +
+                                        "''s key: not the sender it claims to be");
+    now_authenticated();
+  }
+
+  void now_authenticated() {
+    authenticated_ = true;
+    reader_.set_max_payload(std::min<uint64_t>(max_payload(FrameType::kManifest), opt_.memory_budget_bytes));
+  }
+
+  // The checks of "the receiver does not trust the sender" (docs/PROTOCOL.md): the context fits the
+  // model's window, and the cache, the profile still to fetch and the largest frame fit the budget.
+  bool manifest_fits(const Manifest& m, uint64_t& max_frame) {
+    max_frame = max_payload(FrameType::kError);
+    for (const auto& c : m.chunks) {
+      max_frame = std::max<uint64_t>(max_frame, uint64_t(c.text_bytes) + kMaxChunkDataFields);
+      for (uint32_t b : c.level_bytes) max_frame = std::max<uint64_t>(max_frame, uint64_t(b) + kMaxChunkDataFields);
+    }
+    const auto cached = profiles_->find(m.profile_hash);
+    const bool need_profile = !cached;
+    if (need_profile) max_frame = std::max<uint64_t>(max_frame, m.profile_bytes + 70);
+    std::optional<KvShape> shape;
+    if (opt_.model) {
+      const int window = opt_.model->config().seq_len;
+      if (uint64_t(m.num_tokens) + 1 > uint64_t(window)) {
+        fail(ErrorCode::kInvalidArgument, "context '" + m.context_id + "' has " + std::to_string(m.num_tokens) +
+                                              " tokens: with the first token it does not fit the model's window of " +
+                                              std::to_string(window));
+        return false;
+      }
+      shape = opt_.model->new_cache(false).shape;
+    } else if (!need_profile) {
+      shape = cached->profile->shape;
+    }
+    const uint64_t kv = shape ? kv_cache_bytes(m.num_tokens, *shape) : 0;
+    const uint64_t total = kv + (need_profile ? m.profile_bytes : 0) + max_frame;
+    if (total > opt_.memory_budget_bytes) {
+      fail(ErrorCode::kResourceExhausted, "context '" + m.context_id + "' needs " + mib(total) + " (KV cache " + mib(kv) +
+                                              ", profile and largest frame) over the receiver's memory budget of " +
+                                              mib(opt_.memory_budget_bytes));
+      return false;
+    }
+    return true;
+  }
+
   void on_manifest(Manifest m) {
     if (manifest_) return fail(ErrorCode::kProtocol, "a second MANIFEST");
     if (m.context_id != opt_.context) return fail(ErrorCode::kProtocol, "the sender sent the manifest of another context");
     if (opt_.max_tokens > 0) truncate(m, opt_.max_tokens);
+    uint64_t max_frame = 0;
+    if (!manifest_fits(m, max_frame)) return;
+    reader_.set_max_payload(max_frame);
     manifest_ = std::move(m);
     spec_ = spec_from_manifest(*manifest_);
     fallback_reason_.assign(manifest_->chunks.size(), std::string());
@@ -271,12 +334,12 @@ class Session {
       return fail(ErrorCode::kInvalidArgument, "policy text needs the model to recompute");
     cfg.memory = load_link_memory(opt_.link_memory, sender_key(), unix_now());
     ctl_.emplace(spec_, opt_.policy, cfg);
-    // controller (issue 14): the first estimate from the handshake and the sender's TCP state
-    ctl_->on_handshake(bytes_rx_, hs_first_bytes_, hs_first_t_, now());
+    // controller (issue 14): the first estimate from the answer to REQUEST and the sender's TCP state
+    ctl_->on_handshake(bytes_rx_ - hs_base_bytes_, hs_first_bytes_, hs_first_t_, now());
     ctl_->on_link_report(manifest_->link);
-    if (auto it = cached_.find(manifest_->profile_hash); it != cached_.end()) {
-      profile_ = std::move(it->second.profile);
-      tables_ = std::move(it->second.tables);
+    if (auto cached = profiles_->find(manifest_->profile_hash)) {
+      profile_ = std::move(cached->profile);
+      tables_ = std::move(cached->tables);
       start_pipeline();
     } else {
       profile_pending_ = true;
@@ -290,8 +353,14 @@ class Session {
       return fail(ErrorCode::kProtocol, "unexpected PROFILE frame");
     if (hash_hex(codec::fnv1a64(p.bytes)) != manifest_->profile_hash)
       return fail(ErrorCode::kCorrupt, "the profile's bytes do not match its hash");
-    profile_ = codec::parse_profile(p.bytes, "profile from the sender");
-    store_profile(opt_.profile_dir, manifest_->profile_hash, p.bytes);
+    auto parsed = codec::parse_profile(p.bytes, "profile from the sender");
+    // Its shape sizes the cache: check it against the budget before anything is allocated.
+    const uint64_t kv = kv_cache_bytes(manifest_->num_tokens, parsed.shape);
+    if (kv + p.bytes.size() > opt_.memory_budget_bytes)
+      return fail(ErrorCode::kResourceExhausted, "the KV cache of context '" + manifest_->context_id + "' needs " +
+                                                     mib(kv) + ", over the receiver's memory budget of " +
+                                                     mib(opt_.memory_budget_bytes));
+    profile_ = profiles_->add(manifest_->profile_hash, std::move(parsed), p.bytes).profile;
     profile_pending_ = false;
     outcome_.profile_fetched = true;
     start_pipeline();
@@ -356,8 +425,8 @@ class Session {
     const bool replaced = p.replacement != kNoReplacement && cd.level == p.replacement && cd.level != p.level;
     if (cd.index != k || (cd.level != p.level && !replaced) || cd.status != kChunkServed)
       return fail(ErrorCode::kProtocol, "the sender sent chunk " + std::to_string(cd.index) + " level " +
-                  std::to_string(cd.level) + (cd.status != kChunkServed ? " (cancelled)" : "") +
-                  ", expected chunk " + std::to_string(k) + " level " + std::to_string(p.level));
+                                            std::to_string(cd.level) + (cd.status != kChunkServed ? " (cancelled)" : "") +
+                                            ", expected chunk " + std::to_string(k) + " level " + std::to_string(p.level));
     outstanding_.pop_front();
     ctl_->on_link_report(cd.link);
     if (replaced) ctl_->on_served(k, option_of(cd.level));
@@ -580,40 +649,40 @@ class Session {
     r.quality_source = "ladder";
     r.plan = plan_to_string(spec_, options);
     outcome_.kv = std::move(kv);
-    outcome_.profile = std::make_shared<const codec::Profile>(*profile_);
+    outcome_.profile = profile_;
     // Give the END frame a moment to leave, then close.
     asio::post(io_, [this] { shutdown(); });
   }
 
   const ReceiverOptions& opt_;
   asio::io_context io_;
-  tcp::socket sock_;
+  std::unique_ptr<Transport> t_;
   asio::steady_timer timer_;
   asio::steady_timer wake_;  // the controller's wake-ups (controller, issue 14)
   asio::steady_timer finish_timer_;  // waiting for upgrades until their deadline
-  double hs_first_t_ = -1;   // the handshake's first read: when, and how many bytes
+  double hs_first_t_ = -1;   // the first read after REQUEST: when, and how many bytes
   std::vector<Hedge> extras_;  // hedges and upgrades asked for
   bool extras_asked_ = false;
   size_t upgrades_asked_ = 0, upgrades_held_ = 0;
   double upgrade_deadline_ = 0;
   uint64_t extra_bytes_ = 0;
   std::vector<bool> is_hedged_, is_upgraded_;
-  uint64_t hs_first_bytes_ = 0;
+  uint64_t hs_first_bytes_ = 0, hs_base_bytes_ = 0;  // hs_base_bytes_: bytes read before REQUEST was sent
   Clock::time_point t0_, last_rx_;
+  double hello_sent_s_ = 0;
+  Nonce client_nonce_{}, server_nonce_{};
   std::array<uint8_t, 65536> rx_{};
-  FrameReader reader_;
+  // Until the sender is authenticated only small frames are read; then the manifest, then at most
+  // the largest frame the manifest announces.
+  FrameReader reader_{Peer::kSender, kMaxPreAuthPayload};
   std::deque<std::shared_ptr<std::vector<uint8_t>>> out_;
-  bool writing_ = false, finished_ = false, profile_pending_ = false;
+  bool writing_ = false, finished_ = false, profile_pending_ = false, got_ack_ = false, authenticated_ = false;
   std::optional<kvstream::Error> error_;
   std::optional<Manifest> manifest_;
   StreamSpec spec_;
   std::optional<Controller> ctl_;
-  std::optional<codec::Profile> profile_;
-  struct CachedProfile {
-    codec::Profile profile;
-    DecodePipeline::Tables tables;
-  };
-  std::map<std::string, CachedProfile> cached_;
+  std::shared_ptr<ProfileCache> profiles_;
+  std::shared_ptr<const codec::Profile> profile_;
   DecodePipeline::Tables tables_;  // of profile_, when it was cached
   std::unique_ptr<DecodePipeline> pipeline_;
   struct Pending {
@@ -648,6 +717,8 @@ ReceiveOutcome receive(const ReceiverOptions& opt) {
   if (!(opt.slo_s > 0)) throw kvstream::Error(ErrorCode::kInvalidArgument, "the SLO must be positive");
   if (!opt.keep_cache && opt.model)
     throw kvstream::Error(ErrorCode::kInvalidArgument, "a receiver with a model must keep its KV cache");
+  if (!opt.key.empty() && !valid_tenant(opt.tenant))
+    throw kvstream::Error(ErrorCode::kInvalidArgument, "invalid tenant name '" + opt.tenant + "'");
   Session s(opt);
   return s.run();
 }

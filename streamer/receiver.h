@@ -5,8 +5,13 @@
 //
 // Contract: receive() returns only with the complete, verified KV cache or throws kvstream::Error
 // with a clear message and its code (unknown_context, closed, stalled, timeout, protocol for a
-// malformed frame or checksum mismatch, cancelled): it never returns a partial or wrong cache
-// (but see allow_failed_chunks) and never hangs (connect, stall and total timeouts). A KV chunk whose blob fails to decode (blob
+// malformed frame or checksum mismatch, cancelled, auth, resource_exhausted for a budget, a sender
+// ERROR's mapped code): it never returns a partial or wrong cache (but see allow_failed_chunks) and
+// never hangs (connect, stall and total timeouts). With a key it authenticates as `tenant` and
+// requires the sender to prove the same key (AUTH_OK) before it reads anything else; with TLS it
+// verifies the sender's certificate. It does not trust the sender: the manifest must fit the
+// model's window (with a model), and the KV cache, the profile and every frame must fit
+// memory_budget_bytes before they are allocated. A KV chunk whose blob fails to decode (blob
 // CRC, CorruptBlob, wrong positions) is fetched once more as text and recomputed with the model:
 // a warning goes to on_warning and the chunk's record says "fallback": "text" and why; without a
 // model, or if the text blob fails too, the fetch fails with a clear error (at most one retry per
@@ -15,7 +20,8 @@
 // are the manifest's for every chunk, whatever level it came at. With max_tokens only the chunks
 // holding the context's first max_tokens tokens are fetched (the outcome's cache holds whole
 // chunks). on_rows sees each chunk's final rows before the chunk counts as ready (an embedding
-// copies them into its own layout there). Time 0 = HELLO and REQUEST sent. With prefill_rate > 0 text
+// copies them into its own layout there). Time 0 = the TCP connection established (before TLS
+// and HELLO). With prefill_rate > 0 text
 // recompute (and the first token) is held to that many tokens per second. Without a model, text
 // is never requested and TTFT = the KV cache complete.
 #pragma once
@@ -24,14 +30,19 @@
 #include <memory>
 #include <string>
 
+#include <optional>
+
 #include "codec/kv_cache.h"
 #include "codec/profile.h"
 #include "model/model.h"
 #include "streamer/controller.h"
 #include "streamer/result.h"
 #include "streamer/wire.h"  // Manifest
+#include "streamer/tls_config.h"
 
 namespace kvstream::streamer {
+
+class ProfileCache;
 
 struct ReceiverOptions {
   std::string host = "127.0.0.1";
@@ -43,6 +54,7 @@ struct ReceiverOptions {
   double prefill_rate = 0;          // tokens/s emulated for text recompute; 0 = real compute time
   const model::Model* model = nullptr;
   std::string profile_dir;          // cache of profiles by hash (<hash>.kvprofile); empty = memory only
+  std::shared_ptr<ProfileCache> profiles;  // a node's profiles in memory, shared by fetches (else profile_dir is loaded)
   // File of remembered link estimates per sender (streamer/link_memory.h): read before the fetch
   // (the first estimate starts from it, weighed by its age), updated after it. Empty = none.
   std::string link_memory;
@@ -65,6 +77,10 @@ struct ReceiverOptions {
   // false: no KV cache is assembled (the outcome's kv holds the token ids, no rows): the chunks
   // reach on_rows only. Needs model == nullptr.
   bool keep_cache = true;
+  std::string tenant;                 // authenticate as this tenant (with key)
+  std::vector<uint8_t> key;           // the tenant's secret; empty = no authentication (insecure sender)
+  std::optional<TlsClientConfig> tls; // TLS to the sender (verifies its certificate)
+  uint64_t memory_budget_bytes = 512ull << 20;  // KV cache + profile + the frame being read
   std::function<void(const ChunkRecord&)> on_chunk;  // live progress (called on the I/O thread)
   std::function<void(const std::string&)> on_warning;  // e.g. a chunk falling back to text (I/O thread)
 };

@@ -1,6 +1,8 @@
 // Wire protocol implementation: frame header, CRC32C, message (de)serialisation with validation.
 #include "streamer/wire.h"
 
+#include "codec/crc32c.h"
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -12,19 +14,6 @@ namespace kvstream::streamer {
 namespace {
 
 constexpr size_t kMiB = 1024 * 1024;
-
-const std::array<uint32_t, 256>& crc_table() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
 
 class Writer {
  public:
@@ -45,6 +34,10 @@ class Writer {
   void bytes(const std::vector<uint8_t>& v) {
     u32(uint32_t(v.size()));
     b_.insert(b_.end(), v.begin(), v.end());
+  }
+  template <size_t N>
+  void fixed(const std::array<uint8_t, N>& a) {
+    b_.insert(b_.end(), a.begin(), a.end());
   }
   std::vector<uint8_t>& data() { return b_; }
 
@@ -107,6 +100,14 @@ class Reader {
     pos_ += n;
     return v;
   }
+  template <size_t N>
+  std::array<uint8_t, N> fixed() {
+    need(N);
+    std::array<uint8_t, N> a;
+    std::memcpy(a.data(), p_.data() + pos_, N);
+    pos_ += N;
+    return a;
+  }
   void done() {
     if (pos_ != p_.size()) throw ProtocolError(what_ + " frame has trailing bytes");
   }
@@ -163,12 +164,7 @@ size_t packed_id_bytes(uint32_t num_tokens, unsigned bits) { return size_t((uint
 
 }  // namespace
 
-uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc) {
-  const auto& t = crc_table();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) crc = t[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
+uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc) { return codec::crc32c(data, n, crc); }
 
 size_t max_payload(FrameType t) {
   switch (t) {
@@ -182,9 +178,34 @@ size_t max_payload(FrameType t) {
     case FrameType::kChunkData: return 64 * kMiB;
     case FrameType::kError: return 2048;
     case FrameType::kEnd: return 0;
+    // ---- version 3 ----
     case FrameType::kCancel: return 16;
+    case FrameType::kAuth: return 64;
+    case FrameType::kAuthOk: return 64;
   }
   return 0;
+}
+
+bool sent_by(FrameType t, Peer from) {
+  switch (t) {
+    case FrameType::kHello:
+    case FrameType::kRequest:
+    case FrameType::kProfileGet:
+    case FrameType::kChunkGet:
+    case FrameType::kCancel:
+    case FrameType::kAuth:
+      return from == Peer::kReceiver;
+    case FrameType::kHelloAck:
+    case FrameType::kManifest:
+    case FrameType::kProfile:
+    case FrameType::kChunkData:
+    case FrameType::kAuthOk:
+      return from == Peer::kSender;
+    case FrameType::kError:
+    case FrameType::kEnd:
+      return true;
+  }
+  return false;
 }
 
 const char* frame_type_name(FrameType t) {
@@ -200,9 +221,15 @@ const char* frame_type_name(FrameType t) {
     case FrameType::kError: return "ERROR";
     case FrameType::kEnd: return "END";
     case FrameType::kCancel: return "CANCEL";
+    case FrameType::kAuth: return "AUTH";
+    case FrameType::kAuthOk: return "AUTH_OK";
   }
   return "UNKNOWN";
 }
+
+namespace {
+bool known_frame_type(uint8_t t) { return std::strcmp(frame_type_name(FrameType(t)), "UNKNOWN") != 0; }
+}  // namespace
 
 std::vector<uint8_t> encode_frame(FrameType type, const std::vector<uint8_t>& payload) {
   if (payload.size() > max_payload(type))
@@ -229,8 +256,7 @@ FrameHeader decode_header(const uint8_t* h) {
     throw ProtocolError("unsupported protocol version " + std::to_string(version) + " (this peer speaks " +
                         std::to_string(kProtocolVersion) + ")");
   const uint8_t type = h[6];
-  if (type < uint8_t(FrameType::kHello) || type > kLastFrameType)
-    throw ProtocolError("unknown frame type " + std::to_string(type));
+  if (!known_frame_type(type)) throw ProtocolError("unknown frame type " + std::to_string(type));
   if (h[7] != 0) throw ProtocolError("nonzero frame flags");
   FrameHeader fh;
   fh.type = FrameType(type);
@@ -239,6 +265,17 @@ FrameHeader decode_header(const uint8_t* h) {
   if (fh.length > max_payload(fh.type))
     throw ProtocolError(std::string(frame_type_name(fh.type)) + " frame of " + std::to_string(fh.length) +
                         " bytes exceeds its limit of " + std::to_string(max_payload(fh.type)));
+  return fh;
+}
+
+FrameHeader decode_header(const uint8_t* h, Peer from, size_t max_len) {
+  const FrameHeader fh = decode_header(h);
+  if (!sent_by(fh.type, from))
+    throw ProtocolError(std::string(from == Peer::kReceiver ? "a receiver" : "a sender") + " may not send " +
+                        frame_type_name(fh.type) + " frames");
+  if (fh.length > max_len)
+    throw ProtocolError(std::string(frame_type_name(fh.type)) + " frame of " + std::to_string(fh.length) +
+                        " bytes exceeds the " + std::to_string(max_len) + " bytes accepted now");
   return fh;
 }
 
@@ -256,10 +293,17 @@ void FrameReader::feed(const uint8_t* data, size_t n) {
   buf_.insert(buf_.end(), data, data + n);
 }
 
+uint16_t FrameReader::pending_version() const {
+  if (buffered() < 6) return 0;
+  return header_version(buf_.data() + pos_);
+}
+
 std::optional<Frame> FrameReader::next() {
   if (buffered() < kHeaderSize) return std::nullopt;
   const uint8_t* h = buf_.data() + pos_;
-  FrameHeader fh = decode_header(h);  // throws before any large allocation
+  // Checked before the payload is waited for: a hostile length never makes this reader buffer more
+  // than what was fed, and never more than its limit.
+  const FrameHeader fh = from_ ? decode_header(h, *from_, max_payload_) : decode_header(h);
   if (buffered() < kHeaderSize + fh.length) return std::nullopt;
   Frame f;
   f.type = fh.type;
@@ -273,11 +317,52 @@ std::optional<Frame> FrameReader::next() {
   return f;
 }
 
-bool valid_context_id(const std::string& id) {
-  if (id.empty() || id.size() > 128) return false;
+namespace {
+bool valid_name(const std::string& id, size_t max) {
+  if (id.empty() || id.size() > max) return false;
   for (char c : id)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
   return id != "." && id != "..";
+}
+}  // namespace
+
+bool valid_context_id(const std::string& id) { return valid_name(id, 128); }
+bool valid_tenant(const std::string& name) { return valid_name(name, 64); }
+
+kvstream::ErrorCode error_code_of(WireErrorCode c) {
+  using E = kvstream::ErrorCode;
+  switch (c) {
+    case WireErrorCode::kBadFrame: return E::kProtocol;
+    case WireErrorCode::kVersion: return E::kVersion;
+    case WireErrorCode::kUnknownContext: return E::kUnknownContext;
+    case WireErrorCode::kBadRequest: return E::kInvalidArgument;
+    case WireErrorCode::kInternal: return E::kInternal;
+    case WireErrorCode::kTimeout: return E::kTimeout;
+    case WireErrorCode::kAuth: return E::kAuth;
+    case WireErrorCode::kBusy: return E::kResourceExhausted;
+  }
+  return E::kInternal;
+}
+
+WireErrorCode wire_error_of(kvstream::ErrorCode c) {
+  using E = kvstream::ErrorCode;
+  switch (c) {
+    case E::kProtocol:
+    case E::kCorrupt: return WireErrorCode::kBadFrame;
+    case E::kVersion: return WireErrorCode::kVersion;
+    case E::kNotFound:
+    case E::kUnknownContext: return WireErrorCode::kUnknownContext;
+    case E::kInvalidArgument: return WireErrorCode::kBadRequest;
+    case E::kTimeout:
+    case E::kStalled: return WireErrorCode::kTimeout;
+    case E::kAuth: return WireErrorCode::kAuth;
+    case E::kResourceExhausted: return WireErrorCode::kBusy;
+    default: return WireErrorCode::kInternal;
+  }
+}
+
+kvstream::Error error_from_wire(WireErrorCode c, const std::string& message) {
+  return kvstream::Error(error_code_of(c), "sender error: " + message);
 }
 
 int manifest_level_index(const Manifest& m, uint16_t level_id) {
@@ -292,6 +377,9 @@ std::vector<uint8_t> encode(const Hello& m) {
   w.u16(m.min_version);
   w.u16(m.max_version);
   w.str(m.agent, 64);
+  if (!m.tenant.empty() && !valid_tenant(m.tenant)) throw ProtocolError("invalid tenant name '" + m.tenant + "'");
+  w.str(m.tenant, 64);
+  w.fixed(m.client_nonce);
   return frame_of(FrameType::kHello, w);
 }
 std::vector<uint8_t> encode(const HelloAck& m) {
@@ -299,6 +387,8 @@ std::vector<uint8_t> encode(const HelloAck& m) {
   w.u16(m.version);
   w.u32(m.max_chunk_bytes);
   w.str(m.agent, 64);
+  w.u8(uint8_t(m.auth));
+  w.fixed(m.server_nonce);
   return frame_of(FrameType::kHelloAck, w);
 }
 std::vector<uint8_t> encode(const Request& m) {
@@ -393,7 +483,57 @@ std::vector<uint8_t> encode(const ErrorMsg& m) {
   w.str(m.message.substr(0, 1024), 1024);
   return frame_of(FrameType::kError, w);
 }
+std::vector<uint8_t> encode(const AuthMsg& m) {
+  Writer w;
+  w.fixed(m.proof);
+  return frame_of(FrameType::kAuth, w);
+}
+std::vector<uint8_t> encode(const AuthOk& m) {
+  Writer w;
+  w.fixed(m.proof);
+  return frame_of(FrameType::kAuthOk, w);
+}
 std::vector<uint8_t> encode_end() { return encode_frame(FrameType::kEnd, {}); }
+
+namespace {
+// Header + fields of a frame whose payload is fields || tail (the tail written separately).
+std::vector<uint8_t> frame_head(FrameType type, const std::vector<uint8_t>& fields, const std::vector<uint8_t>& tail) {
+  if (fields.size() + tail.size() > max_payload(type))
+    throw ProtocolError(std::string(frame_type_name(type)) + " payload exceeds its limit");
+  std::vector<uint8_t> out(kHeaderSize + fields.size());
+  std::memcpy(out.data(), kMagic.data(), 4);
+  out[4] = uint8_t(kProtocolVersion & 0xFF);
+  out[5] = uint8_t(kProtocolVersion >> 8);
+  out[6] = uint8_t(type);
+  out[7] = 0;
+  const uint32_t len = uint32_t(fields.size() + tail.size());
+  for (int i = 0; i < 4; ++i) out[8 + i] = uint8_t(len >> (8 * i));
+  std::memcpy(out.data() + kHeaderSize, fields.data(), fields.size());
+  uint32_t crc = crc32c(out.data(), 12);
+  crc = crc32c(fields.data(), fields.size(), crc);
+  crc = crc32c(tail.data(), tail.size(), crc);
+  for (int i = 0; i < 4; ++i) out[12 + i] = uint8_t(crc >> (8 * i));
+  return out;
+}
+}  // namespace
+
+std::vector<uint8_t> encode_chunk_data_head(uint32_t index, uint16_t level, const LinkReport& link,
+                                            const std::vector<uint8_t>& blob) {
+  Writer w;
+  w.u32(index);
+  w.u16(level);
+  w.u8(kChunkServed);
+  put_link_report(w, link);
+  w.u32(uint32_t(blob.size()));
+  return frame_head(FrameType::kChunkData, w.data(), blob);
+}
+
+std::vector<uint8_t> encode_profile_head(const std::string& hash, const std::vector<uint8_t>& profile) {
+  Writer w;
+  w.str(hash, 64);
+  w.u32(uint32_t(profile.size()));
+  return frame_head(FrameType::kProfile, w.data(), profile);
+}
 
 std::vector<uint8_t> encode_error_for_version(const ErrorMsg& m, uint16_t version) {
   if (version < 1 || version > kProtocolVersion) throw ProtocolError("no such protocol version");
@@ -419,8 +559,11 @@ Hello decode_hello(const Frame& f) {
   m.min_version = r.u16();
   m.max_version = r.u16();
   m.agent = r.str(64);
+  m.tenant = r.str(64);
+  m.client_nonce = r.fixed<kNonceBytes>();
   r.done();
   if (m.min_version > m.max_version) throw ProtocolError("HELLO version range is empty");
+  if (!m.tenant.empty() && !valid_tenant(m.tenant)) throw ProtocolError("HELLO has an invalid tenant name");
   return m;
 }
 HelloAck decode_hello_ack(const Frame& f) {
@@ -429,7 +572,11 @@ HelloAck decode_hello_ack(const Frame& f) {
   m.version = r.u16();
   m.max_chunk_bytes = r.u32();
   m.agent = r.str(64);
+  const uint8_t auth = r.u8();
+  m.server_nonce = r.fixed<kNonceBytes>();
   r.done();
+  if (auth > uint8_t(AuthMode::kHmacSha256)) throw ProtocolError("HELLO_ACK has an unknown authentication mode");
+  m.auth = AuthMode(auth);
   if (m.version != kProtocolVersion) throw ProtocolError("sender chose unsupported version");
   if (m.max_chunk_bytes > max_payload(FrameType::kChunkData))
     throw ProtocolError("HELLO_ACK max_chunk_bytes exceeds the frame limit");
@@ -479,12 +626,12 @@ Manifest decode_manifest(const Frame& f) {
     c.text_bytes = r.u32();
     for (int j = 0; j < nl; ++j) {
       c.level_bytes.push_back(r.u32());
-      if (c.level_bytes.back() == 0 || c.level_bytes.back() > max_payload(FrameType::kChunkData) - 16)
+      if (c.level_bytes.back() == 0 || c.level_bytes.back() > max_payload(FrameType::kChunkData) - kMaxChunkDataFields)
         throw ProtocolError("MANIFEST chunk size out of range");
     }
     if (c.token_begin != next_token || c.num_tokens == 0)
       throw ProtocolError("MANIFEST chunks are not contiguous token ranges");
-    if (c.text_bytes > max_payload(FrameType::kChunkData) - 16)
+    if (c.text_bytes > max_payload(FrameType::kChunkData) - kMaxChunkDataFields)
       throw ProtocolError("MANIFEST text size out of range");
     next_token += c.num_tokens;
     m.chunks.push_back(std::move(c));
@@ -566,11 +713,23 @@ ErrorMsg decode_error(const Frame& f) {
   Reader r(f, FrameType::kError);
   ErrorMsg m;
   const uint16_t code = r.u16();
-  if (code < 1 || code > 6) throw ProtocolError("ERROR frame has an unknown code");
+  if (code < 1 || code > uint16_t(WireErrorCode::kBusy)) throw ProtocolError("ERROR frame has an unknown code");
   m.code = WireErrorCode(code);
   m.message = r.str(1024);
   r.done();
   return m;
 }
+
+namespace {
+// AUTH and AUTH_OK: one 32-byte HMAC each.
+Mac decode_proof(const Frame& f, FrameType t) {
+  Reader r(f, t);
+  const Mac m = r.fixed<32>();
+  r.done();
+  return m;
+}
+}  // namespace
+AuthMsg decode_auth(const Frame& f) { return AuthMsg{decode_proof(f, FrameType::kAuth)}; }
+AuthOk decode_auth_ok(const Frame& f) { return AuthOk{decode_proof(f, FrameType::kAuthOk)}; }
 
 }  // namespace kvstream::streamer

@@ -2,7 +2,9 @@
 // `recv -o` writes the context's token ids for chunks fetched as KV, and a sender serving one
 // corrupt blob makes `recv` fall back to text for that chunk (warning on stderr, "fallback" in
 // --json) and still complete; `recv --save-back` stores the fetched context and `send --store`
-// serves it by the printed key.
+// serves it by the printed key. Authentication is on: the sender serves the fixture's root with its
+// keys file, the receivers authenticate as tenant "test"; `send` without --keys or --insecure
+// refuses to start.
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,54 +17,23 @@
 #include <thread>
 
 #include "codec/safetensors.h"
+#include "tests/cli/send_process.h"
 #include "tests/cli/shell.h"
 #include "tests/streamer/fixture.h"
 #include "tests/test_data.h"
 
+using kvstream::testing::SendProcess;
 using kvstream::testing::StreamFixture;
+using kvstream::testing::slurp;
 using kvstream::testing::quote;
 using kvstream::testing::shell;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+// The authentication options of `kvstream recv` for the fixture's tenant.
+std::string auth() {
+  return " --tenant " + StreamFixture::get().tenant + " --keys " + quote(StreamFixture::get().keys_file);
 }
-
-// `kvstream send` in the background (it exits by itself after 60 s at the latest).
-struct SendProcess {
-  explicit SendProcess(const std::string& extra) {
-    log = (std::filesystem::temp_directory_path() / ("kvstream-send-cli-" + std::to_string(::getpid()) + ".log")).string();
-    std::filesystem::remove(log);
-    const auto [code, out] = shell(quote(kvstream::testing::kvstream_bin()) + " send --listen 127.0.0.1:0 --dir " +
-                                   quote(StreamFixture::get().dir) + " --quiet --duration-s 60 " + extra + " > " +
-                                   quote(log) + " 2>&1 & echo $!");
-    REQUIRE(code == 0);
-    pid = std::stoi(out);
-    for (int i = 0; i < 300 && port.empty(); ++i) {  // up to 30 s
-      const std::string s = slurp(log);
-      const auto at = s.find("serving ");
-      const auto nl = s.find('\n', at);
-      if (at != std::string::npos && nl != std::string::npos) {
-        const auto colon = s.rfind(':', nl);
-        port = s.substr(colon + 1, nl - colon - 1);
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-    REQUIRE_FALSE(port.empty());
-  }
-  ~SendProcess() {
-    if (pid > 0) ::kill(pid, SIGTERM);
-    std::error_code ec;
-    std::filesystem::remove(log, ec);
-  }
-  int pid = -1;
-  std::string port, log;
-};
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("kvstream-cli-" + std::to_string(::getpid()) + "-" + name)).string();
@@ -78,7 +49,7 @@ TEST_CASE("kvstream recv -o writes the context's token ids for KV-fetched chunks
   // from the manifest
   const auto [code, stdout_text] =
       shell(quote(kvstream::testing::kvstream_bin()) + " recv --connect 127.0.0.1:" + send.port +
-            " --context story --slo-ms 10000 --policy fixed:q8 --profile-dir " + quote(profiles) + " -o " + quote(out) +
+            " --context story --slo-ms 10000 --policy fixed:q8" + auth() + " --profile-dir " + quote(profiles) + " -o " + quote(out) +
             " 2>&1");
   INFO(stdout_text);
   REQUIRE(code == 0);
@@ -96,7 +67,7 @@ TEST_CASE("kvstream recv falls back to text for a chunk whose blob is corrupt", 
                     err = temp_path("recv.err");
   const auto [code, json_text] =
       shell(quote(kvstream::testing::kvstream_bin()) + " recv --connect 127.0.0.1:" + send.port +
-            " --context story --slo-ms 10000 --policy fixed:q8 --model " + quote(kvstream::testing::model_path()) +
+            " --context story --slo-ms 10000 --policy fixed:q8" + auth() + " --model " + quote(kvstream::testing::model_path()) +
             " --profile-dir " + quote(profiles) + " --json -o " + quote(out) + " 2> " + quote(err));
   const std::string stderr_text = slurp(err);
   INFO(stderr_text);
@@ -131,11 +102,15 @@ TEST_CASE("kvstream recv --save-back stores the context and send --store serves 
   const auto& fx = StreamFixture::get();
   const std::string store_dir = temp_path("store"), profiles = temp_path("profiles3"), out = temp_path("again.safetensors");
   std::filesystem::remove_all(store_dir);
-  SendProcess send("--store " + quote(store_dir));
+  const std::string secret = temp_path("store-secret");
+  std::filesystem::remove(secret);
+  kvstream::streamer::write_new_secret(secret);
+  SendProcess send("--store " + quote(store_dir) + " --store-secret-file " + quote(secret));
   const std::string bin = quote(kvstream::testing::kvstream_bin());
   const auto [code, json_text] =
-      shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context story --slo-ms 10000 --policy fixed:max" +
-            " --profile-dir " + quote(profiles) + " --save-back " + quote(store_dir) + " --json 2>/dev/null");
+      shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context story --slo-ms 10000 --policy fixed:max" + auth() +
+            " --profile-dir " + quote(profiles) + " --save-back " + quote(store_dir) + " --store-secret-file " +
+            quote(secret) + " --json 2>/dev/null");
   REQUIRE(code == 0);
   const auto j = nlohmann::json::parse(json_text);
   const std::string key = j.at("save_back").at("key");
@@ -143,17 +118,25 @@ TEST_CASE("kvstream recv --save-back stores the context and send --store serves 
   REQUIRE(j.at("save_back").at("tokens") == fx.kv.num_tokens());
   // the running sender picks up the entry written by the other process
   const auto [code2, text2] = shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context " + key +
-                                    " --slo-ms 10000 --policy fixed:max --profile-dir " + quote(profiles) + " -o " +
+                                    " --slo-ms 10000 --policy fixed:max" + auth() + " --profile-dir " + quote(profiles) + " -o " +
                                     quote(out) + " 2>&1");
   INFO(text2);
   REQUIRE(code2 == 0);
   const auto kv = kvstream::read_safetensors(out);
   REQUIRE(kv.tokens == fx.kv.tokens);
   const auto [code3, text3] = shell(bin + " recv --connect 127.0.0.1:" + send.port + " --context " +
-                                    std::string(32, 'b') + " --slo-ms 10000 --profile-dir " + quote(profiles) + " 2>&1");
+                                    std::string(32, 'b') + " --slo-ms 10000" + auth() + " --profile-dir " + quote(profiles) + " 2>&1");
   REQUIRE(code3 != 0);
   REQUIRE(text3.find("unknown context") != std::string::npos);
   std::filesystem::remove_all(store_dir);
   std::filesystem::remove_all(profiles);
   std::filesystem::remove(out);
+  std::filesystem::remove(secret);
+}
+
+TEST_CASE("kvstream send refuses to serve without --keys unless --insecure", "[cli][stream]") {
+  const auto [code, text] = shell(quote(kvstream::testing::kvstream_bin()) + " send --listen 127.0.0.1:0 --dir " +
+                                  quote(std::filesystem::temp_directory_path().string()) + " --duration-s 1 2>&1");
+  REQUIRE(code != 0);
+  REQUIRE_THAT(text, Catch::Contains("--keys") && Catch::Contains("--insecure"));
 }

@@ -11,6 +11,8 @@
 // corruption detection.
 #include <catch2/catch.hpp>
 
+#include "tests/test_skip.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
@@ -198,16 +200,9 @@ TEST_CASE("cuda: device tests", "[cuda]") {
   if (!device_tests.unusable.empty())
     FAIL("a GPU is present but this CUDA build cannot use it: " << device_tests.unusable);
   if (!device_tests.skipped_because.empty()) {
-    const std::string why = "skipped: " + device_tests.skipped_because +
-                            " -- 4 GPU tests (bit-exactness vs CPU, paged layout, batching, corruption) were not "
-                            "registered and did not run";
-    if (const char* code = std::getenv("KVSTREAM_TEST_SKIP_CODE"); code && *code) {  // CTest: report Skipped
-      std::printf("%s\n", why.c_str());
-      std::fflush(stdout);
-      std::_Exit(std::atoi(code));
-    }
-    WARN(why);
-    return;
+    kvstream::testing::skip_test(device_tests.skipped_because +
+                                 " -- 4 GPU tests (bit-exactness vs CPU, paged layout, batching, corruption) were not "
+                                 "registered and did not run");
   }
 #if defined(KVSTREAM_WITH_CUDA_DECODER)
   // The device is usable: a decoder comes up and decodes a real chunk like the CPU.

@@ -1,13 +1,17 @@
 // Relay end to end on loopback with real sockets: a short bulk transfer against the simulator,
 // delay in both directions, half-close propagation, peers dropping mid-transfer, a dead upstream,
-// connections sharing the bottleneck, clean stop. Only lower bounds on time are asserted (the
+// connections sharing the bottleneck, clean stop, and the fault mode (cut, corrupt, stall). Only lower bounds on time are asserted (the
 // relay can never be faster than the link), with generous upper bounds against hangs.
 #include <catch2/catch.hpp>
 
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <poll.h>
+
 #include <chrono>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "netsim/bulk.h"
 #include "netsim/relay.h"
@@ -320,4 +324,97 @@ TEST_CASE("relay: rejects unbounded or unset configuration", "[netsim][relay]") 
   c.queue_bytes = 1000;
   c.connect_port = 0;
   CHECK_THROWS_AS(Relay(c), std::invalid_argument);
+}
+
+namespace {
+// One connection through a fault-mode relay: an upstream that sends `n` pattern bytes (then waits
+// for the receiver to close), and a receiver that reads until the stream ends, resets or stays
+// silent for 1 s. Returns what arrived and how it ended.
+struct FaultRun {
+  std::string got;
+  bool timed_out = false;  // silence, not an EOF or reset
+  std::int64_t offset = -1;
+};
+char pattern(std::size_t i) { return static_cast<char>((i * 31 + (i >> 9)) & 0xFF); }
+
+FaultRun fault_run(FaultKind kind, std::uint64_t seed, std::size_t n) {
+  asio::io_context io;
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  std::thread up([&] {
+    tcp::socket s(io);
+    acc.accept(s);
+    std::string data(n, 0);
+    for (std::size_t i = 0; i < n; ++i) data[i] = pattern(i);
+    asio::error_code ec;
+    asio::write(s, asio::buffer(data), ec);
+    s.shutdown(tcp::socket::shutdown_send, ec);
+    char b[256];
+    while (!ec) s.read_some(asio::buffer(b), ec);  // until the relay closes its side
+  });
+  RelayConfig c = config("const:1gbit", acc.local_endpoint().port());
+  c.fault = FaultConfig{kind, seed, 1000, 150000};
+  Relay relay(c);
+  relay.start();
+  FaultRun r;
+  {
+    asio::io_context cio;
+    tcp::socket s(cio);
+    s.connect(tcp::endpoint(asio::ip::address_v4::loopback(), relay.port()));
+    char buf[65536];
+    for (;;) {
+      pollfd p{s.native_handle(), POLLIN, 0};
+      if (::poll(&p, 1, 1000) == 0) {  // 1 s of silence
+        r.timed_out = true;
+        break;
+      }
+      asio::error_code ec;
+      const std::size_t k = s.read_some(asio::buffer(buf), ec);
+      r.got.append(buf, k);
+      if (ec) break;  // EOF or reset
+    }
+  }  // the receiver closes
+  up.join();
+  relay.stop();
+  r.offset = relay.stats().per_connection.at(0).fault_offset;
+  CHECK(relay.stats().per_connection.at(0).fault_struck);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("relay fault mode: cut, corrupt and stall at a seeded offset", "[netsim][relay][fault]") {
+  const std::size_t n = 200000;
+  FaultConfig f{FaultKind::kCut, 7, 1000, 150000};
+  CHECK(fault_offset(f, 1) == fault_offset(f, 1));  // reproducible
+  std::set<std::uint64_t> seen;
+  for (std::uint32_t id = 1; id <= 50; ++id) {
+    const auto at = fault_offset(f, id);
+    CHECK(at >= 1000);
+    CHECK(at < 150000);
+    seen.insert(at);
+  }
+  CHECK(seen.size() > 40);  // spread over the range
+  CHECK(parse_fault_kind("stall") == FaultKind::kStall);
+  CHECK_THROWS_AS(parse_fault_kind("melt"), std::invalid_argument);
+  SECTION("cut: exactly `offset` bytes arrive, then the connection is reset") {
+    const auto r = fault_run(FaultKind::kCut, 7, n);
+    REQUIRE(r.offset == std::int64_t(fault_offset(f, 1)));
+    REQUIRE(r.got.size() == std::size_t(r.offset));
+    REQUIRE_FALSE(r.timed_out);
+    std::string expect(r.got.size(), 0);
+    for (std::size_t i = 0; i < expect.size(); ++i) expect[i] = pattern(i);
+    REQUIRE(r.got == expect);
+  }
+  SECTION("corrupt: every byte arrives, the one at `offset` changed") {
+    const auto r = fault_run(FaultKind::kCorrupt, 11, n);
+    REQUIRE(r.got.size() == n);
+    std::vector<std::size_t> diff;
+    for (std::size_t i = 0; i < n; ++i)
+      if (r.got[i] != pattern(i)) diff.push_back(i);
+    REQUIRE(diff == std::vector<std::size_t>{std::size_t(r.offset)});
+  }
+  SECTION("stall: `offset` bytes arrive, then silence with the connection open") {
+    const auto r = fault_run(FaultKind::kStall, 13, n);
+    REQUIRE(r.got.size() == std::size_t(r.offset));
+    REQUIRE(r.timed_out);
+  }
 }

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -63,7 +64,14 @@ class TestCluster {
   }
 
   const std::string& seed() const { return seed_; }
-  std::string uri(const std::string& tenant) const { return "redis://" + seed_ + "/" + tenant; }
+  // Every node as a seed, as a deployment lists several: discovery must not depend on the one node
+  // a failover test may kill.
+  std::string uri(const std::string& tenant) const {
+    std::ifstream f(dir_ + "/ports");
+    std::string seeds, port;
+    while (f >> port) seeds += (seeds.empty() ? "" : ",") + std::string("127.0.0.1:") + port;
+    return "redis://" + (seeds.empty() ? seed_ : seeds) + "/" + tenant;
+  }
   store::RedisTierOptions options(const std::string& tenant) const {
     auto o = store::parse_redis_uri(uri(tenant));
     o.wait_timeout_s = 2.0;

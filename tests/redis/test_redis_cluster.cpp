@@ -47,6 +47,7 @@ struct RedisSender {
     source = std::make_shared<RedisContextSource>(tier, ro);
     streamer::SenderOptions so;
     so.source = source;
+    so.insecure = true;  // these tests are about the store, not authentication
     sender = std::make_unique<streamer::Sender>(so);
     sender->start();
   }

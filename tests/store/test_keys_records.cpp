@@ -85,3 +85,19 @@ TEST_CASE("crc32c check value", "[store][record]") {
   const std::string s = "123456789";
   CHECK(crc32c(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size())) == 0xE3069283u);
 }
+
+TEST_CASE("keyed prefix keys: a secret and a tenant change every key, the chain properties stay", "[store][keys]") {
+  const auto conv = conversation(9, 100);
+  const std::vector<uint8_t> deployment(32, 0x5c);
+  const auto ta = tenant_secret(deployment, "alpha"), tb = tenant_secret(deployment, "beta");
+  PrefixHasher pub(16, "m"), a(16, "m", ta), a2(16, "m", ta), b(16, "m", tb);
+  CHECK(a.key_of(conv) == a2.key_of(conv));  // deterministic under one secret
+  CHECK(a.key_of(conv) != pub.key_of(conv));  // not computable from the text alone
+  CHECK(a.key_of(conv) != b.key_of(conv));    // per tenant
+  CHECK(ta != tb);
+  CHECK(tenant_secret(deployment, "") == deployment);
+  const auto ka = a.chain(conv);
+  const std::vector<int32_t> turn1(conv.begin(), conv.begin() + 40);
+  CHECK(a.chain(turn1)[1] == ka[1]);  // an extended conversation still shares its full-chunk keys
+  CHECK(a.extend(a.extend(a.root(), std::span(conv).first(16)), std::span(conv).subspan(16, 16)) == ka[1]);
+}

@@ -1,7 +1,9 @@
 // The store serving the sender, and the receiver's save-back: a context fetched over loopback is
 // saved back into a store directory, a sender serving that directory picks the entry up by its
 // prefix key (written by "another process": the sender's store was opened before it existed), and
-// a second receiver fetches it again. Corrupt or unknown entries are never served.
+// a second receiver fetches it again. Corrupt or unknown entries are never served. The sender
+// authenticates (tenant "test" of the fixture): the tenant's store is STORE/test, keyed under a
+// deployment secret (store/key.h).
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -25,16 +27,36 @@ std::string fresh_dir(const std::string& tag) {
   return p.string();
 }
 
+const std::vector<uint8_t> kDeployment(32, 0x11);  // the deployment secret of these tests' stores
+
+// Tenant test's store in STORE (STORE/test), as `kvstream send --store STORE --store-secret-file`.
+store::StoreConfig tenant_store(const std::string& store_dir, const std::vector<uint8_t>& deployment = kDeployment) {
+  store::StoreConfig sc;
+  sc.dir = store_dir;
+  sc.mem_bytes = 4 << 20;
+  sc.disk_bytes = 16 << 20;
+  return store::tenant_store_config(sc, StreamFixture::get().tenant, deployment);
+}
+
+// What `recv --save-back STORE --tenant test --store-secret-file` writes.
+store::SaveBackOptions save_options(const std::string& store_dir) {
+  const auto sc = tenant_store(store_dir);
+  store::SaveBackOptions sb;
+  sb.dir = sc.dir;
+  sb.secret = sc.secret;
+  sb.disk_bytes = 16 << 20;
+  return sb;
+}
+
 struct StoreSender {
   explicit StoreSender(const std::string& store_dir) {
-    store::StoreConfig sc;
-    sc.dir = store_dir;
-    sc.mem_bytes = 4 << 20;
-    sc.disk_bytes = 16 << 20;
-    source = std::make_shared<store::StoreContextSource>(
-        sc, std::make_shared<streamer::ContextDir>(StreamFixture::get().dir));
+    source = std::make_shared<store::StoreContextSource>(tenant_store(store_dir),
+                                                         std::make_shared<streamer::ContextDir>(StreamFixture::get().dir));
     streamer::SenderOptions so;
-    so.source = source;
+    so.keys = StreamFixture::get().keys;
+    so.tenant_source = [src = source](const std::string& tenant) -> std::shared_ptr<streamer::ContextSource> {
+      return tenant == StreamFixture::get().tenant ? src : nullptr;
+    };
     sender = std::make_unique<streamer::Sender>(so);
     sender->start();
   }
@@ -53,6 +75,8 @@ streamer::ReceiveOutcome fetch(uint16_t port, const std::string& context, const 
   ro.profile_dir = profile_dir;
   ro.stall_timeout_s = 2;
   ro.total_timeout_s = 30;
+  ro.tenant = StreamFixture::get().tenant;
+  ro.key = StreamFixture::get().key;
   return streamer::receive(ro);
 }
 
@@ -78,13 +102,11 @@ TEST_CASE("a saved-back context is served from the store by its key", "[store][s
   const auto first = fetch(s.sender->port(), "story", "text", profiles);
   REQUIRE(first.kv.tokens == fx.kv.tokens);
   REQUIRE(first.profile);
-  store::SaveBackOptions sb;
-  sb.dir = store_dir;
-  sb.disk_bytes = 16 << 20;
+  const auto sb = save_options(store_dir);
   const auto saved = store::save_back(first.kv, *first.profile, sb);
   REQUIRE(saved.tokens == fx.kv.num_tokens());
   REQUIRE(saved.stored_bytes > 0);
-  REQUIRE(std::filesystem::exists(store_dir + "/" + saved.key.hex() + ".kvrec"));
+  REQUIRE(std::filesystem::exists(sb.dir + "/" + saved.key.hex() + ".kvrec"));
   REQUIRE(store::StoreContextSource::is_key_id(saved.key.hex()));
 
   // Turn 2: the running sender serves it by key, at any level, with the context's token ids.
@@ -110,7 +132,7 @@ TEST_CASE("a saved-back context is served from the store by its key", "[store][s
   s.sender->stop();
   s.sender.reset();
   s.source.reset();
-  REQUIRE(std::filesystem::exists(store_dir + "/" + saved.key.hex() + ".kvrec"));
+  REQUIRE(std::filesystem::exists(sb.dir + "/" + saved.key.hex() + ".kvrec"));
   std::filesystem::remove_all(store_dir);
   std::filesystem::remove_all(profiles);
 }
@@ -118,11 +140,10 @@ TEST_CASE("a saved-back context is served from the store by its key", "[store][s
 TEST_CASE("a corrupt or unknown store entry is never served", "[store][serving][failure]") {
   const auto& fx = StreamFixture::get();
   const std::string store_dir = fresh_dir("corrupt"), profiles = fresh_dir("corrupt-prof");
-  store::SaveBackOptions sb;
-  sb.dir = store_dir;
+  const auto sb = save_options(store_dir);
   KvCache kv = fx.kv;
   const auto saved = store::save_back(kv, fx.profile, sb);
-  const std::string path = store_dir + "/" + saved.key.hex() + ".kvrec";
+  const std::string path = sb.dir + "/" + saved.key.hex() + ".kvrec";
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(std::streamoff(std::filesystem::file_size(path) / 2));
@@ -152,4 +173,32 @@ TEST_CASE("save-back rejects an empty cache or another model's shape", "[store][
   wrong.resize(8);
   REQUIRE_THROWS_WITH(store::save_back(wrong, fx.profile, sb), Catch::Contains("shape"));
   std::filesystem::remove_all(sb.dir);
+}
+
+TEST_CASE("finding 6: the store source parses an entry once, and finding 3: keys need the deployment secret and tenant",
+          "[store][serving][hardening]") {
+  const auto& fx = StreamFixture::get();
+  const std::string store_dir = fresh_dir("keyed");
+  KvCache kv = fx.kv;
+  const auto saved = store::save_back(kv, fx.profile, save_options(store_dir));
+  const std::string id = saved.key.hex();
+  {
+    store::StoreContextSource src(tenant_store(store_dir), std::make_shared<streamer::ContextDir>(fx.dir));
+    const auto a = src.context(id);
+    const auto b = src.context(id);
+    REQUIRE(a);
+    REQUIRE(a == b);  // one parse, shared (a version-2 source parsed a copy per request)
+    REQUIRE(src.store().stats().hits_mem + src.store().stats().hits_disk == 2);  // each still counts as use
+  }
+  // The key is not the public hash of the tokens, and differs per tenant and per deployment.
+  CHECK(saved.key != store::PrefixHasher(64, fx.kv.model_name).key_of(fx.kv.tokens));
+  const auto other_tenant = store::tenant_store_config(tenant_store(store_dir), "other", kDeployment);
+  CHECK(store::PrefixHasher(64, fx.kv.model_name, other_tenant.secret).key_of(fx.kv.tokens) != saved.key);
+  CHECK(store::PrefixHasher(64, fx.kv.model_name, tenant_store(store_dir).secret).key_of(fx.kv.tokens) == saved.key);
+  // A store opened under another deployment secret does not adopt the entry.
+  store::StoreContextSource wrong(tenant_store(store_dir, std::vector<uint8_t>(32, 0x22)),
+                                  std::make_shared<streamer::ContextDir>(fx.dir));
+  REQUIRE(wrong.store().stats().recovered == 0);
+  REQUIRE(wrong.context(id) == nullptr);
+  std::filesystem::remove_all(store_dir);
 }

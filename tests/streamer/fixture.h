@@ -1,7 +1,10 @@
 // Shared real-data fixture for the streamer tests: a 448-token TinyStories passage prefilled by
 // stories260K, a small codec profile built from calibration text, and the passage's .kvs container
 // (default ladder + baselines, 64-token chunks) written into a temporary directory as
-// "story.kvs" + "story.kvprofile". Built once per test process.
+// "story.kvs" + "story.kvprofile". Built once per test process. Tests run with authentication on:
+// the directory is tenant "test"'s (ROOT/test, served by a sender with --dir ROOT and the keys
+// file ROOT/keys holding a fresh random key for "test"); `dir` alone can still be served
+// insecurely.
 #pragma once
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 #include "model/kv_quality.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "streamer/auth.h"
 #include "tests/test_data.h"
 
 #include <unistd.h>
@@ -23,12 +27,17 @@ struct StreamFixture {
   model::Model model;
   KvCache kv;  // the original prefill (post-RoPE)
   codec::Profile profile;
-  std::string dir;  // temporary directory with story.kvs and story.kvprofile
+  std::string root;       // temporary serving root: ROOT/test/ and ROOT/keys
+  std::string dir;        // ROOT/test: story.kvs and story.kvprofile
   std::string kvs_path;
+  std::string tenant = "test";
+  std::string keys_file;  // ROOT/keys (mode 600): "test <secret>"
+  std::shared_ptr<const streamer::Keyring> keys;
+  std::vector<uint8_t> key;  // tenant test's secret
 
   ~StreamFixture() {
     std::error_code ec;
-    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    if (!root.empty()) std::filesystem::remove_all(root, ec);
   }
   static const StreamFixture& get() {
     static std::unique_ptr<StreamFixture> f = make();
@@ -54,10 +63,14 @@ struct StreamFixture {
     auto ladder = codec::default_ladder(f->profile);
     codec::add_baselines(ladder);
     const auto bytes = codec::encode_container(f->kv, f->profile, ladder, 64);
-    f->dir = (std::filesystem::temp_directory_path() /
-              ("kvstream-streamer-test-" + std::to_string(::getpid())))
-                 .string();
+    f->root = (std::filesystem::temp_directory_path() / ("kvstream-streamer-test-" + std::to_string(::getpid()))).string();
+    std::filesystem::remove_all(f->root);
+    f->dir = f->root + "/" + f->tenant;
     std::filesystem::create_directories(f->dir);
+    f->keys_file = f->root + "/keys";
+    streamer::add_tenant(f->keys_file, f->tenant);
+    f->keys = std::make_shared<const streamer::Keyring>(streamer::Keyring::load(f->keys_file));
+    f->key = *f->keys->find(f->tenant);
     f->kvs_path = f->dir + "/story.kvs";
     {
       std::ofstream o(f->kvs_path, std::ios::binary);

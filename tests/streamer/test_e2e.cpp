@@ -20,9 +20,11 @@
 #include "streamer/stream_sim.h"
 #include "streamer/wire.h"
 #include "tests/streamer/fixture.h"
+#include "tests/streamer/raw_client.h"
 
 using namespace kvstream;
 using namespace kvstream::streamer;
+using kvstream::testing::RawClient;
 using kvstream::testing::StreamFixture;
 
 namespace {
@@ -45,6 +47,8 @@ ReceiverOptions base_options(uint16_t port, const std::string& policy, double sl
   ro.profile_dir = temp_profile_dir("e2e");
   ro.stall_timeout_s = 2;
   ro.total_timeout_s = 30;
+  ro.tenant = fx.tenant;
+  ro.key = fx.key;
   return ro;
 }
 
@@ -93,7 +97,8 @@ void check_assembly(const ReceiveOutcome& out) {
 struct RunningSender {
   explicit RunningSender(SenderFaults faults = {}) {
     SenderOptions so;
-    so.dir = StreamFixture::get().dir;
+    so.dir = StreamFixture::get().root;  // tenant test's contexts are ROOT/test
+    so.keys = StreamFixture::get().keys;
     so.faults = faults;
     sender = std::make_unique<Sender>(so);
     sender->start();
@@ -199,16 +204,14 @@ TEST_CASE("nothing listening gives a connect error", "[e2e][failure]") {
 
 TEST_CASE("a receiver that never reads does not block another", "[e2e]") {
   RunningSender s;
-  asio::io_context io;
-  asio::ip::tcp::socket hog(io);
-  hog.connect({asio::ip::make_address("127.0.0.1"), s.port()});
+  RawClient hog(s.port());
+  hog.authenticate(StreamFixture::get().tenant, StreamFixture::get().key);
   std::vector<uint8_t> req;
   auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
-  add(encode(Hello{kProtocolVersion, kProtocolVersion, "hog"}));
   add(encode(Request{"story", 100, "hog"}));
   for (int rep = 0; rep < 50; ++rep)
     for (uint32_t c = 0; c < 7; ++c) add(encode(ChunkGet{c, 0}));
-  asio::write(hog, asio::buffer(req));  // and never read a byte
+  hog.send(req);  // and never read a byte
   auto ro = base_options(s.port(), "fixed:q8");
   const auto out = receive(ro);
   check_assembly(out);
@@ -248,42 +251,33 @@ TEST_CASE("the simulator replays a real container over a trace", "[sim]") {
 
 TEST_CASE("the sender answers malformed or out-of-range requests with an ERROR frame", "[e2e][failure]") {
   RunningSender s;
-  auto exchange = [&](const std::vector<uint8_t>& bytes) {
-    asio::io_context io;
-    asio::ip::tcp::socket sock(io);
-    sock.connect({asio::ip::make_address("127.0.0.1"), s.port()});
-    asio::write(sock, asio::buffer(bytes));
-    FrameReader r;
-    std::array<uint8_t, 4096> buf{};
-    std::optional<ErrorMsg> err;
-    asio::error_code ec;
-    while (!err) {
-      const size_t n = sock.read_some(asio::buffer(buf), ec);
-      if (ec) break;
-      r.feed(buf.data(), n);
-      while (auto f = r.next())
-        if (f->type == FrameType::kError) err = decode_error(*f);
-    }
-    return err;
+  const auto& fx = StreamFixture::get();
+  auto exchange = [&](const std::vector<uint8_t>& bytes, bool authenticate) {
+    RawClient c(s.port());
+    if (authenticate) c.authenticate(fx.tenant, fx.key);
+    c.send(bytes);
+    return c.first_error();
   };
   auto garbage = std::vector<uint8_t>(32, 0xAB);
-  auto e1 = exchange(garbage);
+  auto e1 = exchange(garbage, false);
   REQUIRE(e1.has_value());
   REQUIRE(e1->code == WireErrorCode::kBadFrame);
   std::vector<uint8_t> req;
   auto add = [&](const std::vector<uint8_t>& f) { req.insert(req.end(), f.begin(), f.end()); };
-  add(encode(Hello{kProtocolVersion, kProtocolVersion, "t"}));
   add(encode(Request{"story", 100, "t"}));
   add(encode(ChunkGet{999, 0}));
-  auto e2 = exchange(req);
+  auto e2 = exchange(req, true);
   REQUIRE(e2.has_value());
   REQUIRE(e2->code == WireErrorCode::kBadRequest);
   REQUIRE_THAT(e2->message, Catch::Contains("out of range"));
   req.clear();
-  add(encode(ChunkGet{0, 0}));  // before HELLO/REQUEST
-  auto e3 = exchange(req);
+  add(encode(ChunkGet{0, 0}));  // authenticated, but before REQUEST
+  auto e3 = exchange(req, true);
   REQUIRE(e3.has_value());
   REQUIRE(e3->code == WireErrorCode::kBadRequest);
+  auto e4 = exchange(req, false);  // before HELLO: not authenticated
+  REQUIRE(e4.has_value());
+  REQUIRE(e4->code == WireErrorCode::kAuth);
 }
 
 TEST_CASE("KV-fetched chunks carry the context's token ids into the written cache", "[e2e]") {
@@ -390,7 +384,7 @@ TEST_CASE("a corrupt blob with no way to recompute, or a corrupt text blob, is a
   }
 }
 
-TEST_CASE("a version-1 peer is turned away with an error it can read", "[e2e][failure]") {
+TEST_CASE("a version-1 or version-2 peer is turned away with an error it can read", "[e2e][failure]") {
   RunningSender s;
   auto first_error = [&](const std::vector<uint8_t>& bytes, uint16_t& version) {
     asio::io_context io;
@@ -411,16 +405,19 @@ TEST_CASE("a version-1 peer is turned away with an error it can read", "[e2e][fa
     REQUIRE(all[6] == uint8_t(FrameType::kError));
     return decode_error(Frame{FrameType::kError, std::vector<uint8_t>(all.begin() + kHeaderSize, all.end())});
   };
-  // a version-1 frame header: answered under a version-1 header so that the old peer can read it
-  auto hello_v1 = encode(Hello{1, 1, "old"});
-  hello_v1[4] = 1;
+  // an older frame header: answered under that version's header so that the old peer can read it
+  for (uint8_t old : {uint8_t(1), uint8_t(2)}) {
+    auto hello_old = encode(Hello{old, old, "old", "", {}});
+    hello_old[4] = old;
+    uint16_t v = 0;
+    const auto e1 = first_error(hello_old, v);
+    REQUIRE(v == old);
+    REQUIRE(e1.code == WireErrorCode::kVersion);
+    REQUIRE_THAT(e1.message, Catch::Contains("unsupported protocol version " + std::to_string(old) + " (this peer speaks 3)"));
+  }
   uint16_t v = 0;
-  const auto e1 = first_error(hello_v1, v);
-  REQUIRE(v == 1);
-  REQUIRE(e1.code == WireErrorCode::kVersion);
-  REQUIRE_THAT(e1.message, Catch::Contains("unsupported protocol version 1"));
   // a current header offering only version 1 in HELLO
-  const auto e2 = first_error(encode(Hello{1, 1, "old"}), v);
+  const auto e2 = first_error(encode(Hello{1, 1, "old", "", {}}), v);
   REQUIRE(v == kProtocolVersion);
   REQUIRE(e2.code == WireErrorCode::kVersion);
   REQUIRE_THAT(e2.message, Catch::Contains("no common protocol version"));

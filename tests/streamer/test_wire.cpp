@@ -1,12 +1,17 @@
 // Wire protocol: frame and message round trips, and malformed frames rejected with clear errors.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <random>
 
+#include <unistd.h>
+
+#include "streamer/auth.h"
 #include "streamer/plan.h"
 #include "streamer/wire.h"
 
 using namespace kvstream::streamer;
+using kvstream::streamer::Secret;
 
 namespace {
 
@@ -39,7 +44,7 @@ TEST_CASE("crc32c matches the Castagnoli check value", "[wire]") {
 }
 
 TEST_CASE("every message round-trips through frames", "[wire]") {
-  Hello h{1, 1, "test-agent"};
+  Hello h{1, 1, "test-agent", "", {}};
   auto hh = decode_hello(parse_one(encode(h)));
   REQUIRE(hh.agent == "test-agent");
   REQUIRE(hh.min_version == 1);
@@ -154,7 +159,12 @@ TEST_CASE("malformed frames are rejected", "[wire]") {
     auto b = good;
     b[4] = 1;
     b[5] = 0;
-    expect_reject(b, "unsupported protocol version 1 (this peer speaks " + std::to_string(kProtocolVersion) + ")");
+    expect_reject(b, "unsupported protocol version 1 (this peer speaks 3)");
+  }
+  SECTION("a version-2 frame is refused by name") {
+    auto b = good;
+    b[4] = 2;
+    expect_reject(b, "unsupported protocol version 2 (this peer speaks 3)");
   }
   SECTION("unknown type") {
     auto b = good;
@@ -311,6 +321,136 @@ TEST_CASE("malformed messages are rejected field by field", "[wire]") {
       }
     }
   }
+}
+
+TEST_CASE("version 3: the handshake messages round-trip", "[wire][auth]") {
+  Hello h{3, 3, "agent", "tenant-1", random_nonce()};
+  const auto hh = decode_hello(parse_one(encode(h)));
+  REQUIRE(hh.tenant == "tenant-1");
+  REQUIRE(hh.client_nonce == h.client_nonce);
+  REQUIRE(decode_hello(parse_one(encode(Hello{3, 3, "anonymous", "", {}}))).tenant.empty());
+  REQUIRE_THROWS_AS(encode(Hello{3, 3, "a", "../etc"}), ProtocolError);
+
+  HelloAck a{kProtocolVersion, 1u << 20, "srv", AuthMode::kHmacSha256, random_nonce()};
+  const auto aa = decode_hello_ack(parse_one(encode(a)));
+  REQUIRE(aa.auth == AuthMode::kHmacSha256);
+  REQUIRE(aa.server_nonce == a.server_nonce);
+  auto bad = parse_one(encode(a));
+  bad.payload[2 + 4 + 2 + 3] = 7;  // the auth mode byte after version, max_chunk_bytes, agent "srv"
+  REQUIRE_THROWS_WITH(decode_hello_ack(bad), Catch::Contains("authentication mode"));
+
+  const Secret key(32, 0x42);
+  const Mac p = client_proof(key, "tenant-1", h.client_nonce, a.server_nonce);
+  REQUIRE(macs_equal(decode_auth(parse_one(encode(AuthMsg{p}))).proof, p));
+  const Mac q = server_proof(key, "tenant-1", h.client_nonce, a.server_nonce);
+  REQUIRE(macs_equal(decode_auth_ok(parse_one(encode(AuthOk{q}))).proof, q));
+  // the two directions, other nonces, tenants or keys give other proofs
+  REQUIRE_FALSE(macs_equal(p, q));
+  REQUIRE_FALSE(macs_equal(p, client_proof(key, "tenant-1", a.server_nonce, h.client_nonce)));
+  REQUIRE_FALSE(macs_equal(p, client_proof(key, "tenant-2", h.client_nonce, a.server_nonce)));
+  REQUIRE_FALSE(macs_equal(p, client_proof(Secret(32, 0x43), "tenant-1", h.client_nonce, a.server_nonce)));
+  // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?")
+  const std::string k2 = "Jefe", m2 = "what do ya want for nothing?";
+  const Mac t2 = hmac_sha256(std::span(reinterpret_cast<const uint8_t*>(k2.data()), k2.size()),
+                             std::span(reinterpret_cast<const uint8_t*>(m2.data()), m2.size()));
+  REQUIRE(to_hex(t2) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST_CASE("version 3: frames are checked by direction and length from the header alone", "[wire]") {
+  // A receiver may not send sender frames, and a sender may not send receiver frames.
+  auto header_only = [](const std::vector<uint8_t>& f) { return std::vector<uint8_t>(f.begin(), f.begin() + kHeaderSize); };
+  FrameReader at_sender(Peer::kReceiver, kMaxPreAuthPayload);
+  const auto cd = encode(ChunkData{0, 0, kChunkServed, {}, std::vector<uint8_t>(60 << 20)});
+  const auto h = header_only(cd);
+  at_sender.feed(h.data(), h.size());
+  REQUIRE_THROWS_WITH(at_sender.next(), Catch::Contains("a receiver may not send CHUNK_DATA"));
+  FrameReader at_receiver(Peer::kSender, SIZE_MAX);
+  const auto get = encode(ChunkGet{1, 2});
+  at_receiver.feed(get.data(), get.size());
+  REQUIRE_THROWS_WITH(at_receiver.next(), Catch::Contains("a sender may not send CHUNK_GET"));
+  // CANCEL (controller) is the receiver's: a sender's is refused, a receiver's read
+  FrameReader at_receiver2(Peer::kSender, SIZE_MAX);
+  const auto cancel = encode(Cancel{1, kTextLevel});
+  at_receiver2.feed(cancel.data(), cancel.size());
+  REQUIRE_THROWS_WITH(at_receiver2.next(), Catch::Contains("a sender may not send CANCEL"));
+  FrameReader at_sender2(Peer::kReceiver, kMaxPreAuthPayload);
+  at_sender2.feed(cancel.data(), cancel.size());
+  REQUIRE(at_sender2.next()->type == FrameType::kCancel);
+  // ERROR and END go both ways
+  for (Peer from : {Peer::kReceiver, Peer::kSender}) {
+    FrameReader r(from, kMaxPreAuthPayload);
+    const auto e = encode(ErrorMsg{WireErrorCode::kAuth, "x"});
+    r.feed(e.data(), e.size());
+    REQUIRE(r.next()->type == FrameType::kError);
+  }
+  // The reader's current limit: a 64 KiB MANIFEST before authentication is refused from its header.
+  FrameReader small(Peer::kSender, kMaxPreAuthPayload);
+  std::vector<uint8_t> mh = header_only(encode(ChunkData{0, 0, kChunkServed, {}, std::vector<uint8_t>(1 << 16)}));
+  small.feed(mh.data(), mh.size());
+  REQUIRE_THROWS_WITH(small.next(), Catch::Contains("exceeds the 4096 bytes accepted now"));
+  REQUIRE(small.buffered() == kHeaderSize);  // nothing beyond what was fed
+  // Every frame type a receiver sends fits the pre-authentication limit.
+  for (auto t : {FrameType::kHello, FrameType::kRequest, FrameType::kProfileGet, FrameType::kChunkGet, FrameType::kError,
+                 FrameType::kEnd, FrameType::kAuth, FrameType::kCancel})
+    REQUIRE(max_payload(t) <= kMaxPreAuthPayload);
+}
+
+TEST_CASE("version 3: a frame head plus its shared blob is the whole frame", "[wire]") {
+  std::vector<uint8_t> blob(5000);
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = uint8_t(i * 7);
+  for (const LinkReport& link : {LinkReport{}, LinkReport{true, false, 1200, 900, 65536, 12500, 4096}}) {
+    auto head = encode_chunk_data_head(4, 9, link, blob);
+    head.insert(head.end(), blob.begin(), blob.end());
+    REQUIRE(head == encode(ChunkData{4, 9, kChunkServed, link, blob}));
+  }
+  auto ph = encode_profile_head("abc123", blob);
+  ph.insert(ph.end(), blob.begin(), blob.end());
+  REQUIRE(ph == encode(ProfileData{"abc123", blob}));
+}
+
+TEST_CASE("wire ERROR codes and kvstream::ErrorCode map onto each other", "[wire]") {
+  using kvstream::ErrorCode;
+  for (uint16_t c = 1; c <= uint16_t(WireErrorCode::kBusy); ++c) {
+    const auto w = WireErrorCode(c);
+    REQUIRE(wire_error_of(error_code_of(w)) == w);  // a round trip keeps every wire code
+    const auto e = decode_error(parse_one(encode(ErrorMsg{w, "m"})));
+    REQUIRE(e.code == w);
+  }
+  REQUIRE(error_code_of(WireErrorCode::kAuth) == ErrorCode::kAuth);
+  REQUIRE(error_code_of(WireErrorCode::kBusy) == ErrorCode::kResourceExhausted);
+  REQUIRE(wire_error_of(ErrorCode::kIo) == WireErrorCode::kInternal);
+  const auto err = error_from_wire(WireErrorCode::kUnknownContext, "unknown context 'x'");
+  REQUIRE(err.code() == ErrorCode::kUnknownContext);
+  REQUIRE_THAT(err.what(), Catch::Contains("sender error: unknown context 'x'"));
+}
+
+TEST_CASE("keys files: tenants, secrets, permissions", "[wire][auth]") {
+  const std::string dir = (std::filesystem::temp_directory_path() / ("kvstream-keys-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/keys";
+  add_tenant(path, "alpha");
+  add_tenant(path, "beta");
+  REQUIRE_THROWS_WITH(add_tenant(path, "alpha"), Catch::Contains("already has tenant"));
+  const auto k = Keyring::load(path);
+  REQUIRE(k.size() == 2);
+  REQUIRE(k.find("alpha")->size() == 32);
+  REQUIRE(*k.find("alpha") != *k.find("beta"));
+  REQUIRE(k.find("gamma") == nullptr);
+  REQUIRE((std::filesystem::status(path).permissions() & std::filesystem::perms::group_read) == std::filesystem::perms::none);
+  std::filesystem::permissions(path, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  REQUIRE_THROWS_WITH(Keyring::load(path), Catch::Contains("accessible by group or others"));
+  // malformed lines name the file and line, never a secret
+  REQUIRE_THROWS_WITH(Keyring::parse("# c\nalpha 00112233\n", "K"), Catch::Contains("K:2") && Catch::Contains("16..64 bytes"));
+  REQUIRE_THROWS_WITH(Keyring::parse("alpha zz" + std::string(30, '0') + "\n", "K"), Catch::Contains("not hex"));
+  REQUIRE_THROWS_WITH(Keyring::parse("a/b " + std::string(32, '0') + "\n", "K"), Catch::Contains("invalid tenant"));
+  REQUIRE_THROWS_WITH(Keyring::parse("a " + std::string(32, '0') + "\na " + std::string(32, '1') + "\n", "K"),
+                      Catch::Contains("twice"));
+  REQUIRE(Keyring::parse("  a " + std::string(32, '0') + "  # comment\n\n", "K").size() == 1);
+  write_new_secret(dir + "/secret");
+  REQUIRE(load_secret_file(dir + "/secret").size() == 32);
+  REQUIRE_THROWS(write_new_secret(dir + "/secret"));  // never overwritten
+  std::filesystem::remove_all(dir);
 }
 
 // ---- controller (issue 14): CANCEL, the link report, CHUNK_DATA status ----

@@ -1,0 +1,43 @@
+// Bit-exact verification of a fetch against its plan (see verify.h).
+#include "bench/verify.h"
+
+namespace kvstream::streamer::bench {
+
+namespace {
+bool rows_equal(const KvCache& a, size_t a0, const KvCache& b, size_t b0, size_t n) {
+  const size_t kd = size_t(a.shape.kv_dim());
+  for (int l = 0; l < a.shape.n_layers; ++l)
+    for (size_t i = 0; i < n * kd; ++i)
+      if (a.k[size_t(l)][a0 * kd + i] != b.k[size_t(l)][b0 * kd + i] ||
+          a.v[size_t(l)][a0 * kd + i] != b.v[size_t(l)][b0 * kd + i])
+        return false;
+  return true;
+}
+}  // namespace
+
+std::string verify_fetch(const ReceiveOutcome& out, const codec::ContainerReader& r, const codec::Profile& profile,
+                         const model::Model* model) {
+  const auto& info = r.info();
+  if (out.kv.num_tokens() != info.num_tokens) return "token count differs";
+  if (out.result.chunks.size() != info.num_chunks) return "chunk count differs";
+  if (!(out.kv.shape == profile.shape)) return "shape differs";
+  for (uint32_t c = 0; c < info.num_chunks; ++c) {
+    const auto& rec = out.result.chunks[c];
+    const size_t b = info.chunk_begin(c), n = info.chunk_end(c) - b;
+    const auto ids = r.tokens(c);
+    for (size_t t = 0; t < n; ++t)
+      if (out.kv.tokens[b + t] != ids[t]) return "chunk " + std::to_string(c) + ": token ids differ";
+    if (rec.level == "text" || rec.fallback == "text") {
+      if (!model) return "chunk " + std::to_string(c) + " is text but there is no model to check it";
+      KvCache prefix = out.kv.slice(0, b);
+      model->recompute(prefix, ids);
+      if (!rows_equal(prefix, b, out.kv, b, n)) return "chunk " + std::to_string(c) + " (text) differs from its recompute";
+    } else {
+      const KvCache d = codec::decode_container(r, &profile, info.level_index(rec.level), c, c + 1, false, 1);
+      if (!rows_equal(d, 0, out.kv, b, n)) return "chunk " + std::to_string(c) + " (" + rec.level + ") differs from its decode";
+    }
+  }
+  return "";
+}
+
+}  // namespace kvstream::streamer::bench
