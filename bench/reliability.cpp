@@ -433,6 +433,7 @@ nlohmann::json run_honest(const HonestSuite& s, const Served& sv) {
             {"all_exact", all_exact},
             {"sender_rss", rss_json(s.sender.pid, peak, s.rss_bound_bytes)},
             {"concurrent_phase", phase},
+            {"single_fetches", fetches_json(single_runs)},
             {"concurrent_fetches", fetches_json(together)}};
   j["pass"] = {{"all_exact", all_exact},
                {"ttft_within_bound", max_ratio <= s.ttft_ratio_bound},

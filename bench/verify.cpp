@@ -4,6 +4,7 @@
 namespace kvstream::streamer::bench {
 
 namespace {
+
 bool rows_equal(const KvCache& a, size_t a0, const KvCache& b, size_t b0, size_t n) {
   const size_t kd = size_t(a.shape.kv_dim());
   for (int l = 0; l < a.shape.n_layers; ++l)
@@ -13,6 +14,15 @@ bool rows_equal(const KvCache& a, size_t a0, const KvCache& b, size_t b0, size_t
         return false;
   return true;
 }
+
+// What served chunk `rec` while the fetch ran: a hedge's KV level when the hedge won, text for a
+// fallback, else the level the controller chose. An upgrade replaces it only at the end.
+std::string base_level(const ChunkRecord& rec) {
+  if (rec.served_by == "hedge") return rec.served_level;
+  if (rec.fallback == "text") return "text";
+  return rec.level;
+}
+
 }  // namespace
 
 std::string verify_fetch(const ReceiveOutcome& out, const codec::ContainerReader& r, const codec::Profile& profile,
@@ -21,20 +31,28 @@ std::string verify_fetch(const ReceiveOutcome& out, const codec::ContainerReader
   if (out.kv.num_tokens() != info.num_tokens) return "token count differs";
   if (out.result.chunks.size() != info.num_chunks) return "chunk count differs";
   if (!(out.kv.shape == profile.shape)) return "shape differs";
+  // The cache as it stood before the upgrades: text chunks were recomputed on it.
+  KvCache base = out.kv.slice(0, 0);
   for (uint32_t c = 0; c < info.num_chunks; ++c) {
     const auto& rec = out.result.chunks[c];
     const size_t b = info.chunk_begin(c), n = info.chunk_end(c) - b;
     const auto ids = r.tokens(c);
     for (size_t t = 0; t < n; ++t)
       if (out.kv.tokens[b + t] != ids[t]) return "chunk " + std::to_string(c) + ": token ids differ";
-    if (rec.level == "text" || rec.fallback == "text") {
+    const std::string held = base_level(rec);
+    if (held == "text") {
       if (!model) return "chunk " + std::to_string(c) + " is text but there is no model to check it";
-      KvCache prefix = out.kv.slice(0, b);
-      model->recompute(prefix, ids);
-      if (!rows_equal(prefix, b, out.kv, b, n)) return "chunk " + std::to_string(c) + " (text) differs from its recompute";
+      model->recompute(base, ids);
     } else {
-      const KvCache d = codec::decode_container(r, &profile, info.level_index(rec.level), c, c + 1, false, 1);
-      if (!rows_equal(d, 0, out.kv, b, n)) return "chunk " + std::to_string(c) + " (" + rec.level + ") differs from its decode";
+      base.append(codec::decode_container(r, &profile, info.level_index(held), c, c + 1, false, 1));
+    }
+    if (rec.served_by == "upgrade") {
+      const KvCache up = codec::decode_container(r, &profile, info.level_index(rec.served_level), c, c + 1, false, 1);
+      if (!rows_equal(up, 0, out.kv, b, n))
+        return "chunk " + std::to_string(c) + " (upgraded to " + rec.served_level + ") differs from its decode";
+    } else if (!rows_equal(base, b, out.kv, b, n)) {
+      return "chunk " + std::to_string(c) + " (" + held + ") differs from its " +
+             (held == "text" ? "recompute" : "decode");
     }
   }
   return "";

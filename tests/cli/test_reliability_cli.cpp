@@ -5,6 +5,8 @@
 // relay's fault mode. Asserted: every honest fetch bit-exact against a local decode of its plan,
 // the sender's RSS under the stated bound (256 MiB with these budgets), no wrong cache and no hang
 // past the timeouts. The TTFT ratios are reported (they are timings: the full suite states them).
+// In a sanitizer build the RSS bound is reported, not asserted: ASan's shadow memory and its
+// 256 MiB free quarantine are the instrumentation's, not the sender's (the plain build asserts it).
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -20,6 +22,30 @@ using kvstream::testing::SendProcess;
 using kvstream::testing::shell;
 using kvstream::testing::slurp;
 using kvstream::testing::StreamFixture;
+
+namespace {
+
+#ifdef KVSTREAM_SANITIZED
+constexpr bool kRssIsTheSenders = false;
+#else
+constexpr bool kRssIsTheSenders = true;
+#endif
+
+// The fetches of a reliability report that did not end bit-exact, with their errors (to INFO).
+std::string inexact_fetches(const nlohmann::json& fetches) {
+  std::string out;
+  auto visit = [&](const nlohmann::json& f) {
+    if (f.is_object() && f.contains("exact") && !f["exact"].get<bool>()) out += f.dump() + "\n";
+  };
+  for (const auto& f : fetches) {
+    if (f.is_array()) for (const auto& g : f) visit(g);
+    else if (f.is_object() && !f.contains("exact")) for (const auto& [k, g] : f.items()) for (const auto& h : g) visit(h);
+    else visit(f);
+  }
+  return out;
+}
+
+}  // namespace
 
 TEST_CASE("reliability suite, fast parts: hostile load, honest load and faults against a sender process",
           "[cli][reliability]") {
@@ -46,15 +72,17 @@ TEST_CASE("reliability suite, fast parts: hostile load, honest load and faults a
   const auto hostile = run("hostile", "--hostile-connections 280 --required-open 100 --honest-receivers 4 --rounds 1");
   INFO(hostile["pass"].dump() << " open " << hostile["hostile_open_during_fetches"].dump() << " rss "
                               << hostile["sender_rss"].dump() << " ttft ratio " << hostile["max_ttft_ratio"]);
+  INFO("inexact: " << inexact_fetches(hostile["fetches"]));
   CHECK(hostile["pass"]["all_exact"] == true);
-  CHECK(hostile["pass"]["rss_within_bound"] == true);
+  if (kRssIsTheSenders) CHECK(hostile["pass"]["rss_within_bound"] == true);
   CHECK(hostile["pass"]["hostile_at_once"] == true);
   for (const auto& [kind, s] : hostile["hostile_by_kind"][0].items()) CHECK(s["connects"].get<int>() > 0);
 
   const auto honest = run("honest", "--receivers 8 --single-reps 1");
   INFO(honest["pass"].dump() << " max ttft ratio " << honest["max_ttft_ratio"]);
+  INFO("inexact: " << inexact_fetches(honest["single_fetches"]) << inexact_fetches(honest["concurrent_fetches"]));
   CHECK(honest["pass"]["all_exact"] == true);
-  CHECK(honest["pass"]["rss_within_bound"] == true);
+  if (kRssIsTheSenders) CHECK(honest["pass"]["rss_within_bound"] == true);
 
   const auto faults = run("faults", "--cuts 10 --corruptions 10 --stalls 2 --stall-timeout-s 1");
   for (const auto& [kind, k] : faults["kinds"].items()) {
