@@ -5,12 +5,14 @@
 #include <mutex>
 
 #include "api/errors.h"
+#include "api/security.h"
 #include "store/store_index.h"
 
 namespace kvstream {
 
 struct Lookup::Impl {
   LookupOptions opt;
+  std::string dir;  // the tenant's directory (opt.store_dir without a tenant)
   mutable std::mutex mu;
   mutable std::optional<store::StoreIndex> index;
   mutable std::filesystem::file_time_type seen{};  // the directory's mtime at the last refresh
@@ -19,7 +21,7 @@ struct Lookup::Impl {
   // into or out of the directory changes its mtime).
   void refresh() const {
     std::error_code ec;
-    const auto t = std::filesystem::last_write_time(opt.store_dir, ec);
+    const auto t = std::filesystem::last_write_time(dir, ec);
     if (!ec && t == seen) return;
     index->refresh();
     if (!ec) seen = t;
@@ -30,7 +32,9 @@ Lookup::Lookup(LookupOptions opt) : impl_(std::make_unique<Impl>()) {
   api::guarded([&] {
     if (opt.model_name.empty()) throw Error(ErrorCode::kInvalidArgument, "lookup: the model name is empty");
     if (opt.chunk_tokens == 0) throw Error(ErrorCode::kInvalidArgument, "lookup: chunk_tokens must be positive");
-    impl_->index.emplace(opt.store_dir, store::PrefixHasher(int(opt.chunk_tokens), opt.model_name));
+    auto ts = api::tenant_store(opt.store_dir, opt.tenant, opt.store_secret_file);
+    impl_->index.emplace(ts.dir, store::PrefixHasher(int(opt.chunk_tokens), opt.model_name, ts.secret));
+    impl_->dir = std::move(ts.dir);
     impl_->opt = std::move(opt);
     impl_->seen = std::filesystem::file_time_type::min();
     impl_->refresh();

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "api/errors.h"
+#include "api/security.h"
 #include "api/rows.h"
 #include "codec/profile.h"
 #include "store/save_back.h"
@@ -59,7 +60,9 @@ PutResult put(const Profile& profile, const KvLayout& src, const std::vector<int
         for (float x : *t)
           if (!std::isfinite(x)) throw Error(ErrorCode::kInvalidArgument, "put: layer " + std::to_string(l) + " holds a value that is not finite");
     store::SaveBackOptions so;
-    so.dir = opt.store_dir;
+    auto ts = api::tenant_store(opt.store_dir, opt.tenant, opt.store_secret_file);
+    so.dir = std::move(ts.dir);
+    so.secret = std::move(ts.secret);
     so.disk_bytes = opt.disk_bytes;
     so.chunk_tokens = opt.chunk_tokens;
     const auto r = store::save_back(std::move(kv), p, so);

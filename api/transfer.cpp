@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api/errors.h"
+#include "api/security.h"
 #include "api/rows.h"
 #include "streamer/receiver.h"
 #include "streamer/wire.h"
@@ -29,6 +30,7 @@ struct Transfer::Impl {
   FetchOptions opt;
   KvLayout layout;
   uint64_t requested = 0;  // tokens asked for: [0, requested)
+  std::vector<uint8_t> key;  // the tenant's secret (empty: no authentication)
 
   mutable std::mutex mu;
   mutable std::condition_variable cv;
@@ -118,6 +120,9 @@ void Transfer::Impl::run() {
   ro.total_timeout_s = opt.total_timeout_s;
   ro.max_tokens = uint32_t(std::min<uint64_t>(requested, streamer::kMaxManifestTokens));
   ro.allow_failed_chunks = opt.partial;
+  ro.tenant = opt.tenant;
+  ro.key = key;
+  if (!opt.tls_ca_file.empty()) ro.tls = streamer::TlsClientConfig{opt.tls_ca_file, opt.tls_server_name, "", ""};
   ro.cancelled = [this] { return cancel.load(); };
   ro.on_start = [this](const streamer::Manifest& m, const codec::Profile& p) { on_manifest(m, p); };
   ro.keep_cache = false;  // chunks go straight from the decoder's scratch rows to the layout
@@ -193,7 +198,12 @@ std::unique_ptr<Transfer> Transfer::start(const FetchOptions& opt, const KvLayou
     const auto policy = streamer::parse_policy(opt.policy);  // std::invalid_argument -> kInvalidArgument
     if (policy.kind == streamer::PolicyKind::kText || policy.kind == streamer::PolicyKind::kOracle)
       throw Error(ErrorCode::kInvalidArgument, "policy " + opt.policy + " cannot fetch into a layout (no text, no oracle)");
+    if (opt.tenant.empty() != opt.keys_file.empty())
+      throw Error(ErrorCode::kInvalidArgument, "tenant and keys_file go together");
+    if (opt.tls_ca_file.empty() && !opt.tls_server_name.empty())
+      throw Error(ErrorCode::kInvalidArgument, "tls_server_name needs tls_ca_file");
     auto impl = std::make_unique<Impl>();
+    if (!opt.tenant.empty()) impl->key = api::tenant_key(opt.keys_file, opt.tenant);
     impl->opt = opt;
     impl->layout = layout;
     impl->requested = opt.max_tokens > 0 ? std::min(opt.max_tokens, layout.max_tokens()) : layout.max_tokens();

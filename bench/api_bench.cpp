@@ -64,6 +64,7 @@ nlohmann::json run_api_bench(const ApiBenchOptions& opt) {
   const auto& info = reader.info();
   streamer::SenderOptions so;
   so.dir = opt.dir;
+  so.insecure = true;  // a loopback benchmark of the data path
   streamer::Sender sender(so);
   sender.start();
   std::optional<netsim::Trace> trace;

@@ -115,8 +115,12 @@ struct PyTransfer {
 
 FetchOptions fetch_options(const std::string& host, uint16_t port, const std::string& context, double slo_ms,
                            const std::string& policy, uint64_t max_tokens, bool partial,
-                           const std::string& profile_cache_dir, double stall_timeout_s, double total_timeout_s) {
+                           const std::string& profile_cache_dir, double stall_timeout_s, double total_timeout_s,
+                           const std::string& tenant, const std::string& keys_file, const std::string& tls_ca_file) {
   FetchOptions o;
+  o.tenant = tenant;
+  o.keys_file = keys_file;
+  o.tls_ca_file = tls_ca_file;
   o.host = host;
   o.port = port;
   o.context = context;
@@ -191,11 +195,13 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<Lookup>(m, "Lookup", "The longest stored prefix of token sequences in a store directory (read-only).")
-      .def(py::init([](const std::string& store_dir, const std::string& model_name, uint32_t chunk_tokens) {
+      .def(py::init([](const std::string& store_dir, const std::string& model_name, uint32_t chunk_tokens,
+                       const std::string& tenant, const std::string& store_secret_file) {
              py::gil_scoped_release nogil;
-             return std::make_unique<Lookup>(LookupOptions{store_dir, model_name, chunk_tokens});
+             return std::make_unique<Lookup>(LookupOptions{store_dir, model_name, chunk_tokens, tenant, store_secret_file});
            }),
-           py::arg("store_dir"), py::arg("model_name"), py::arg("chunk_tokens") = 64)
+           py::arg("store_dir"), py::arg("model_name"), py::arg("chunk_tokens") = 64, py::arg("tenant") = "",
+           py::arg("store_secret_file") = "")
       .def("longest_prefix",
            [](const Lookup& l, const py::object& tokens) {
              const auto t = token_vector(tokens);
@@ -292,16 +298,19 @@ PYBIND11_MODULE(_core, m) {
           [finish](std::shared_ptr<PyLayout> layout, const std::string& host, uint16_t port, const std::string& context,
                    double slo_ms, const std::string& policy, uint64_t max_tokens, bool partial,
                    const std::string& profile_cache_dir, double stall_timeout_s, double total_timeout_s,
-                   py::object on_chunk) {
+                   py::object on_chunk, const std::string& tenant, const std::string& keys_file,
+                   const std::string& tls_ca_file) {
             return finish(start_transfer(std::move(layout),
                                          fetch_options(host, port, context, slo_ms, policy, max_tokens, partial,
-                                                       profile_cache_dir, stall_timeout_s, total_timeout_s),
+                                                       profile_cache_dir, stall_timeout_s, total_timeout_s, tenant,
+                                                       keys_file, tls_ca_file),
                                          on_chunk));
           },
           doc, py::arg("layout"), py::arg("host"), py::arg("port"), py::arg("context"), py::arg("slo_ms") = 1000.0,
           py::arg("policy") = "adaptive", py::arg("max_tokens") = 0, py::arg("partial") = false,
           py::arg("profile_cache_dir") = "", py::arg("stall_timeout_s") = 5.0, py::arg("total_timeout_s") = 120.0,
-          py::arg("on_chunk") = py::none());
+          py::arg("on_chunk") = py::none(), py::arg("tenant") = "", py::arg("keys_file") = "",
+          py::arg("tls_ca_file") = "");
   };
   def_fetch("start_fetch", "Start fetching a context from a kvstream sender into `layout`; returns a Transfer.",
             [](std::unique_ptr<PyTransfer> t) { return t; });
@@ -314,8 +323,15 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Server>(m, "Server", "A kvstream sender in this process (directory and store sources).")
       .def(py::init([](const std::string& dir, const std::string& store_dir, const std::string& host, uint16_t port,
                        const std::string& model_name, uint64_t store_mem_bytes, uint64_t store_disk_bytes,
-                       const std::string& store_policy, uint32_t chunk_tokens) {
+                       const std::string& store_policy, uint32_t chunk_tokens, const std::string& keys_file,
+                       bool insecure, const std::string& store_secret_file, const std::string& tls_cert_file,
+                       const std::string& tls_key_file) {
              ServerOptions o;
+             o.keys_file = keys_file;
+             o.insecure = insecure;
+             o.store_secret_file = store_secret_file;
+             o.tls_cert_file = tls_cert_file;
+             o.tls_key_file = tls_key_file;
              o.dir = dir;
              o.store_dir = store_dir;
              o.host = host;
@@ -331,7 +347,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("dir"), py::arg("store_dir") = "", py::arg("host") = "127.0.0.1", py::arg("port") = 0,
            py::arg("model_name") = "", py::arg("store_mem_bytes") = uint64_t(0),
            py::arg("store_disk_bytes") = uint64_t(1) << 30, py::arg("store_policy") = "lru",
-           py::arg("chunk_tokens") = 64)
+           py::arg("chunk_tokens") = 64, py::arg("keys_file") = "", py::arg("insecure") = false,
+           py::arg("store_secret_file") = "", py::arg("tls_cert_file") = "", py::arg("tls_key_file") = "")
       .def("start", [](Server& s) {
         py::gil_scoped_release nogil;
         s.start();
@@ -342,12 +359,12 @@ PYBIND11_MODULE(_core, m) {
       })
       .def_property_readonly("port", &Server::port)
       .def("lookup",
-           [](const Server& s, const py::object& tokens) {
+           [](const Server& s, const py::object& tokens, const std::string& tenant) {
              const auto t = token_vector(tokens);
              py::gil_scoped_release nogil;
-             return s.lookup(t);
+             return s.lookup(t, tenant);
            },
-           py::arg("tokens"));
+           py::arg("tokens"), py::arg("tenant") = "");
 
   py::class_<Profile>(m, "Profile", "A codec profile (tables, steps, level ladder) of one model.")
       .def_static("load", [](const std::string& path) {
@@ -366,13 +383,15 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("seconds", &PutResult::seconds);
   m.def("put",
         [](const Profile& profile, std::shared_ptr<PyLayout> layout, const py::object& tokens,
-           const std::string& store_dir, uint64_t disk_bytes, uint32_t chunk_tokens) {
+           const std::string& store_dir, uint64_t disk_bytes, uint32_t chunk_tokens, const std::string& tenant,
+           const std::string& store_secret_file) {
           const auto t = token_vector(tokens);
-          PutOptions o{store_dir, disk_bytes, chunk_tokens};
+          PutOptions o{store_dir, disk_bytes, chunk_tokens, tenant, store_secret_file};
           py::gil_scoped_release nogil;
           return put(profile, layout->layout, t, o);
         },
         "Encode tokens' K/V from `layout` with `profile` and store them in store_dir (see include/kvstream/store.h).",
         py::arg("profile"), py::arg("layout"), py::arg("tokens"), py::arg("store_dir"),
-        py::arg("disk_bytes") = uint64_t(1) << 30, py::arg("chunk_tokens") = 64);
+        py::arg("disk_bytes") = uint64_t(1) << 30, py::arg("chunk_tokens") = 64, py::arg("tenant") = "",
+        py::arg("store_secret_file") = "");
 }

@@ -62,7 +62,7 @@ text="$data/text/tinystories_val.txt"
 mkdir -p "$work/serve"
 "$kv" profile --kv "$work/calib.safetensors" -o "$work/serve/p.kvprofile" > "$work/profile.log"
 "$kv" encode "$work/ctx.safetensors" --profile "$work/serve/p.kvprofile" --baselines -o "$work/serve/story.kvs" > /dev/null
-"$kv" send --listen 127.0.0.1:0 --dir "$work/serve" --quiet --duration-s 120 > "$work/send.log" 2>&1 &
+"$kv" send --insecure --listen 127.0.0.1:0 --dir "$work/serve" --quiet --duration-s 120 > "$work/send.log" 2>&1 &
 send_pid=$!
 port=""
 for _ in $(seq 300); do

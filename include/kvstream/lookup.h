@@ -21,6 +21,8 @@
 //   made for another model or another
 //   chunk size are not visible (their keys differ). The index follows the directory: a call sees
 //   entries whose files were complete (renamed into place) before it started.
+// - Without the store's secret (LookupOptions::store_secret_file) a Lookup sees no entry of a
+//   keyed store: nobody can compute the key of a prefix from its text without it.
 // - Thread-safe. Throws kvstream::Error: kNotFound (not a directory), kInvalidArgument (empty
 //   model name, chunk_tokens == 0), kIo (a directory that cannot be listed).
 #pragma once
@@ -42,6 +44,12 @@ struct LookupOptions {
   std::string store_dir;
   std::string model_name;       // the model the store's keys were made for (the profile's model name)
   uint32_t chunk_tokens = 64;   // the store's key chunk
+  // A store behind an authenticating sender (docs/PROTOCOL.md, "Authentication, tenants and TLS"):
+  // keys are HMACs under tenant T's key secret, derived from the deployment secret in
+  // store_secret_file (one line of hex, mode 0600), and T's entries live in store_dir/T. Both
+  // empty: the public key over store_dir itself (an insecure sender's store).
+  std::string tenant;
+  std::string store_secret_file;
 };
 
 class Lookup {

@@ -14,8 +14,10 @@
 //   it (Server::lookup does). Hence the default store_mem_bytes = 0: every entry stays a file
 //   (the OS page cache still keeps hot entries in memory) and Lookups by other processes see all. The store's model is model_name, or the one model of dir's
 //   profiles. Profiles are always served from dir: put() entries need their profile there.
-// - lookup() answers like kvstream::Lookup for the store this server serves (no side effects).
-// - Throws kvstream::Error: kInvalidArgument (options; a store without a model name when dir's
+// - lookup() answers like kvstream::Lookup for the store this server serves (no side effects); with
+//   keys_file, for tenant's part of it (kInvalidArgument for a tenant the keys file lacks).
+// - Throws kvstream::Error: kAuth (neither keys_file nor insecure), kInvalidArgument (options; a
+//   keyed store without store_secret_file; a store without a model name when dir's
 //   profiles name several models), kNotFound (dir is not a directory), kUnavailable (cannot
 //   listen).
 #pragma once
@@ -41,6 +43,16 @@ struct ServerOptions {
   uint32_t chunk_tokens = 64;               // the store's key chunk
   double idle_timeout_s = 60;               // drop a receiver silent for this long
   std::function<void(const std::string&)> log;  // one line per event (any thread); may be empty
+  // Security (docs/PROTOCOL.md, "Authentication, tenants and TLS"). With keys_file every receiver
+  // authenticates as a tenant T of the file ('TENANT HEXSECRET' lines, mode 0600) and sees only
+  // T's contexts: dir/T/ and store_dir/T/, the latter keyed by T's secret derived from
+  // store_secret_file (required with a store). Without keys_file anyone who connects is served,
+  // and only when insecure is set (the constructor throws kAuth otherwise); store keys are then public
+  // unless store_secret_file is given.
+  std::string keys_file;
+  bool insecure = false;
+  std::string store_secret_file;            // the deployment secret of the store's keys (hex, 0600)
+  std::string tls_cert_file, tls_key_file;  // TLS on every connection (PEM; both or neither)
 };
 
 struct ServerStats {
@@ -58,9 +70,11 @@ class Server {
   void stop();
   uint16_t port() const;  // the bound port (after start())
   ServerStats stats() const;
-  // The store's longest prefix of tokens (matched_tokens = 0 without a store).
-  LookupResult lookup(const int32_t* tokens, size_t n) const;
-  LookupResult lookup(const std::vector<int32_t>& tokens) const { return lookup(tokens.data(), tokens.size()); }
+  // The store's longest prefix of tokens (matched_tokens = 0 without a store); tenant: with keys_file.
+  LookupResult lookup(const int32_t* tokens, size_t n, const std::string& tenant = {}) const;
+  LookupResult lookup(const std::vector<int32_t>& tokens, const std::string& tenant = {}) const {
+    return lookup(tokens.data(), tokens.size(), tenant);
+  }
 
   struct Impl;
 

@@ -51,6 +51,10 @@ struct PutOptions {
   std::string store_dir;              // a store directory (created if missing)
   uint64_t disk_bytes = 1ull << 30;   // the store's disk tier capacity
   uint32_t chunk_tokens = 64;         // container chunk and key chunk (Lookup's chunk_tokens)
+  // Keyed store keys, as LookupOptions: tenant T's entry goes to store_dir/T under a key keyed by
+  // T's secret derived from store_secret_file; both empty: the public key, in store_dir.
+  std::string tenant;
+  std::string store_secret_file;
 };
 
 struct PutResult {

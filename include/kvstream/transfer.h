@@ -76,6 +76,16 @@ struct FetchOptions {
   double stall_timeout_s = 5;    // the sender sends nothing for this long -> kStalled
   double total_timeout_s = 120;  // the whole fetch -> kTimeout
   std::function<void(const ChunkEvent&)> on_chunk;  // may be empty
+  // Authentication (docs/PROTOCOL.md, "Authentication, tenants and TLS"): with keys_file, the
+  // transfer proves tenant's secret (its line in keys_file: 'TENANT HEXSECRET', mode 0600) and
+  // requires the sender to prove it too (kAuth otherwise). Both empty: no authentication (the
+  // sender must be insecure).
+  std::string tenant;
+  std::string keys_file;
+  // TLS: verify the sender's certificate against tls_ca_file (PEM; empty: no TLS), for the name
+  // tls_server_name (empty: host).
+  std::string tls_ca_file;
+  std::string tls_server_name;
 };
 
 struct TransferStatus {

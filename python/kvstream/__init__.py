@@ -8,7 +8,7 @@ The Python face of the kvstream C++ library (include/kvstream/; contracts there)
     fetch(layout, host, port, context, ...)                 a context into the layout (GIL released)
     start_fetch(...) -> Transfer                            non-blocking: poll(), wait_tokens(n),
                                                             wait(), cancel(), on_chunk callbacks
-    Server(dir, store_dir=...)                              a sender in this process
+    Server(dir, store_dir=..., keys_file=... or insecure=True)  a sender in this process
     Profile.load(path), put(profile, layout, tokens, store_dir)   encode + store (save-back)
 
 Errors are kvstream.Error subclasses, one per error code (kvstream.ERROR_CLASSES), each also

@@ -67,7 +67,7 @@ def context(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def server(context):
-    s = kvstream.Server(str(context.dir))
+    s = kvstream.Server(str(context.dir), insecure=True)
     s.start()
     yield s
     s.stop()

@@ -29,7 +29,7 @@ class BlockAllocator:
 def engine(context, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
-    srv = kvstream.Server(str(context.dir), store_dir=str(store))
+    srv = kvstream.Server(str(context.dir), store_dir=str(store), insecure=True)
     srv.start()
     layers, heads, dim = context.shape
     caches = {f"layer.{l}": np.full((2, BLOCKS, BS, heads, dim), np.nan, np.float16) for l in range(layers)}

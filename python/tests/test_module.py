@@ -153,6 +153,31 @@ def test_typed_exceptions(context, server, tmp_path):
         kvstream.Profile.load(str(tmp_path / "bad.kvprofile"))
 
 
+def test_authentication(context, tmp_path):
+    """A Server needs keys_file or insecure=True; with keys, a fetch proves its tenant's key."""
+    with pytest.raises(kvstream.AuthError) as e:
+        kvstream.Server(str(context.dir))
+    assert isinstance(e.value, PermissionError)
+    (tmp_path / "serve" / "acme").mkdir(parents=True)
+    for f in (context.kvs, context.profile_path):
+        (tmp_path / "serve" / "acme" / f.name).write_bytes(f.read_bytes())
+    secret = "ab" * 32
+    keys = tmp_path / "keys"
+    keys.write_text(f"acme {secret}\n")
+    keys.chmod(0o600)
+    srv = kvstream.Server(str(tmp_path / "serve"), keys_file=str(keys))
+    srv.start()
+    try:
+        shape = context.shape
+        layout = kvstream.Layout(*[[np.zeros((300,) + shape[1:], np.float16) for _ in range(shape[0])] for _ in range(2)])
+        with pytest.raises(kvstream.AuthError):
+            kvstream.fetch(layout, "127.0.0.1", srv.port, "story", stall_timeout_s=2)
+        r = kvstream.fetch(layout, "127.0.0.1", srv.port, "story", tenant="acme", keys_file=str(keys))
+        assert r.complete and r.tokens > 0
+    finally:
+        srv.stop()
+
+
 def test_cancel_and_partial(context, server):
     shape = context.shape
     layout = kvstream.Layout(*[[np.zeros((300,) + shape[1:], np.float16) for _ in range(shape[0])] for _ in range(2)])
@@ -201,7 +226,7 @@ def test_put_lookup_and_serving_from_the_store(context, tmp_path):
     with pytest.raises(kvstream.NotFoundError):
         kvstream.Lookup(str(tmp_path / "no-store"), "m")
 
-    srv = kvstream.Server(str(context.dir), store_dir=str(store))
+    srv = kvstream.Server(str(context.dir), store_dir=str(store), insecure=True)
     srv.start()
     try:
         assert srv.lookup(context.tokens[:130]).matched_tokens == 130

@@ -29,6 +29,7 @@ struct RunningSender {
     ks::SenderOptions so;
     so.dir = Fixture::get().dir;
     so.faults = faults;
+    so.insecure = true;  // loopback tests of the data path; authentication has its own tests
     sender = std::make_unique<ks::Sender>(so);
     sender->start();
   }
