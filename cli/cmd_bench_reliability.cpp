@@ -1,6 +1,6 @@
 // `kvstream bench reliability`: the reliability suite's parts against a running `kvstream send`
 // (scripts/bench_reliability.sh runs them all and merges the JSON): prepare (the served contexts),
-// hostile, honest, faults, security. Logic: streamer/bench/reliability.h.
+// hostile, honest, faults, security. Logic: bench/reliability.h.
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -10,7 +10,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "streamer/auth.h"
-#include "streamer/bench/reliability.h"
+#include "bench/reliability.h"
 #include "streamer/endpoint.h"
 
 namespace {

@@ -6,8 +6,8 @@
 #include <map>
 
 #include "cli/command_registry.h"
+#include "cli/exit_code.h"
 #include "cli/version_text.h"
-#include "kvstream/error.h"
 
 namespace kvstream::cli {
 std::vector<CommandSpec>& command_registry() {
@@ -82,16 +82,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : kExitUsage;  // --help exits 0
   }
   for (auto& [sub, action] : actions) {
     if (!sub->parsed()) continue;
     try {
       return action();
     } catch (const std::exception& e) {
-      std::cerr << "kvstream: error: " << e.what() << "\n";
+      const auto c = classify(e);  // the exit code of the error's class (cli/exit_code.h)
+      std::cerr << "kvstream: error (" << c.label << "): " << e.what() << "\n";
       if (const std::string hint = hint_for(e, command_name(sub)); !hint.empty()) std::cerr << "kvstream: hint: " << hint << "\n";
-      return 1;
+      return c.exit_code;
     }
   }
   return 0;

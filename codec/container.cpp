@@ -9,6 +9,7 @@
 #include "codec/bytes.h"
 #include "codec/crc32c.h"
 #include "codec/json_fields.h"
+#include "codec/io_error.h"
 #include "codec/thread_pool.h"
 
 namespace kvstream::codec {
@@ -245,7 +246,7 @@ ContainerReader ContainerReader::parse(std::vector<uint8_t> bytes) {
 
 ContainerReader ContainerReader::open(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw kvstream::Error(kvstream::ErrorCode::kNotFound, "cannot open " + path);
+  if (!f) throw file_error("cannot open " + path);
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   try {
     return parse(std::move(bytes));

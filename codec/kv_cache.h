@@ -11,15 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace kvstream {
+#include "kvstream/types.h"  // KvShape
 
-struct KvShape {
-  int n_layers = 0;
-  int n_kv_heads = 0;
-  int head_dim = 0;
-  int kv_dim() const { return n_kv_heads * head_dim; }
-  bool operator==(const KvShape&) const = default;
-};
+namespace kvstream {
 
 struct KvCache {
   KvShape shape;

@@ -11,6 +11,7 @@
 #include "codec/chunk_codec.h"
 #include "codec/crc32c.h"
 #include "codec/json_fields.h"
+#include "codec/io_error.h"
 #include "codec/rope.h"
 
 namespace kvstream::codec {
@@ -241,16 +242,22 @@ uint64_t Profile::hash() const { return fnv1a64(serialize_profile(*this)); }
 void save_profile(const Profile& p, const std::string& path) {
   const auto bytes = serialize_profile(p);
   std::ofstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot write " + path);
+  if (!f) throw file_error("cannot write " + path);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!f) throw std::runtime_error("error writing " + path);
+  if (!f) throw file_error("error writing " + path);
 }
 
 Profile load_profile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw kvstream::Error(kvstream::ErrorCode::kNotFound, "cannot open profile " + path);
+  if (!f) throw file_error("cannot open profile " + path);
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return parse_profile(bytes, path);
+  try {
+    return parse_profile(bytes, path);
+  } catch (const kvstream::Error&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // the file is there: its bytes fail their checks
+    throw kvstream::Error(ErrorCode::kCorrupt, e.what());
+  }
 }
 
 LaneStats lane_stats(const std::vector<KvCache>& cal) {

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include "codec/io_error.h"
 #include <stdexcept>
 
 #include "codec/half.h"
@@ -23,7 +25,7 @@ constexpr int kMaxLayers = 4096;
 constexpr int kMaxJsonDepth = 8;
 
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
-  throw std::runtime_error(what + ": invalid safetensors KV file: " + why);
+  throw kvstream::Error(ErrorCode::kCorrupt, what + ": invalid safetensors KV file: " + why);
 }
 
 enum class AnyDtype { F32, F16, BF16, I32 };
@@ -337,10 +339,10 @@ std::vector<uint8_t> kv_to_safetensors(const KvCache& kv, Dtype dtype) {
 void write_safetensors(const std::string& path, const KvCache& kv, Dtype dtype) {
   const auto bytes = kv_to_safetensors(kv, dtype);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error("cannot open " + path + " for writing");
+  if (!out) throw file_error("cannot open " + path + " for writing");
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   out.close();
-  if (!out) throw std::runtime_error("failed writing " + path);
+  if (!out) throw file_error("failed writing " + path);
 }
 
 KvCache kv_from_safetensors(const uint8_t* data, size_t size, const std::string& what) {
@@ -361,14 +363,14 @@ KvCache kv_from_safetensors(const uint8_t* data, size_t size, const std::string&
 
 static std::vector<uint8_t> read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open KV file " + path);
+  if (!in) throw file_error("cannot open KV file " + path);
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  if (size < 0) throw std::runtime_error("cannot read KV file " + path);
+  if (size < 0) throw file_error("cannot read KV file " + path);
   in.seekg(0);
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
   if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-    throw std::runtime_error("cannot read KV file " + path + ": short read");
+    throw file_error("cannot read KV file " + path + ": short read");
   return bytes;
 }
 
@@ -379,10 +381,10 @@ KvCache read_safetensors(const std::string& path) {
 
 SafetensorsInfo inspect_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open KV file " + path);
+  if (!in) throw file_error("cannot open KV file " + path);
   in.seekg(0, std::ios::end);
   const std::streamoff fsize = in.tellg();
-  if (fsize < 0) throw std::runtime_error("cannot read KV file " + path);
+  if (fsize < 0) throw file_error("cannot read KV file " + path);
   in.seekg(0);
   // Read only the length and the header (bounded by kMaxHeader and the file size).
   std::vector<uint8_t> head(size_t(std::min<std::streamoff>(fsize, 8)));
@@ -393,7 +395,7 @@ SafetensorsInfo inspect_safetensors(const std::string& path) {
     if (n <= kMaxHeader && n <= uint64_t(fsize) - 8) {
       head.resize(8 + n);
       in.read(reinterpret_cast<char*>(head.data()) + 8, std::streamsize(n));
-      if (!in) throw std::runtime_error("cannot read KV file " + path + ": short read");
+      if (!in) throw file_error("cannot read KV file " + path + ": short read");
     }
   }
   const Header h = split(head.data(), head.size(), path, nullptr, uint64_t(fsize));

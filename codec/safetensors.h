@@ -20,10 +20,9 @@
 #include <vector>
 
 #include "codec/kv_cache.h"
+#include "kvstream/types.h"  // Dtype
 
 namespace kvstream {
-
-enum class Dtype { F32, F16, BF16 };
 
 const char* dtype_name(Dtype d);                // "F32", "F16", "BF16"
 Dtype parse_dtype(std::string_view s);          // accepts f32/F32/fp32, f16/fp16, bf16; throws

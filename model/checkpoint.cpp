@@ -3,6 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kvstream/error.h"
 #include "model/file_bytes.h"
 
 namespace kvstream::model {
@@ -33,7 +34,7 @@ Counts counts(const Config& c) {
 }
 
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
-  throw std::runtime_error(what + ": invalid llama2.c checkpoint: " + why);
+  throw kvstream::Error(ErrorCode::kCorrupt, what + ": invalid llama2.c checkpoint: " + why);
 }
 
 }  // namespace

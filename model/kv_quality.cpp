@@ -12,6 +12,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "codec/kv_profile.h"
 #include "codec/rope.h"
 #include "codec/thread_pool.h"
 #include "kvstream/error.h"
@@ -273,10 +274,7 @@ codec::Profile build_profile(const Model& m, const Tokenizer& tok, const std::st
   if (opt.weighting == "sensitivity") {
     weight = lane_sensitivity(m, sens_set, st, opt.threads, opt.verbose, opt.min_weight, opt.progress);
   } else if (opt.weighting == "rms" || opt.weighting == "uniform") {
-    std::vector<float> r = st.rms;
-    std::nth_element(r.begin(), r.begin() + lanes / 2, r.end());
-    for (int k = 0; k < lanes; ++k)
-      weight.push_back(opt.weighting == "uniform" ? 1.0f : r[lanes / 2] / std::max(st.rms[k], 1e-6f));
+    weight = codec::spread_weights(st, opt.weighting);
   } else {
     throw std::invalid_argument("profile: unknown weighting '" + opt.weighting + "'");
   }

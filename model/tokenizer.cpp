@@ -5,13 +5,14 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kvstream/error.h"
 #include "model/file_bytes.h"
 
 namespace kvstream::model {
 
 namespace {
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
-  throw std::runtime_error(what + ": invalid llama2.c tokenizer: " + why);
+  throw kvstream::Error(ErrorCode::kCorrupt, what + ": invalid llama2.c tokenizer: " + why);
 }
 constexpr int kMaxTokenLength = 1 << 16;
 }  // namespace

@@ -10,7 +10,8 @@ build="${BUILD_DIR:-$root/build}"
 
 packages=(build-essential cmake libasio-dev nlohmann-json3-dev catch2 libcli11-dev libzstd-dev
           python3 python3-matplotlib python3-numpy iperf3 libssl-dev openssl redis-server redis-tools
-          libhiredis-dev)
+          libhiredis-dev
+          python3-dev pybind11-dev python3-pytest)  # the Python module (python/) and its tests
 case " $* " in *" -DKVSTREAM_FUZZ=ON "*) packages+=(clang libclang-rt-14-dev) ;; esac
 missing=()
 for p in "${packages[@]}"; do

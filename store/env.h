@@ -2,8 +2,8 @@
 // failures (a crash between write and rename, a failed fsync, flipped bytes) without touching the
 // store's logic.
 //
-// Contract: every method either succeeds or throws IoError (a std::runtime_error naming the path
-// and the errno text). remove_file() on a missing file returns false instead of throwing.
+// Contract: every method either succeeds or throws IoError (a kvstream::Error, code kIo, naming
+// the path and the errno text). remove_file() on a missing file returns false instead of throwing.
 // default_env() is a process-wide PosixEnv, safe to use from many threads at once.
 #pragma once
 #include <cstdint>
@@ -13,10 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "kvstream/error.h"
+
 namespace kvstream::store {
 
-struct IoError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+struct IoError : kvstream::Error {
+  explicit IoError(const std::string& what) : kvstream::Error(kvstream::ErrorCode::kIo, what) {}
 };
 
 // A file being written: append bytes, sync them to stable storage, close.

@@ -64,21 +64,31 @@ std::vector<uint8_t> serialize_record(const Record& r) {
   return out;
 }
 
-Record parse_record(std::span<const uint8_t> b, const PrefixHasher* hasher) {
-  if (b.size() < kRecordOverhead) throw CorruptRecord("record: truncated (" + std::to_string(b.size()) + " bytes)");
+RecordHeader parse_record_header(std::span<const uint8_t> b, uint64_t file_bytes) {
+  if (b.size() < kRecordHeaderBytes || file_bytes < kRecordOverhead)
+    throw CorruptRecord("record: truncated (" + std::to_string(file_bytes) + " bytes)");
   if (std::memcmp(b.data(), kMagic, 8) != 0) throw CorruptRecord("record: bad magic");
-  const uint32_t n_tokens = get<uint32_t>(b.data() + 8);
-  const uint64_t payload = get<uint64_t>(b.data() + 12);
-  if (n_tokens == 0 || n_tokens > kMaxRecordTokens) throw CorruptRecord("record: bad token count");
+  RecordHeader h;
+  h.n_tokens = get<uint32_t>(b.data() + 8);
+  h.payload_bytes = get<uint64_t>(b.data() + 12);
+  if (h.n_tokens == 0 || h.n_tokens > kMaxRecordTokens) throw CorruptRecord("record: bad token count");
   // Sizes must add up exactly; checked without overflow before anything is allocated.
-  const uint64_t fixed = kRecordOverhead + 4ull * n_tokens;
-  if (fixed > b.size() || payload != b.size() - fixed)
-    throw CorruptRecord("record: declared sizes do not match the " + std::to_string(b.size()) + " bytes present");
+  const uint64_t fixed = kRecordOverhead + 4ull * h.n_tokens;
+  if (fixed > file_bytes || h.payload_bytes != file_bytes - fixed)
+    throw CorruptRecord("record: declared sizes do not match the " + std::to_string(file_bytes) + " bytes present");
+  h.key.hi = get<uint64_t>(b.data() + 20);
+  h.key.lo = get<uint64_t>(b.data() + 28);
+  return h;
+}
+
+Record parse_record(std::span<const uint8_t> b, const PrefixHasher* hasher) {
+  const RecordHeader h = parse_record_header(b, b.size());
+  const uint32_t n_tokens = h.n_tokens;
+  const uint64_t payload = h.payload_bytes;
   const size_t body = b.size() - 4;
   if (crc32c(b.first(body)) != get<uint32_t>(b.data() + body)) throw CorruptRecord("record: checksum mismatch");
   Record r;
-  r.key.hi = get<uint64_t>(b.data() + 20);
-  r.key.lo = get<uint64_t>(b.data() + 28);
+  r.key = h.key;
   r.tokens.resize(n_tokens);
   std::memcpy(r.tokens.data(), b.data() + 36, 4ull * n_tokens);
   const uint8_t* p = b.data() + 36 + 4ull * n_tokens;

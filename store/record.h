@@ -34,10 +34,22 @@ struct Record {
 using RecordPtr = std::shared_ptr<const Record>;
 
 inline constexpr size_t kRecordOverhead = 8 + 4 + 8 + 16 + 4;
+inline constexpr size_t kRecordHeaderBytes = 8 + 4 + 8 + 16;  // magic, n_tokens, payload_bytes, key
 inline constexpr uint32_t kMaxRecordTokens = 1u << 24;
+inline constexpr const char* kRecordSuffix = ".kvrec";  // a store's record files: <key hex>.kvrec
 
 std::vector<uint8_t> serialize_record(const Record& r);
 Record parse_record(std::span<const uint8_t> bytes, const PrefixHasher* hasher = nullptr);
+
+// The fixed header of a record (its first kRecordHeaderBytes bytes), for readers that look at
+// the tokens without the payload. Throws CorruptRecord on a bad magic or token count, or when the
+// declared sizes do not add up to file_bytes.
+struct RecordHeader {
+  uint32_t n_tokens = 0;
+  uint64_t payload_bytes = 0;
+  PrefixKey key;
+};
+RecordHeader parse_record_header(std::span<const uint8_t> head, uint64_t file_bytes);
 
 uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "kvstream/error.h"
 #include "store/async_saver.h"
 #include "store/context_codec.h"
 #include "store/tiered_store.h"
@@ -30,8 +31,9 @@ SaveBackResult save_back(KvCache kv, const codec::Profile& profile, const SaveBa
   const std::vector<int32_t> tokens = kv.tokens;
   r.key = saver.save(std::move(kv));
   saver.flush();
-  if (saver.stats().failed > 0) throw std::runtime_error("save-back: encoding or writing the entry failed");
-  if (!store.where(r.key)) throw std::runtime_error("save-back: the store could not keep the entry (larger than its disk tier?)");
+  if (saver.stats().failed > 0) throw kvstream::Error(ErrorCode::kIo, "save-back: encoding or writing the entry into " + opt.dir + " failed");
+  if (!store.where(r.key))
+    throw kvstream::Error(ErrorCode::kResourceExhausted, "save-back: the store " + opt.dir + " could not keep the entry (larger than its disk tier?)");
   if (const auto m = store.match(tokens)) r.stored_bytes = m->bytes;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

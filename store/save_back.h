@@ -9,7 +9,8 @@
 // (temp file, fsync, rename). The entry's id is its prefix key (hex). What is saved is what the
 // receiver holds: chunks fetched at a lossy level are re-encoded from their decoded values.
 // Throws std::invalid_argument for an empty cache or a cache of another shape than the profile's,
-// and std::runtime_error when the store cannot keep the entry (larger than the disk tier).
+// kvstream::Error kResourceExhausted when the store cannot keep the entry (larger than the disk
+// tier) and kIo when encoding or writing it failed.
 #pragma once
 #include <cstdint>
 #include <string>

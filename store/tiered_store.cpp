@@ -7,8 +7,6 @@
 namespace kvstream::store {
 namespace {
 
-constexpr const char* kRecordSuffix = ".kvrec";
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

@@ -42,7 +42,8 @@ void copy_rows(const KvCache& src, size_t src_begin, KvCache& dst, size_t dst_be
 
 DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                                const model::Model* model, double prefill_rate, Done on_done, Error on_error,
-                               std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables)
+                               std::vector<int32_t> token_ids, Corrupt on_corrupt, Tables tables,
+                               Rows on_rows, bool keep_rows)
     : full_(std::move(empty_full)),
       chunks_(std::move(chunks)),
       profile_(profile),
@@ -52,13 +53,17 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
       on_error_(std::move(on_error)),
       token_ids_(std::move(token_ids)),
       on_corrupt_(std::move(on_corrupt)),
+      on_rows_(std::move(on_rows)),
+      keep_rows_(keep_rows),
       tables_(std::move(tables)) {
   uint64_t total = 0;
   for (const auto& c : chunks_) total = std::max<uint64_t>(total, uint64_t(c.token_begin) + c.tokens);
   if (!token_ids_.empty() && token_ids_.size() != total)
     throw std::invalid_argument("decode pipeline: " + std::to_string(token_ids_.size()) + " token ids for " +
                                 std::to_string(total) + " tokens");
-  full_.resize(size_t(total));
+  if (!keep_rows_ && model_) throw std::invalid_argument("decode pipeline: recomputing text needs the rows kept");
+  if (keep_rows_) full_.resize(size_t(total));
+  else full_.tokens.assign(size_t(total), 0);  // rows go to on_rows only: no cache is allocated
   if (!token_ids_.empty()) full_.tokens = token_ids_;
   ready_.assign(chunks_.size(), false);
   claimed_.assign(chunks_.size(), false);
@@ -139,6 +144,7 @@ void DecodePipeline::set_on_held(std::function<void(size_t, bool)> on_held) {
 std::vector<size_t> DecodePipeline::apply_upgrades() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<size_t> done;
+  if (!keep_rows_ || on_rows_) return done;  // rows reported final stay final (see upgrade())
   for (size_t j = 0; j < chunks_.size(); ++j) {
     if (!upgraded_[j]) continue;
     copy_rows(*upgraded_[j], 0, full_, chunks_[j].token_begin, chunks_[j].tokens);
@@ -172,6 +178,18 @@ void DecodePipeline::fail(const std::string& msg) {
   on_error_(msg);
 }
 
+bool DecodePipeline::rows_final(size_t chunk, const KvCache& src, uint32_t src_row) {
+  if (!on_rows_) return true;
+  try {
+    const auto& c = chunks_[chunk];
+    on_rows_(chunk, src, src_row, c.token_begin, c.tokens);
+    return true;
+  } catch (const std::exception& e) {
+    fail("chunk " + std::to_string(chunk) + ": " + e.what());
+    return false;
+  }
+}
+
 void DecodePipeline::decode_loop() {
   lower_worker_priority();
   if (profile_) tables_.resize(profile_->levels.size());
@@ -191,6 +209,7 @@ void DecodePipeline::decode_loop() {
       upgrading = up;
     }
     const auto t0 = Clock::now();
+    KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
     try {
       if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
       const auto& c = chunks_[job.chunk];
@@ -200,7 +219,6 @@ void DecodePipeline::decode_loop() {
         throw std::runtime_error("blob holds positions " + std::to_string(h.first_pos) + "+" +
                                  std::to_string(h.tokens) + ", expected " + std::to_string(c.token_begin) + "+" +
                                  std::to_string(c.tokens));
-      KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
       tmp.resize(c.tokens);
       const codec::LevelDecodeTables* tables = nullptr;
       if (h.method == codec::Method::Quant && h.level < tables_.size()) {
@@ -239,7 +257,7 @@ void DecodePipeline::decode_loop() {
         if (claimed_[job.chunk]) continue;
         claimed_[job.chunk] = true;
       }
-      copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
+      if (keep_rows_) copy_rows(tmp, 0, full_, c.token_begin, c.tokens);
     } catch (const std::exception& e) {
       // Nothing of the cache was written (rows are copied only after a complete decode).
       if (upgrading) {  // a failed upgrade is dropped: the chunk keeps what it has
@@ -265,6 +283,8 @@ void DecodePipeline::decode_loop() {
       }
       return fail("chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
+    if (!(keep_rows_ ? rows_final(job.chunk, full_, chunks_[job.chunk].token_begin) : rows_final(job.chunk, tmp, 0)))
+      return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -317,6 +337,7 @@ void DecodePipeline::compute_loop() {
         const double busy = held_busy_[size_t(due)];
         lock.unlock();
         cv_.notify_all();
+        if (!rows_final(size_t(due), full_, chunks_[size_t(due)].token_begin)) return;
         on_done_(size_t(due), busy);
         continue;
       }
@@ -363,6 +384,7 @@ void DecodePipeline::compute_loop() {
     } catch (const std::exception& e) {
       return fail("recompute of chunk " + std::to_string(job.chunk) + ": " + e.what());
     }
+    if (!rows_final(job.chunk, full_, chunks_[job.chunk].token_begin)) return;
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);

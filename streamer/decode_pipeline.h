@@ -54,6 +54,9 @@ class DecodePipeline {
   using Done = std::function<void(size_t chunk, double busy_s)>;
   using Error = std::function<void(const std::string&)>;
   using Corrupt = std::function<void(size_t chunk, const std::string& reason)>;
+  // A chunk's tokens [begin, begin + n) are final: rows src_row.. of `src` (called on the worker,
+  // before Done; `src` is the assembled cache, or without keep_rows a scratch cache of the chunk).
+  using Rows = std::function<void(size_t chunk, const KvCache& src, uint32_t src_row, uint32_t begin, uint32_t n)>;
   // Decode tables per profile level; null entries are built on first use.
   using Tables = std::vector<std::shared_ptr<const codec::LevelDecodeTables>>;
   // Every level's decode tables of `p` (what a node keeps with a cached profile).
@@ -62,10 +65,13 @@ class DecodePipeline {
   // `profile` must stay alive; `model` may be null (then text chunks are an error). `token_ids`:
   // the context's ids (one per token of all chunks) or empty. `on_corrupt` may be empty. `tables`:
   // the profile's decode tables built ahead of time (a node keeps them with its profiles, so that
-  // no chunk's decode pays for them), or empty.
+  // no chunk's decode pays for them), or empty. `on_rows` may be empty. Without keep_rows no cache
+  // is assembled (take() returns the token ids and no rows; the chunks reach on_rows only), which
+  // needs model == nullptr (std::invalid_argument otherwise).
   DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, const codec::Profile* profile,
                  const model::Model* model, double prefill_rate, Done on_done, Error on_error,
-                 std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {}, Tables tables = {});
+                 std::vector<int32_t> token_ids = {}, Corrupt on_corrupt = {}, Tables tables = {},
+                 Rows on_rows = {}, bool keep_rows = true);
   ~DecodePipeline();
   void submit(size_t chunk, bool text, std::vector<uint8_t> blob);
   using TimePoint = std::chrono::steady_clock::time_point;
@@ -74,7 +80,8 @@ class DecodePipeline {
   // How chunk i was made ready: true = from text (recompute), false = from KV (valid once done).
   bool served_by_text(size_t chunk) const;
   // Call before the upgrade's blob is submitted; `on_held(chunk)` runs on the decode thread once
-  // it is decoded (or dropped).
+  // it is decoded (or dropped). Only for a pipeline with keep_rows and no on_rows: rows once
+  // reported to on_rows are final, so apply_upgrades() applies nothing there.
   void upgrade(size_t chunk);
   void set_on_held(std::function<void(size_t chunk, bool ok)> on_held);
   // Copies every decoded upgrade into the cache; returns the chunks upgraded.
@@ -95,6 +102,7 @@ class DecodePipeline {
   // chunk (the caller reports it after unlocking), or -1.
   long take_due_hedge();
   void fail(const std::string& msg);
+  bool rows_final(size_t chunk, const KvCache& src, uint32_t src_row);  // on_rows_; false (after fail()) if it threw
 
   KvCache full_;
   std::vector<Chunk> chunks_;
@@ -105,6 +113,8 @@ class DecodePipeline {
   Error on_error_;
   std::vector<int32_t> token_ids_;
   Corrupt on_corrupt_;
+  Rows on_rows_;
+  bool keep_rows_ = true;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> decode_q_, text_q_;

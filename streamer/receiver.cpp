@@ -28,6 +28,7 @@
 namespace kvstream::streamer {
 
 using asio::ip::tcp;
+using kvstream::ErrorCode;
 namespace fs = std::filesystem;
 
 namespace {
@@ -42,6 +43,16 @@ uint64_t kv_cache_bytes(uint64_t tokens, const KvShape& s) {
 }
 
 std::string mib(uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; }
+
+// Keeps the chunks of m that hold its first max_tokens tokens (whole chunks).
+void truncate(Manifest& m, uint32_t max_tokens) {
+  size_t keep = 0;
+  while (keep < m.chunks.size() && m.chunks[keep].token_begin < max_tokens) ++keep;
+  if (keep == 0 || keep == m.chunks.size()) return;
+  m.chunks.resize(keep);
+  m.num_tokens = m.chunks.back().token_begin + m.chunks.back().num_tokens;
+  if (m.token_ids.size() > m.num_tokens) m.token_ids.resize(m.num_tokens);
+}
 
 class Session {
  public:
@@ -187,6 +198,8 @@ class Session {
         return fail(ErrorCode::kProtocol, std::string("protocol error from the sender: ") + e.what());
       } catch (const kvstream::Error& e) {
         return fail(e);
+      } catch (const std::invalid_argument& e) {
+        return fail(ErrorCode::kInvalidArgument, e.what());
       } catch (const std::exception& e) {
         return fail(ErrorCode::kInternal, e.what());
       }
@@ -201,6 +214,7 @@ class Session {
       if (ec || error_ || finished_) return;
       const double idle = std::chrono::duration<double>(Clock::now() - last_rx_).count();
       const bool waiting = !manifest_ || chunks_received_ < num_chunks() || profile_pending_ || !outstanding_.empty();
+      if (opt_.cancelled && opt_.cancelled()) return fail(ErrorCode::kCancelled, "the fetch was cancelled");
       if (waiting && idle > opt_.stall_timeout_s)
         return fail(ErrorCode::kStalled, "the sender stalled: no data for " + std::to_string(opt_.stall_timeout_s) +
                                              " s (" + std::to_string(chunks_received_) + " of " +
@@ -299,6 +313,7 @@ class Session {
   void on_manifest(Manifest m) {
     if (manifest_) return fail(ErrorCode::kProtocol, "a second MANIFEST");
     if (m.context_id != opt_.context) return fail(ErrorCode::kProtocol, "the sender sent the manifest of another context");
+    if (opt_.max_tokens > 0) truncate(m, opt_.max_tokens);
     uint64_t max_frame = 0;
     if (!manifest_fits(m, max_frame)) return;
     reader_.set_max_payload(max_frame);
@@ -308,6 +323,7 @@ class Session {
     is_hedged_.assign(manifest_->chunks.size(), false);
     is_upgraded_.assign(manifest_->chunks.size(), false);
     fallback_bytes_.assign(manifest_->chunks.size(), 0);
+    failed_.assign(manifest_->chunks.size(), false);
     ControllerConfig cfg = opt_.controller;
     cfg.slo_s = opt_.slo_s;
     cfg.rtt_s = outcome_.rtt_s > 0 ? outcome_.rtt_s : now();
@@ -353,6 +369,7 @@ class Session {
   }
 
   void start_pipeline() {
+    if (opt_.on_start) opt_.on_start(*manifest_, *profile_);
     KvCache full(profile_->shape, profile_->model_name, profile_->rope_theta, false);
     if (opt_.model) {
       full = opt_.model->new_cache(false);
@@ -372,7 +389,7 @@ class Session {
         [this](const std::string& msg) { asio::post(io_, [this, msg] { fail(ErrorCode::kCorrupt, msg); }); },
         manifest_->token_ids,
         [this](size_t chunk, const std::string& why) { asio::post(io_, [this, chunk, why] { on_corrupt(chunk, why); }); },
-        tables_);
+        tables_, opt_.on_rows, opt_.keep_cache);
     pipeline_->set_on_held([this](size_t, bool) { asio::post(io_, [this] { on_upgrade_held(); }); });
     for (const Hedge& h : extras_) register_extra(h);
   }
@@ -383,9 +400,17 @@ class Session {
     const auto& d = ctl_->decisions().at(chunk);
     const std::string level = d.option == kText ? "text" : spec_.levels[size_t(d.option)].name;
     const std::string what = "chunk " + std::to_string(chunk) + " (level " + level + ") failed to decode: " + why;
-    if (!fallback_reason_[chunk].empty()) return fail(ErrorCode::kCorrupt, what + " (already retried)");
-    if (!opt_.model) return fail(ErrorCode::kCorrupt, what + "; no model to recompute it from text");
-    if (manifest_->chunks[chunk].text_bytes == 0) return fail(ErrorCode::kCorrupt, what + "; the sender has no text for it");
+    if (!fallback_reason_[chunk].empty() || !opt_.model || manifest_->chunks[chunk].text_bytes == 0) {
+      const std::string why_not = !fallback_reason_[chunk].empty() ? " (already retried)"
+                                  : !opt_.model ? "; no model to recompute it from text"
+                                                : "; the sender has no text for it";
+      if (!opt_.allow_failed_chunks) return fail(ErrorCode::kCorrupt, what + why_not);
+      // The chunk fails alone: its rows stay empty, the fetch goes on.
+      if (fallback_reason_[chunk].empty()) fallback_reason_[chunk] = why;
+      failed_[chunk] = true;
+      if (opt_.on_warning) opt_.on_warning("warning: " + what + why_not + "; left failed");
+      return on_ready(chunk, -1.0, now());
+    }
     fallback_reason_[chunk] = why;
     if (opt_.on_warning) opt_.on_warning("warning: " + what + "; fetching it again as text");
     send(encode(ChunkGet{uint32_t(chunk), kTextLevel}));
@@ -424,7 +449,7 @@ class Session {
   void mark_fallbacks(StreamResult& r) const {
     for (auto& c : r.chunks) {
       if (c.index >= fallback_reason_.size() || fallback_reason_[c.index].empty()) continue;
-      c.fallback = "text";
+      c.fallback = failed_[c.index] ? "failed" : "text";
       c.fallback_reason = fallback_reason_[c.index];
       c.fallback_bytes = fallback_bytes_[c.index];
     }
@@ -432,7 +457,7 @@ class Session {
 
   void on_ready(size_t chunk, double busy, double t) {
     if (error_ || finished_) return;
-    busy_[chunk] = busy;
+    busy_[chunk] = std::max(busy, 0.0);
     ready_[chunk] = t;
     // A fallback chunk's worker time is a recompute, not its level's decode, and a hedged chunk
     // served by its KV took a decode, not a recompute: not cost samples.
@@ -483,6 +508,10 @@ class Session {
   void request_extras() {
     extras_asked_ = true;
     extras_ = ctl_->hedges(now());
+    // Rows handed to on_rows (an embedding's layout) are final: no upgrade may rewrite them.
+    if (opt_.on_rows || !opt_.keep_cache)
+      extras_.erase(std::remove_if(extras_.begin(), extras_.end(), [](const Hedge& h) { return h.upgrade; }),
+                    extras_.end());
     for (const Hedge& h : extras_) {
       const uint16_t level = wire_level(h.option);
       send(encode(ChunkGet{uint32_t(h.chunk), level}));
@@ -666,6 +695,7 @@ class Session {
   std::deque<Pending> outstanding_;  // requests in the order the sender answers them
   std::vector<std::string> fallback_reason_;  // per chunk: why it fell back to text ("" = it did not)
   std::vector<uint64_t> fallback_bytes_;
+  std::vector<bool> failed_;                  // per chunk: left failed (allow_failed_chunks)
   struct Held {
     size_t chunk;
     bool text;
@@ -685,6 +715,8 @@ ReceiveOutcome receive(const ReceiverOptions& opt) {
   if (!valid_context_id(opt.context))
     throw kvstream::Error(ErrorCode::kInvalidArgument, "invalid context id '" + opt.context + "'");
   if (!(opt.slo_s > 0)) throw kvstream::Error(ErrorCode::kInvalidArgument, "the SLO must be positive");
+  if (!opt.keep_cache && opt.model)
+    throw kvstream::Error(ErrorCode::kInvalidArgument, "a receiver with a model must keep its KV cache");
   if (!opt.key.empty() && !valid_tenant(opt.tenant))
     throw kvstream::Error(ErrorCode::kInvalidArgument, "invalid tenant name '" + opt.tenant + "'");
   Session s(opt);

@@ -36,7 +36,9 @@ struct ChunkRecord {
   std::string served_by;
   std::string served_level;    // the level the cache holds when served_by is "hedge" or "upgrade"
   // recv only: the chunk's blob failed to decode and it was fetched again as text and recomputed
-  // ("text"; empty otherwise), why, and the retry's wire bytes. level/bytes stay the first fetch's.
+  // ("text"; empty otherwise), or, when the receiver may leave chunks failed, could not be
+  // recovered ("failed": its rows hold nothing), why, and the retry's wire bytes. level/bytes stay
+  // the first fetch's.
   std::string fallback;
   std::string fallback_reason;
   uint64_t fallback_bytes = 0;

@@ -68,17 +68,19 @@ TEST_CASE("kvstream prefill writes a KV file that kv-info and score read", "[cli
   CHECK(sj["tokens"].get<int>() >= 4);
   CHECK(sj["sum_logprob"].get<double>() < 0);
   CHECK(sj["perplexity"].get<double>() > 1);
-  // Errors: exit code 1 with a clear message, no crash.
+  // Errors: the exit code of the error's class (README, "Exit codes") with a clear message, no crash.
   std::ofstream(dir / "bad.safetensors") << "not a safetensors file at all";
   const Run bad = run("kv-info " + quote((dir / "bad.safetensors").string()), true);
-  CHECK(bad.code == 1);
-  CHECK_THAT(bad.out, Catch::Contains("invalid safetensors"));
+  CHECK(bad.code == 14);  // corrupt
+  CHECK_THAT(bad.out, Catch::Contains("invalid safetensors") && Catch::Contains("error (corrupt)"));
   const Run nomodel = run("generate --model no/such.bin --tokenizer " + quote(kvstream::testing::tokenizer_path()) + " --prompt x", true);
-  CHECK(nomodel.code == 1);
+  CHECK(nomodel.code == 12);  // not_found
   CHECK_THAT(nomodel.out, Catch::Contains("no/such.bin"));
   const Run wrongtok = run("generate --model " + quote(kvstream::testing::model_path()) + " --tokenizer " +
                            quote(kvstream::testing::model_path()) + " --prompt x", true);
-  CHECK(wrongtok.code == 1);
+  CHECK(wrongtok.code == 14);  // corrupt: a checkpoint is no tokenizer
   CHECK_THAT(wrongtok.out, Catch::Contains("tokenizer"));
+  const Run usage = run("generate --no-such-option", true);
+  CHECK(usage.code == 2);
   std::filesystem::remove_all(dir);
 }

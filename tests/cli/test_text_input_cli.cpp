@@ -68,12 +68,12 @@ TEST_CASE("profile and eval cut contexts from a chat transcript without blank li
   CHECK(j["contexts"] == 4);
   CHECK(j["entries"].size() >= 6);
 
-  // Too little text: exit 1, and the message names the file and what to do.
+  // Too little text: exit 11 (invalid_argument), and the message names the file and what to do.
   const std::string tiny = (dir / "tiny.txt").string();
   std::ofstream(tiny) << "User: Hi.\nAssistant: Hello there, how can I help?\n";
   const auto [scode, sout] = kvstream::testing::shell(kv() + " eval " + model_args() + " --profile " + quote(profile) +
                                                       " --text-file " + quote(tiny) + " 2>&1");
-  CHECK(scode == 1);
+  CHECK(scode == 11);
   CHECK_THAT(sout, Catch::Contains(tiny) && Catch::Contains("too short") && Catch::Contains("give more text"));
   std::filesystem::remove_all(dir);
 }

@@ -1,5 +1,5 @@
 // Bit-exact verification of a fetch against its plan (see verify.h).
-#include "streamer/bench/verify.h"
+#include "bench/verify.h"
 
 namespace kvstream::streamer::bench {
 

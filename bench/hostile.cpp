@@ -1,5 +1,5 @@
 // Hostile connections (see hostile.h).
-#include "streamer/bench/hostile.h"
+#include "bench/hostile.h"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>

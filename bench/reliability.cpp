@@ -1,5 +1,5 @@
 // The reliability suite's parts (see reliability.h).
-#include "streamer/bench/reliability.h"
+#include "bench/reliability.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -19,8 +19,8 @@
 #include "model/kv_quality.h"
 #include "netsim/relay.h"
 #include "streamer/auth.h"
-#include "streamer/bench/hostile.h"
-#include "streamer/bench/verify.h"
+#include "bench/hostile.h"
+#include "bench/verify.h"
 #include "streamer/context_source.h"
 #include "streamer/profile_cache.h"
 #include "streamer/receiver.h"

@@ -1,0 +1,24 @@
+// api/security.h — the public API's security options turned into the internals' (one place for
+// the rules; docs/PROTOCOL.md, "Authentication, tenants and TLS").
+//
+// Contract: tenant_store() is tenant T's part of a store: directory dir/T and the key secret
+// derived from the deployment secret in secret_file (both empty: dir itself, public keys; a
+// tenant without a secret file is kInvalidArgument). tenant_key() is T's secret from a keys file
+// (kInvalidArgument when the file lacks T). Files are read with the internals' loaders (mode
+// checks included).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvstream::api {
+
+struct TenantStore {
+  std::string dir;
+  std::vector<uint8_t> secret;  // the store's key secret (empty: the public key)
+};
+
+TenantStore tenant_store(const std::string& dir, const std::string& tenant, const std::string& secret_file);
+std::vector<uint8_t> tenant_key(const std::string& keys_file, const std::string& tenant);
+
+}  // namespace kvstream::api
