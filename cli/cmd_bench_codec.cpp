@@ -1,10 +1,10 @@
-// `kvstream bench codec`: size and speed of every level and baseline on one KV file (codec/bench.h),
-// the current decoder side by side with the previous one (format 2, codec/bench_reference.h).
+// `kvstream bench codec`: size and speed of every level and baseline on one KV file (bench/codec_bench.h),
+// the current decoder side by side with the previous one (format 2, bench/bench_reference.h).
 #include <iomanip>
 #include <iostream>
 
 #include "cli/command_registry.h"
-#include "codec/bench.h"
+#include "bench/codec_bench.h"
 #include "codec/decode_engine.h"
 #include "codec/safetensors.h"
 

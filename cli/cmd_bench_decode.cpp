@@ -1,5 +1,5 @@
 // `kvstream bench decode`: decode throughput / overlap / per-chunk latency of the CPU or CUDA
-// decoder on real chunks of a KV cache (logic in codec/decode_bench). Example:
+// decoder on real chunks of a KV cache (logic in bench/decode_bench). Example:
 //   kvstream bench decode --device cpu --json kv.safetensors --profile stories260K.kvprofile
 #include <cstdio>
 #include <iostream>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cli/command_registry.h"
-#include "codec/decode_bench.h"
+#include "bench/decode_bench.h"
 #include "codec/safetensors.h"
 
 namespace {

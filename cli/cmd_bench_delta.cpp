@@ -1,9 +1,9 @@
-// `kvstream bench delta`: anchor/delta coding vs direct coding on one KV file (codec/delta_study.h).
+// `kvstream bench delta`: anchor/delta coding vs direct coding on one KV file (bench/delta_study.h).
 #include <iomanip>
 #include <iostream>
 
 #include "cli/command_registry.h"
-#include "codec/delta_study.h"
+#include "bench/delta_study.h"
 #include "codec/safetensors.h"
 
 KVSTREAM_COMMAND("bench delta", "Bits per value of direct vs anchor/delta coding of the quantized KV, per level",

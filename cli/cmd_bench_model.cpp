@@ -7,7 +7,7 @@
 
 #include "cli/command_registry.h"
 #include "cli/model_args.h"
-#include "model/bench.h"
+#include "bench/model_bench.h"
 #include "model/file_bytes.h"
 
 namespace {

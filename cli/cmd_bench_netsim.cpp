@@ -1,10 +1,10 @@
 // `kvstream bench netsim`: bulk transfers through an in-process relay (real loopback sockets) vs the
-// simulator, one per trace; writes JSON (see netsim/bulk.h bench_netsim).
+// simulator, one per trace; writes JSON (see bench/bulk.h bench_netsim).
 #include <fstream>
 #include <iostream>
 
 #include "cli/command_registry.h"
-#include "netsim/bulk.h"
+#include "bench/bulk.h"
 
 KVSTREAM_COMMAND("bench netsim", "Relay throughput vs trace capacity and vs the simulator (real sockets)", [](CLI::App& sub) {
   auto traces = std::make_shared<std::vector<std::string>>();

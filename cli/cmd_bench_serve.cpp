@@ -1,14 +1,14 @@
 // `kvstream bench serve`: many concurrent clients fetch stored contexts chunk by chunk from one or
 // more senders (e.g. several `kvstream send --store redis://...`), verify every byte against the
 // original containers, and report chunk throughput and service latency (JSON). Logic:
-// store/serve_bench.h. Example:
+// bench/serve_bench.h. Example:
 //   kvstream bench serve --connect 127.0.0.1:9001,127.0.0.1:9002 --context KEY --verify KEY=ctx.kvs
 //     --receivers 48 --duration-s 10 -o out/serve.json
 #include <fstream>
 #include <iostream>
 
 #include "cli/command_registry.h"
-#include "store/serve_bench.h"
+#include "bench/serve_bench.h"
 #include "streamer/endpoint.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// `kvstream bench stream`: the streaming benchmark matrix (streamer/stream_bench.h): link families
+// `kvstream bench stream`: the streaming benchmark matrix (bench/stream_bench.h): link families
 // x one-way delays x SLO fractions of q8's TTFT, every policy simulated, JSON out.
 #include <algorithm>
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include "cli/command_registry.h"
 #include "cli/progress.h"
 #include "streamer/sim_inputs.h"
-#include "streamer/stream_bench.h"
+#include "bench/stream_bench.h"
 
 namespace {
 struct BenchStreamOpts {

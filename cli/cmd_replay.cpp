@@ -1,7 +1,7 @@
 // `kvstream replay`: replays a multi-turn workload against the hierarchical store (real memory and
 // disk tiers, real files) and reports hit rates, modelled TTFT vs recompute, bytes moved.
 // Without --profile, a codec profile is built from the text file's calibration range (disjoint
-// from the workload's text), or --codec raw stores fp32 KV. Logic: store/replay.h.
+// from the workload's text), or --codec raw stores fp32 KV. Logic: bench/replay.h.
 // Example: kvstream replay --workload w.json --policy scheduler --mem-bytes 4MB --disk-bytes 12MB
 //            --profile p.kvprofile --prefill-rate 4000 --json
 #include <cstdio>
@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "store/redis_tier.h"
-#include "store/replay.h"
+#include "bench/replay.h"
 
 KVSTREAM_COMMAND("replay", "Replay multi-turn conversations against the hierarchical KV store", ([](CLI::App& sub) {
   struct Opts {

@@ -1,5 +1,5 @@
 // `kvstream workload gen`: writes a ShareGPT-like multi-turn workload (Poisson session arrivals,
-// ~5.75 turns per session, TinyStories text) for `kvstream replay`. Logic: store/workload.h.
+// ~5.75 turns per session, TinyStories text) for `kvstream replay`. Logic: bench/workload.h.
 // Example: kvstream workload gen --sessions 200 --seed 1 -o out/workload.json
 #include <fstream>
 #include <iostream>
@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "cli/command_registry.h"
-#include "store/workload.h"
+#include "bench/workload.h"
 
 KVSTREAM_COMMAND("workload gen", "Generate a multi-turn conversation workload for kvstream replay", ([](CLI::App& sub) {
   struct Opts {

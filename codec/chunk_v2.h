@@ -1,7 +1,7 @@
 // chunk_v2.h (internal): the Quant body of blob formats 1 and 2 — one rANS state per stream, coded
 // value i in stream i mod S, token ids as varints (docs/FORMAT.md, "format 2"). Kept so that the
 // decoder still reads blobs written before format 3, and so that `bench codec` can run the previous
-// CPU decoder as its side-by-side reference (codec/bench_reference.h). Written only on request
+// CPU decoder as its side-by-side reference (bench/bench_reference.h). Written only on request
 // (EncodeOptions::blob_version = 2).
 #pragma once
 #include <cstdint>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-stage profile of CPU decoding (issue 17): perf samples (the software cpu-clock event: this VM
 # has no hardware counters) of `kvstream bench codec --level LEVEL --threads 1` decoding with the
-# previous decoder alone (--decoders reference: format-2 blobs, codec/bench_reference.h) and with the
+# previous decoder alone (--decoders reference: format-2 blobs, bench/bench_reference.h) and with the
 # current one alone (--decoders current), each grouped into stages by scripts/decode_stages.py
 # (addr2line's inline chains; rules in that file). Prints one JSON object: {"reference": {...},
 # "current": {...}} with each stage's share of the samples spent decoding.

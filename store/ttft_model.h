@@ -1,5 +1,5 @@
 // TTFT model of a store hit: how loading a stored context overlaps (or not) with the prefill of
-// the tokens that were not reused. Pure functions; the replay (store/replay.h) feeds them.
+// the tokens that were not reused. Pure functions; the replay (bench/replay.h) feeds them.
 //
 // A hit's costs: disk_s (reading the record from SSD into host memory: disk hits only), load_s
 // (moving the chosen level's bytes host -> GPU plus decoding them) and compute_s (prefill of the

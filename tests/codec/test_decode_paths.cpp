@@ -9,7 +9,7 @@
 #include <numeric>
 #include <random>
 
-#include "codec/bench_reference.h"
+#include "bench/bench_reference.h"
 #include "codec/crc32c.h"
 #include "codec/decode_engine.h"
 #include "codec/decode_engine_simd.h"

@@ -1,9 +1,9 @@
-// The anchor/delta study (codec/delta_study.h): it sees token locality where there is some
+// The anchor/delta study (bench/delta_study.h): it sees token locality where there is some
 // (a ramp codes to ~0 bits with previous-token deltas) and, on real stories260K KV, reports what
 // RESULTS.md says: anchor deltas cost more than direct coding.
 #include <catch2/catch.hpp>
 
-#include "codec/delta_study.h"
+#include "bench/delta_study.h"
 #include "codec/rope.h"
 #include "codec_fixture.h"
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "netsim/bulk.h"
+#include "bench/bulk.h"
 #include "netsim/relay.h"
 
 using namespace kvstream::netsim;

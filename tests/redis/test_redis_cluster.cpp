@@ -11,7 +11,7 @@
 #include "model/model.h"
 #include "store/redis_source.h"
 #include "store/save_back.h"
-#include "store/serve_bench.h"
+#include "bench/serve_bench.h"
 #include "store/tiered_store.h"
 #include "streamer/receiver.h"
 #include "streamer/sender.h"

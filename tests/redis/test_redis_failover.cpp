@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "store/redis_source.h"
-#include "store/serve_bench.h"
+#include "bench/serve_bench.h"
 #include "streamer/sender.h"
 #include "tests/redis/cluster_fixture.h"
 

@@ -8,8 +8,8 @@
 
 #include "codec/profile.h"
 #include "store/context_codec.h"
-#include "store/replay.h"
-#include "store/workload.h"
+#include "bench/replay.h"
+#include "bench/workload.h"
 #include "tests/store/store_test_util.h"
 
 using namespace kvstream;

@@ -1,5 +1,5 @@
 // `kvstream bench decode` measurement (decode_bench.h).
-#include "codec/decode_bench.h"
+#include "bench/decode_bench.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "store/replay.h"
+#include "bench/replay.h"
 
 #include <stdlib.h>
 #include <time.h>

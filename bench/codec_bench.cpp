@@ -1,11 +1,11 @@
-#include "codec/bench.h"
+#include "bench/codec_bench.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
 
-#include "codec/bench_reference.h"
+#include "bench/bench_reference.h"
 #include "codec/decode_engine.h"
 #include "codec/decoder.h"
 #include "codec/thread_pool.h"

@@ -1,5 +1,5 @@
 // Anchor/delta coding study (delta_study.h).
-#include "codec/delta_study.h"
+#include "bench/delta_study.h"
 
 #include <cmath>
 #include <stdexcept>

@@ -1,5 +1,5 @@
 // Serving benchmark clients (see serve_bench.h).
-#include "store/serve_bench.h"
+#include "bench/serve_bench.h"
 
 #include <asio.hpp>
 #include <algorithm>

@@ -1,5 +1,5 @@
 // The streaming benchmark matrix (see stream_bench.h).
-#include "streamer/stream_bench.h"
+#include "bench/stream_bench.h"
 
 #include <atomic>
 #include <cmath>

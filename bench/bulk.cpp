@@ -1,6 +1,6 @@
-// netsim/bulk.cpp — one bulk transfer sender -> Relay -> receiver on loopback, all asynchronous on
+// bench/bulk.cpp — one bulk transfer sender -> Relay -> receiver on loopback, all asynchronous on
 // the calling thread's io_context (the relay runs its own thread), with a watchdog timer.
-#include "netsim/bulk.h"
+#include "bench/bulk.h"
 
 #include <asio.hpp>
 #include <atomic>

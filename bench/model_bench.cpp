@@ -1,4 +1,4 @@
-#include "model/bench.h"
+#include "bench/model_bench.h"
 
 #include <algorithm>
 #include <chrono>

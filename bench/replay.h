@@ -47,7 +47,7 @@
 #include "store/policy.h"
 #include "store/save_queue.h"
 #include "store/ttft_model.h"
-#include "store/workload.h"
+#include "bench/workload.h"
 
 namespace kvstream::store {
 

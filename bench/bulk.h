@@ -1,4 +1,4 @@
-// netsim/bulk.h — a bulk transfer over real loopback sockets through an in-process Relay, compared
+// bench/bulk.h — a bulk transfer over real loopback sockets through an in-process Relay, compared
 // with the Simulator's prediction for the same bytes and start time (used by `kvstream bench
 // netsim` and the end-to-end tests).
 //

@@ -1,5 +1,5 @@
 // The pre-format-3 CPU decoder, for `bench codec` (bench_reference.h).
-#include "codec/bench_reference.h"
+#include "bench/bench_reference.h"
 
 #include <stdexcept>
 

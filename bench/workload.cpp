@@ -1,4 +1,4 @@
-#include "store/workload.h"
+#include "bench/workload.h"
 
 #include <algorithm>
 #include <cmath>
