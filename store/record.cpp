@@ -1,23 +1,14 @@
 #include "store/record.h"
 
-#include <array>
 #include <cstring>
 #include <string>
+
+#include "codec/crc32c.h"
 
 namespace kvstream::store {
 namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'S', 'R', 'E', 'C', '0', '1'};
-
-std::array<uint32_t, 256> make_table() {
-  std::array<uint32_t, 256> t{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-    t[i] = c;
-  }
-  return t;
-}
 
 template <typename T>
 T get(const uint8_t* p) {
@@ -28,12 +19,7 @@ T get(const uint8_t* p) {
 
 }  // namespace
 
-uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc) {
-  static const std::array<uint32_t, 256> table = make_table();
-  crc = ~crc;
-  for (uint8_t b : data) crc = table[(crc ^ b) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
+uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc) { return codec::crc32c(data.data(), data.size(), crc); }
 
 uint64_t Record::stored_bytes() const {
   return kRecordOverhead + 4ull * tokens.size() + payload.size();

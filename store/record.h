@@ -51,6 +51,7 @@ struct RecordHeader {
 };
 RecordHeader parse_record_header(std::span<const uint8_t> head, uint64_t file_bytes);
 
+// The record checksum: codec::crc32c (the project's one CRC32C) over a span.
 uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
 
 }  // namespace kvstream::store
