@@ -17,11 +17,4 @@ TenantStore tenant_store(const std::string& dir, const std::string& tenant, cons
   return {sc.dir, sc.secret};
 }
 
-std::vector<uint8_t> tenant_key(const std::string& keys_file, const std::string& tenant) {
-  const auto keys = streamer::Keyring::load(keys_file);
-  const auto* k = keys.find(tenant);
-  if (!k) throw Error(ErrorCode::kInvalidArgument, keys_file + " has no key for tenant '" + tenant + "'");
-  return *k;
-}
-
 }  // namespace kvstream::api

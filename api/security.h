@@ -3,9 +3,8 @@
 //
 // Contract: tenant_store() is tenant T's part of a store: directory dir/T and the key secret
 // derived from the deployment secret in secret_file (both empty: dir itself, public keys; a
-// tenant without a secret file is kInvalidArgument). tenant_key() is T's secret from a keys file
-// (kInvalidArgument when the file lacks T). Files are read with the internals' loaders (mode
-// checks included).
+// tenant without a secret file is kInvalidArgument). Files are read with the internals' loaders
+// (mode checks included); a tenant's key is streamer::tenant_key().
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +18,5 @@ struct TenantStore {
 };
 
 TenantStore tenant_store(const std::string& dir, const std::string& tenant, const std::string& secret_file);
-std::vector<uint8_t> tenant_key(const std::string& keys_file, const std::string& tenant);
 
 }  // namespace kvstream::api

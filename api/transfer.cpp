@@ -17,6 +17,7 @@
 #include "api/errors.h"
 #include "api/security.h"
 #include "api/rows.h"
+#include "streamer/auth.h"
 #include "streamer/receiver.h"
 #include "streamer/wire.h"
 
@@ -203,7 +204,7 @@ std::unique_ptr<Transfer> Transfer::start(const FetchOptions& opt, const KvLayou
     if (opt.tls_ca_file.empty() && !opt.tls_server_name.empty())
       throw Error(ErrorCode::kInvalidArgument, "tls_server_name needs tls_ca_file");
     auto impl = std::make_unique<Impl>();
-    if (!opt.tenant.empty()) impl->key = api::tenant_key(opt.keys_file, opt.tenant);
+    if (!opt.tenant.empty()) impl->key = streamer::tenant_key(opt.keys_file, opt.tenant);
     impl->opt = opt;
     impl->layout = layout;
     impl->requested = opt.max_tokens > 0 ? std::min(opt.max_tokens, layout.max_tokens()) : layout.max_tokens();

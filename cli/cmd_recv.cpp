@@ -90,11 +90,8 @@ KVSTREAM_COMMAND("recv", "Fetch a context's KV cache from a sender within a TTFT
     ro.memory_budget_bytes = o->memory_budget_bytes;
     if (o->tenant.empty() != o->keys.empty()) throw std::invalid_argument("--tenant and --keys go together");
     if (!o->tenant.empty()) {
-      const auto keys = ks::Keyring::load(o->keys);
-      const auto* k = keys.find(o->tenant);
-      if (!k) throw std::invalid_argument(o->keys + " has no key for tenant '" + o->tenant + "'");
       ro.tenant = o->tenant;
-      ro.key = *k;
+      ro.key = ks::tenant_key(o->keys, o->tenant);
     }
     if (!o->tls_ca.empty()) ro.tls = ks::TlsClientConfig{o->tls_ca, o->tls_server_name, o->tls_cert, o->tls_key};
     else if (!o->tls_cert.empty() || !o->tls_server_name.empty()) throw std::invalid_argument("TLS options need --tls-ca");

@@ -124,6 +124,13 @@ Secret from_hex(const std::string& hex) {
 
 Keyring Keyring::load(const std::string& path) { return parse(read_private_file(path, "keys file"), path); }
 
+Secret tenant_key(const std::string& keys_path, const std::string& tenant) {
+  const auto keys = Keyring::load(keys_path);
+  const auto* k = keys.find(tenant);
+  if (!k) throw kvstream::Error(ErrorCode::kInvalidArgument, keys_path + " has no key for tenant '" + tenant + "'");
+  return *k;
+}
+
 Keyring Keyring::parse(const std::string& text, const std::string& what) {
   Keyring k;
   std::istringstream in(text);

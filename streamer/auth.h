@@ -47,6 +47,10 @@ class Keyring {
   std::map<std::string, Secret> keys_;
 };
 
+// Tenant's secret from a keys file (Keyring::load's errors; kInvalidArgument when the file lacks
+// the tenant).
+Secret tenant_key(const std::string& keys_path, const std::string& tenant);
+
 // Appends `tenant` with a fresh 32-byte secret to a keys file (created with mode 0600); throws
 // kInvalidArgument if the tenant is already there or the name is invalid.
 void add_tenant(const std::string& keys_path, const std::string& tenant);
