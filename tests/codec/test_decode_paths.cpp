@@ -168,6 +168,17 @@ TEST_CASE("the SIMD conversions equal half.h on every float pattern class", "[co
       INFO("path " << decode_path_name(p) << " " << dtype_name(dt) << " over " << in.size() << " floats");
       CHECK(bad == 0);
     }
+    // Every length up to 40: a head of 8 values (head-major stores convert one head at a time)
+    // and every tail length 1-15 after the vector loops; nothing past n is written.
+    for (size_t n = 1; n <= 40; ++n) {
+      std::vector<uint16_t> got(n + 1, 0xBEEF);
+      convert_floats(in.data() + 1000, n, Dtype::BF16, reinterpret_cast<uint8_t*>(got.data()));
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) bad += got[i] != f32_to_bf16(in[1000 + i]);
+      INFO("path " << decode_path_name(p) << ", " << n << " floats");
+      CHECK(bad == 0);
+      CHECK(got[n] == 0xBEEF);
+    }
   }
 }
 
