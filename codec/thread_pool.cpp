@@ -82,7 +82,9 @@ class Pool {
 
  private:
   void loop() {
-    uint64_t seen = gen_.load();
+    // gen_ as it was when the pool started this thread, not when the thread first runs: a thread
+    // that starts late (a loaded machine) must still see the jobs and the stop published since.
+    uint64_t seen = 0;
     for (;;) {
       wait_for_change(seen);
       seen = gen_.load();
