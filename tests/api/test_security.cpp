@@ -8,21 +8,13 @@
 #include "kvstream/kvstream.h"
 #include "streamer/auth.h"
 #include "tests/api/fixture.h"
+#include "tests/error_code.h"
 
 using Fixture = kvstream::testing::ApiFixture;
+using kvstream::testing::code_of;
 namespace fs = std::filesystem;
 
 namespace {
-
-kvstream::ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kvstream::Error& e) {
-    return e.code();
-  }
-  FAIL("no kvstream::Error was thrown");
-  return kvstream::ErrorCode::kInternal;
-}
 
 // Host rows of the fixture's KV cache as a contiguous fp32 layout (K/V vectors it points into).
 struct Rows {

@@ -20,10 +20,12 @@
 #include "streamer/wire.h"
 #include "tests/cli/shell.h"
 #include "tests/streamer/fixture.h"
+#include "tests/error_code.h"
 #include "tests/streamer/raw_client.h"
 
 using namespace kvstream;
 using namespace kvstream::streamer;
+using kvstream::testing::code_of;
 using kvstream::testing::FakeSender;
 using kvstream::testing::RawClient;
 using kvstream::testing::StreamFixture;
@@ -90,16 +92,6 @@ ReceiverOptions receiver(uint16_t port, const std::string& policy = "fixed:q8") 
   ro.tenant = fx.tenant;
   ro.key = fx.key;
   return ro;
-}
-
-kvstream::ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kvstream::Error& e) {
-    return e.code();
-  }
-  FAIL("no kvstream::Error was thrown");
-  return kvstream::ErrorCode::kInternal;
 }
 
 std::vector<uint8_t> file_bytes(const std::string& path) {
