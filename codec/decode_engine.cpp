@@ -270,12 +270,10 @@ void decode_quant_chunks(std::span<const QuantChunkInput> in, DecodeWorkspace& w
 void convert_floats(const float* in, size_t n, Dtype dt, uint8_t* out) {
   const DecodePath p = current_path();
   const uint32_t code = dt == Dtype::F32 ? kHdF32 : dt == Dtype::F16 ? kHdF16 : kHdBF16;
-  // Both SIMD converters take whole vectors of 16 values (decode_engine_kernel.inc); the scalar
-  // loop converts the rest. (AVX2 once claimed n / 8 * 8 here: a head of 8 values, as in a
-  // head-major layout with head_dim 8, was then left unwritten.)
+  // The SIMD converters say how many they converted; the scalar loop converts the rest.
   size_t done = 0;
-  if (p == DecodePath::Avx512) simd::convert_avx512(in, n, code, out), done = n / 16 * 16;
-  else if (p == DecodePath::Avx2) simd::convert_avx2(in, n, code, out), done = n / 16 * 16;
+  if (p == DecodePath::Avx512) done = simd::convert_avx512(in, n, code, out);
+  else if (p == DecodePath::Avx2) done = simd::convert_avx2(in, n, code, out);
   convert_scalar(in + done, n - done, dt, out + done * es_of(dt));
 }
 

@@ -65,8 +65,9 @@ void decode_groups_avx2(GroupJob* jobs, size_t n);
 void decode_groups_avx512(GroupJob* jobs, size_t n);
 void fill_tokens_avx2(const TokenJob& job);
 void fill_tokens_avx512(const TokenJob& job);
-// n floats -> n elements of dtype at out (tests: the kernels' conversions against half.h).
-void convert_avx2(const float* in, size_t n, uint32_t dtype, uint8_t* out);
-void convert_avx512(const float* in, size_t n, uint32_t dtype, uint8_t* out);
+// The first n / 16 * 16 floats -> elements of dtype at out (whole vectors of 16); returns that
+// count, and the caller converts the rest.
+size_t convert_avx2(const float* in, size_t n, uint32_t dtype, uint8_t* out);
+size_t convert_avx512(const float* in, size_t n, uint32_t dtype, uint8_t* out);
 
 }  // namespace kvstream::codec::simd
