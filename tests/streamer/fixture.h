@@ -1,7 +1,9 @@
 // Shared real-data fixture for the streamer tests: a 448-token TinyStories passage prefilled by
 // stories260K, a small codec profile built from calibration text, and the passage's .kvs container
 // (default ladder + baselines, 64-token chunks) written into a temporary directory as
-// "story.kvs" + "story.kvprofile". Built once per test process. Tests run with authentication on:
+// "story.kvs" + "story.kvprofile". Built once per test process; the profile (seconds to build,
+// tens of seconds under ASan, and catch_discover_tests runs every case in a process of its own)
+// once per test binary: see shared_profile(). Tests run with authentication on:
 // the directory is tenant "test"'s (ROOT/test, served by a sender with --dir ROOT and the keys
 // file ROOT/keys holding a fresh random key for "test"); `dir` alone can still be served
 // insecurely.
@@ -17,6 +19,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "streamer/auth.h"
+#include "tests/test_cache.h"
 #include "tests/test_data.h"
 
 #include <unistd.h>
@@ -56,7 +59,7 @@ struct StreamFixture {
     po.context_tokens = 192;
     po.continuation_tokens = 32;
     po.threads = 2;
-    f->profile = model::build_profile(f->model, tok, text, po);
+    f->profile = shared_profile("stream-fixture", [&] { return model::build_profile(f->model, tok, text, po); });
     const auto ctxs = model::cut_contexts(tok, text, model::kEvalRange, 1, 448, 16);
     f->kv = f->model.new_cache(false);
     f->model.recompute(f->kv, ctxs.at(0).context);
