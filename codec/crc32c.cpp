@@ -7,6 +7,8 @@
 #include <array>
 #include <cstring>
 
+#include "codec/cpu_features.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -105,13 +107,7 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, size_t n,
   return c32;
 }
 
-bool have_sse42() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("sse4.2") != 0;
-  }();
-  return yes;
-}
+bool have_sse42() { return cpu_features().sse42; }
 #endif
 
 }  // namespace

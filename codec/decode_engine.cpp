@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "codec/cpu_features.h"
 #include "codec/half.h"
 #include "codec/rope.h"
 
@@ -18,13 +19,9 @@ namespace kvstream::codec {
 namespace {
 
 bool cpu_has(DecodePath p) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (p == DecodePath::Avx2)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2") &&
-           __builtin_cpu_supports("popcnt");
-  if (p == DecodePath::Avx512) return cpu_has(DecodePath::Avx2) && __builtin_cpu_supports("avx512f");
-#endif
+  const CpuFeatures& f = cpu_features();
+  if (p == DecodePath::Avx2) return f.avx2 && f.f16c && f.bmi2 && f.popcnt;
+  if (p == DecodePath::Avx512) return cpu_has(DecodePath::Avx2) && f.avx512f;
   return p == DecodePath::Scalar || p == DecodePath::Auto;
 }
 
