@@ -106,15 +106,13 @@ __attribute__((target("sse4.2"))) uint32_t crc32c_hw(const uint8_t* p, size_t n,
   for (; n; --n) c32 = _mm_crc32_u8(c32, *p++);
   return c32;
 }
-
-bool have_sse42() { return cpu_features().sse42; }
 #endif
 
 }  // namespace
 
 uint32_t crc32c(const uint8_t* data, size_t n, uint32_t crc) {
 #if defined(__x86_64__)
-  if (have_sse42()) return ~crc32c_hw(data, n, ~crc);
+  if (cpu_features().sse42) return ~crc32c_hw(data, n, ~crc);
 #endif
   return ~crc32c_soft(data, n, ~crc);
 }
