@@ -16,10 +16,10 @@ bool rows_equal(const KvCache& a, size_t a0, const KvCache& b, size_t b0, size_t
 }
 
 // What served chunk `rec` while the fetch ran: a hedge's KV level when the hedge won, text for a
-// fallback, else the level the controller chose. An upgrade replaces it only at the end.
+// fallback or a rescue, else the level the controller chose. An upgrade replaces it only at the end.
 std::string base_level(const ChunkRecord& rec) {
   if (rec.served_by == "hedge") return rec.served_level;
-  if (rec.fallback == "text") return "text";
+  if (rec.fallback == "text" || rec.served_by == "rescue") return "text";
   return rec.level;
 }
 

@@ -283,6 +283,15 @@ std::vector<Hedge> Controller::hedges(double now) {
   return out;
 }
 
+double Controller::rescue_deadline(double now) const {
+  const bool rescuing = policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
+  if (!rescuing || !cfg_.allow_text) return kInf;
+  double chain = 0;  // the recompute of this chunk and every later one
+  for (size_t j = next_; j < spec_.chunks.size(); ++j) chain += cfg_.cost.recompute_s(spec_, j);
+  const double at = cfg_.slo_s - cfg_.cost.first_token_s - upgrade_margin(cfg_.slo_s) - chain;
+  return at >= now ? at : kInf;
+}
+
 // ---- pacing ----
 
 bool Controller::adaptive_paced() const {
@@ -491,6 +500,8 @@ Decision Controller::choose(double now) {
   }
   d.bytes = wire_bytes(spec_, next_, d.option);
   d.window_bytes = pipeline_window_bytes();
+  d.rescue_s = rescue_deadline(now);
+  d.rescue_latest_s = d.rescue_s + upgrade_margin(cfg_.slo_s);
   auto& f = facts_[next_];
   f.option = d.option;
   f.requested = true;

@@ -26,6 +26,9 @@
 //   the SLO leaves too few round trips to wait (even an infinitely fast link needs one round trip
 //   per wave of requests), and at most two chunks go out before the first sample unless the round
 //   trips demand more.
+// - Rescue: a chunk whose KV (or text) is late is recomputed from the manifest's token ids at the
+//   latest moment an all-text continuation still meets the SLO (Decision::rescue_s), so a choice
+//   never loses an SLO that recomputing from there would have met, however the link behaves.
 // - Abandonment: a chunk in flight past the time its bytes need at r_slow caps the belief at the
 //   rate it is achieving (on_stalled, at watch_deadline()); requested chunks whose answer has not
 //   started are then offered for replacement by text (or the smallest level) with a CANCEL
@@ -37,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -91,6 +95,17 @@ struct Decision {
   uint64_t bytes = 0;          // wire bytes of the chosen option
   uint64_t window_bytes = 0;   // pipeline window at decision time
   std::string rule;            // adaptive: "mpc", "insured", "robust" or "best-effort"
+  // Rescue (adaptive, and plans replayed with adaptive pacing): if this chunk is not ready and
+  // its recompute could start at or after rescue_s while neither its KV is decoded nor its text has
+  // arrived, the receiver recomputes it from the manifest's token ids (DecodePipeline::rescue).
+  // rescue_s is the latest start of this chunk's recompute that still meets the SLO if it and
+  // every later chunk are recomputed: SLO - first token - upgrade_margin(SLO) - the recompute of
+  // chunks >= this one. +inf (no rescue) when that time had already passed at the decision (an
+  // all-text continuation could not meet the SLO anyway) or when the receiver cannot recompute.
+  // A recompute that can only start later than rescue_latest_s = rescue_s + upgrade_margin(SLO)
+  // (the earlier chunks were late) is no rescue: the chunk then waits for what it was fetched as.
+  double rescue_s = std::numeric_limits<double>::infinity();
+  double rescue_latest_s = std::numeric_limits<double>::infinity();
 };
 
 // A text chunk fetched also at a KV level, after every planned request, as insurance against a
@@ -182,6 +197,7 @@ class Controller {
   PipelineState state_at(const TransferModel& tm, double now) const;
   double required(const std::vector<int>& rest, double now) const;
   double tail_s() const;
+  double rescue_deadline(double now) const;  // Decision::rescue_s of chunk next_
 
   StreamSpec spec_;
   Policy policy_;

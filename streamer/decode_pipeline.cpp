@@ -70,6 +70,11 @@ DecodePipeline::DecodePipeline(KvCache empty_full, std::vector<Chunk> chunks, co
   hedged_.assign(chunks_.size(), false);
   by_text_.assign(chunks_.size(), false);
   deadline_.resize(chunks_.size());
+  rescue_armed_.assign(chunks_.size(), false);
+  rescued_.assign(chunks_.size(), false);
+  rescue_at_.resize(chunks_.size());
+  rescue_latest_.resize(chunks_.size());
+  ready_at_.resize(chunks_.size());
   held_.resize(chunks_.size());
   held_busy_.assign(chunks_.size(), 0.0);
   upgrade_.assign(chunks_.size(), false);
@@ -126,6 +131,22 @@ void DecodePipeline::hedge(size_t chunk, TimePoint deadline) {
   cv_.notify_all();
 }
 
+void DecodePipeline::rescue(size_t chunk, TimePoint at, TimePoint latest) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (chunk >= chunks_.size() || !model_ || token_ids_.empty()) return;
+    rescue_armed_[chunk] = true;
+    rescue_at_[chunk] = at;
+    rescue_latest_[chunk] = latest;
+  }
+  cv_.notify_all();
+}
+
+bool DecodePipeline::rescued(size_t chunk) const {
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  return chunk < rescued_.size() && rescued_[chunk];
+}
+
 bool DecodePipeline::served_by_text(size_t chunk) const {
   std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
   return chunk < by_text_.size() && by_text_[chunk];
@@ -146,7 +167,7 @@ std::vector<size_t> DecodePipeline::apply_upgrades() {
   std::vector<size_t> done;
   if (!keep_rows_ || on_rows_) return done;  // rows reported final stay final (see upgrade())
   for (size_t j = 0; j < chunks_.size(); ++j) {
-    if (!upgraded_[j]) continue;
+    if (!upgraded_[j] || rescued_[j]) continue;  // a rescued chunk holds its exact recompute
     copy_rows(*upgraded_[j], 0, full_, chunks_[j].token_begin, chunks_[j].tokens);
     upgraded_[j].reset();
     done.push_back(j);
@@ -161,10 +182,33 @@ long DecodePipeline::take_due_hedge() {
     claimed_[j] = true;
     copy_rows(*held_[j], 0, full_, chunks_[j].token_begin, chunks_[j].tokens);
     held_[j].reset();
-    ready_[j] = true;
+    mark_ready(j);
     return long(j);
   }
   return -1;
+}
+
+void DecodePipeline::mark_ready(size_t chunk) {
+  ready_[chunk] = true;
+  ready_at_[chunk] = Clock::now();
+}
+
+long DecodePipeline::take_due_rescue(TimePoint* wake) {
+  size_t j = 0;
+  TimePoint prefix_at = TimePoint::min();  // when every chunk before j was ready
+  for (; j < chunks_.size() && ready_[j]; ++j) prefix_at = std::max(prefix_at, ready_at_[j]);
+  // Due in its window only: a recompute that could only start later no longer meets the SLO by
+  // itself, and waiting for what the chunk was fetched as is then the better bet.
+  if (j == chunks_.size() || !rescue_armed_[j] || claimed_[j] || prefix_at > rescue_latest_[j]) return -1;
+  if (Clock::now() < rescue_at_[j]) {
+    *wake = std::min(*wake, rescue_at_[j]);
+    return -1;
+  }
+  claimed_[j] = true;
+  by_text_[j] = true;
+  rescued_[j] = true;
+  held_[j].reset();
+  return long(j);
 }
 
 void DecodePipeline::fail(const std::string& msg) {
@@ -288,11 +332,26 @@ void DecodePipeline::decode_loop() {
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ready_[job.chunk] = true;
+      mark_ready(job.chunk);
     }
     cv_.notify_all();
     on_done_(job.chunk, busy);
   }
+}
+
+std::vector<int32_t> DecodePipeline::text_tokens(const Job& job) const {
+  if (!model_) throw std::runtime_error("a text chunk arrived but no model is loaded");
+  const auto& c = chunks_[job.chunk];
+  const auto h = codec::parse_blob_header(job.blob);
+  if (h.method != codec::Method::Text) throw std::runtime_error("a text chunk arrived as KV");
+  if (h.first_pos != c.token_begin || h.tokens != c.tokens) throw std::runtime_error("text blob positions mismatch");
+  KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
+  tmp.resize(c.tokens);
+  codec::decode_chunk(job.blob, nullptr, tmp, nullptr, c.token_begin);
+  std::vector<int32_t> tokens(tmp.tokens.begin(), tmp.tokens.begin() + c.tokens);
+  if (!token_ids_.empty() && !std::equal(tokens.begin(), tokens.end(), token_ids_.begin() + long(c.token_begin)))
+    throw std::runtime_error("the text blob's token ids differ from the manifest's");
+  return tokens;
 }
 
 void DecodePipeline::compute_loop() {
@@ -316,17 +375,18 @@ void DecodePipeline::compute_loop() {
       // Wait until the lowest queued text chunk has the KV of every earlier chunk (and, if it is
       // hedged and past its deadline, its KV is not on the way instead), or a hedge is due.
       std::unique_lock<std::mutex> lock(mu_);
-      long due = -1;
+      long due = -1, rescue = -1;
       while (!stop_) {
         if ((due = take_due_hedge()) >= 0) break;
+        TimePoint wake = TimePoint::max();
+        if ((rescue = take_due_rescue(&wake)) >= 0) break;
         for (auto it = text_q_.begin(); it != text_q_.end();)  // text jobs of chunks ready from their hedge
           it = it->chunk < chunks_.size() && claimed_[it->chunk] ? text_q_.erase(it) : std::next(it);
         if (!text_q_.empty() && earlier_ready(lowest()->chunk)) {
           const size_t j = lowest()->chunk;
           if (j >= chunks_.size() || !hedged_[j] || Clock::now() <= deadline_[j]) break;
         }
-        // sleep until notified, or until the next held hedge falls due
-        TimePoint wake = TimePoint::max();
+        // sleep until notified, or until the next held hedge or the rescue falls due
         for (size_t j = 0; j < chunks_.size(); ++j)
           if (hedged_[j] && !claimed_[j] && held_[j]) wake = std::min(wake, deadline_[j]);
         if (wake == TimePoint::max()) cv_.wait(lock);
@@ -341,10 +401,14 @@ void DecodePipeline::compute_loop() {
         on_done_(size_t(due), busy);
         continue;
       }
-      const auto it = lowest();
-      job = std::move(*it);
-      text_q_.erase(it);
-      if (job.chunk < chunks_.size()) {
+      if (rescue >= 0) {
+        job.chunk = size_t(rescue);
+      } else {
+        const auto it = lowest();
+        job = std::move(*it);
+        text_q_.erase(it);
+      }
+      if (rescue < 0 && job.chunk < chunks_.size()) {
         claimed_[job.chunk] = true;
         by_text_[job.chunk] = true;
         held_[job.chunk].reset();
@@ -353,18 +417,12 @@ void DecodePipeline::compute_loop() {
     std::vector<int32_t> tokens;
     try {
       if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
-      if (!model_) throw std::runtime_error("a text chunk arrived but no model is loaded");
-      const auto& c = chunks_[job.chunk];
-      const auto h = codec::parse_blob_header(job.blob);
-      if (h.method != codec::Method::Text) throw std::runtime_error("a text chunk arrived as KV");
-      if (h.first_pos != c.token_begin || h.tokens != c.tokens) throw std::runtime_error("text blob positions mismatch");
-      KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
-      tmp.resize(c.tokens);
-      codec::decode_chunk(job.blob, nullptr, tmp, nullptr, c.token_begin);
-      tokens.assign(tmp.tokens.begin(), tmp.tokens.begin() + c.tokens);
-      if (!token_ids_.empty() &&
-          !std::equal(tokens.begin(), tokens.end(), token_ids_.begin() + long(c.token_begin)))
-        throw std::runtime_error("the text blob's token ids differ from the manifest's");
+      if (rescued_[job.chunk]) {  // written by this thread only; token ids checked at rescue()
+        const auto& c = chunks_[job.chunk];
+        tokens.assign(token_ids_.begin() + long(c.token_begin), token_ids_.begin() + long(c.token_begin + c.tokens));
+      } else {
+        tokens = text_tokens(job);
+      }
     } catch (const std::exception& e) {
       return fail("chunk " + std::to_string(job.chunk) + " (text): " + e.what());
     }
@@ -388,7 +446,7 @@ void DecodePipeline::compute_loop() {
     const double busy = since(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ready_[job.chunk] = true;
+      mark_ready(job.chunk);
     }
     cv_.notify_all();
     on_done_(job.chunk, busy);

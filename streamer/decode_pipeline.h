@@ -24,6 +24,12 @@
 // Whichever path starts first owns the chunk: a chunk is written and reported done exactly once.
 // A hedge's KV blob that fails to decode only cancels the hedge (no on_corrupt).
 //
+// Rescues (controller, issue 14): a chunk may be given a rescue window (rescue(chunk, at, latest)).
+// If, at the first moment in [at, latest] when it is the first chunk not ready (every earlier one
+// is ready, so its recompute can start), nothing has claimed it yet (no KV blob of it decoded, no text job of it started), the compute thread
+// recomputes it from the context's token ids (which the pipeline then needs, with a model), and its
+// KV blob or text, whenever it comes, is dropped. rescued(chunk) says which path served it.
+//
 // Upgrades (controller, issue 14): a KV chunk may also be fetched at a better level, after every
 // other request (upgrade(chunk)). Its blob is decoded into a held buffer (on_held is called), and
 // apply_upgrades() copies every held upgrade into the cache; call it only once every chunk is
@@ -77,8 +83,13 @@ class DecodePipeline {
   using TimePoint = std::chrono::steady_clock::time_point;
   // Call before the chunk's KV blob is submitted (controller, issue 14).
   void hedge(size_t chunk, TimePoint deadline);
+  // Call before the chunk's blob is submitted (controller, issue 14). Ignored without a model or
+  // token ids.
+  void rescue(size_t chunk, TimePoint at, TimePoint latest);
   // How chunk i was made ready: true = from text (recompute), false = from KV (valid once done).
   bool served_by_text(size_t chunk) const;
+  // True when chunk i was recomputed by its rescue (valid once done).
+  bool rescued(size_t chunk) const;
   // Call before the upgrade's blob is submitted; `on_held(chunk)` runs on the decode thread once
   // it is decoded (or dropped). Only for a pipeline with keep_rows and no on_rows: rows once
   // reported to on_rows are final, so apply_upgrades() applies nothing there.
@@ -98,9 +109,14 @@ class DecodePipeline {
   };
   void decode_loop();
   void compute_loop();
+  std::vector<int32_t> text_tokens(const Job& job) const;  // a text blob's ids, checked
   // Compute thread, with mu_ held: use a held hedge KV whose deadline has passed; returns the
   // chunk (the caller reports it after unlocking), or -1.
   long take_due_hedge();
+  // Compute thread, with mu_ held: claim the first chunk not ready if its rescue is due; returns
+  // it, or -1. *wake: its rescue time when one is armed but not due yet.
+  long take_due_rescue(TimePoint* wake);
+  void mark_ready(size_t chunk);  // with mu_ held
   void fail(const std::string& msg);
   bool rows_final(size_t chunk, const KvCache& src, uint32_t src_row);  // on_rows_; false (after fail()) if it threw
 
@@ -122,6 +138,8 @@ class DecodePipeline {
   // hedging (controller, issue 14)
   std::vector<bool> claimed_, hedged_, by_text_;
   std::vector<TimePoint> deadline_;
+  std::vector<bool> rescue_armed_, rescued_;
+  std::vector<TimePoint> rescue_at_, rescue_latest_, ready_at_;
   std::vector<std::unique_ptr<KvCache>> held_;  // decoded hedge KV, not yet used
   std::vector<double> held_busy_;
   std::vector<bool> upgrade_;                       // an upgrade is expected

@@ -392,6 +392,11 @@ class Session {
         tables_, opt_.on_rows, opt_.keep_cache);
     pipeline_->set_on_held([this](size_t, bool) { asio::post(io_, [this] { on_upgrade_held(); }); });
     for (const Hedge& h : extras_) register_extra(h);
+    for (const Decision& d : ctl_->decisions()) register_rescue(d);
+  }
+  void register_rescue(const Decision& d) {
+    auto at = [this](double s) { return t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
+    if (d.rescue_s < std::numeric_limits<double>::infinity()) pipeline_->rescue(d.chunk, at(d.rescue_s), at(d.rescue_latest_s));
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -462,7 +467,9 @@ class Session {
     // A fallback chunk's worker time is a recompute, not its level's decode, and a hedged chunk
     // served by its KV took a decode, not a recompute: not cost samples.
     const bool hedge_served = is_hedged_[chunk] && !pipeline_->served_by_text(chunk);
-    ctl_->on_ready(chunk, t, fallback_reason_[chunk].empty() && !hedge_served ? busy : -1.0);
+    const bool kv_rescued = pipeline_->rescued(chunk) && ctl_->decisions()[chunk].option != kText;
+    const bool own_cost = fallback_reason_[chunk].empty() && !hedge_served && !kv_rescued;
+    ctl_->on_ready(chunk, t, own_cost ? busy : -1.0);
     ++chunks_ready_;
     if (opt_.on_chunk) {
       StreamResult tmp;
@@ -499,6 +506,7 @@ class Session {
       send(encode(ChunkGet{uint32_t(d.chunk), level}));
       outstanding_.push_back({d.chunk, level, false});
       unreceived = d.bytes;
+      if (pipeline_) register_rescue(d);
     }
     if (ctl_->next_chunk() == num_chunks() && !extras_asked_) request_extras();
     arm_wakeup();
@@ -635,7 +643,7 @@ class Session {
     for (const Hedge& h : extras_) (h.upgrade ? upgrade_option : hedge_option)[h.chunk] = h.option;
     for (const auto& d : ctl_->decisions()) {
       options.push_back(d.option);
-      int c = fallback_reason_[d.chunk].empty() ? d.option : kText;
+      int c = fallback_reason_[d.chunk].empty() && !pipeline_->rescued(d.chunk) ? d.option : kText;
       if (is_hedged_[d.chunk] && !pipeline_->served_by_text(d.chunk)) c = hedge_option[d.chunk];
       if (is_upgraded_[d.chunk]) c = upgrade_option[d.chunk];
       content.push_back(c);
@@ -643,6 +651,7 @@ class Session {
     for (auto& c : r.chunks) {
       if (c.index < num_chunks() && is_hedged_[c.index]) c.served_by = pipeline_->served_by_text(c.index) ? "text" : "hedge";
       if (c.index < num_chunks() && upgrade_option[c.index] != -2) c.served_by = is_upgraded_[c.index] ? "upgrade" : "base";
+      if (c.index < num_chunks() && pipeline_->rescued(c.index)) c.served_by = "rescue";
       if (c.served_by == "hedge" || c.served_by == "upgrade") c.served_level = spec_.levels[size_t(content[c.index])].name;
     }
     ladder_quality(spec_, content, r.greedy_agreement, r.ppl_delta_pct);

@@ -32,7 +32,8 @@ struct ChunkRecord {
   double lo_mbps = 0;          // adaptive: the pessimistic rate it planned on
   std::string rule;            // adaptive: which rule chose it ("mpc", "insured", "robust", "best-effort")
   // A hedged text chunk (also fetched at a KV level): "text" when its recompute made it, "hedge"
-  // when its KV did; empty when not hedged.
+  // when its KV did; empty when not hedged. "rescue": a KV chunk recomputed from the manifest's
+  // token ids because its KV was late (Decision::rescue_s); "upgrade" / "base": an upgraded chunk.
   std::string served_by;
   std::string served_level;    // the level the cache holds when served_by is "hedge" or "upgrade"
   // recv only: the chunk's blob failed to decode and it was fetched again as text and recomputed

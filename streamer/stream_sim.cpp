@@ -187,7 +187,9 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   std::vector<uint64_t> kv_seq(n, 0), up_seq(n, 0);
   std::vector<double> up_arr(n, kInf), up_busy(n, 0), t_up(n, kInf);
   double up_deadline = kInf;
-  std::vector<bool> reported(n, false), by_text(n, false), has_text(n, false);
+  std::vector<bool> reported(n, false), by_text(n, false), has_text(n, false), rescued(n, false);
+  std::vector<double> rescue_at(n, kInf), rescue_latest(n, kInf);  // Decision::rescue_s, rescue_latest_s
+  std::vector<bool> rescued_kv(n, false);   // a KV chunk its rescue recomputed
   std::vector<double> ready(n, kInf);
   double profile_ready = in.fetch_profile ? kInf : hs.man_arr;
   if (in.fetch_profile) pq.push({hs.man_arr + d + ta, seq++, kProfile, 0});
@@ -220,9 +222,14 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     final_out.assign(n, false);
     for (size_t j = 0; j < n; ++j) {
       double r;
+      rescued[j] = false;
       if (has_text[j]) {
-        const double S = std::max({text_arr[j], prefix, compute_free});
-        const double lower = std::max({known(text_arr[j]), known(prefix), known(compute_free)});
+        // The text arrives, or its rescue recomputes it from the manifest's ids, whichever is first.
+        const double Sr = std::max({rescue_at[j], prefix, compute_free});
+        const bool rescue = Sr < text_arr[j] && Sr <= rescue_latest[j];
+        const double a = rescue ? Sr : text_arr[j];
+        const double S = std::max({a, prefix, compute_free});
+        const double lower = std::max({known(a), known(prefix), known(compute_free)});
         const bool hedged = hedge_opt[j] != -2;
         if (hedged && (S < kInf ? S > deadline[j] : lower > deadline[j])) {  // the held KV serves it
           r = std::max(deadline[j], t_dec[j]);
@@ -230,12 +237,30 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
         } else {
           r = S + busy[j];
           by_text[j] = true;
+          rescued[j] = rescue;
           compute_free = r;
         }
       } else {
+        // A rescue recomputes the chunk at Sr, the first moment from rescue_at on when every
+        // earlier chunk is ready and the compute worker free, if that is by rescue_latest and its
+        // KV is not decoded by then (DecodePipeline::rescue).
+        const double Sr = std::max({rescue_at[j], prefix, compute_free});
+        const double lower = std::max({rescue_at[j], known(prefix), known(compute_free)});
         r = t_dec[j];
-        by_text[j] = false;
+        if (rescue_at[j] < kInf && lower <= rescue_latest[j] && !(t_dec[j] <= lower)) {
+          if (Sr < kInf) {
+            if (Sr <= rescue_latest[j] && !(t_dec[j] <= Sr)) {
+              r = Sr + true_busy(in, j, kText);
+              rescued[j] = true;
+              compute_free = r;
+            }
+          } else {
+            r = kInf;  // not known yet whether the KV or the rescue serves it
+          }
+        }
+        by_text[j] = rescued[j];
       }
+      rescued_kv[j] = rescued[j] && !has_text[j];
       ready[j] = r;
       final_out[j] = r < kInf;
       prefix = std::max(prefix, r);
@@ -247,7 +272,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     for (size_t j = 0; j < n; ++j)
       if (fin[j] && !reported[j]) {
         reported[j] = true;
-        pq.push({ready[j], seq++, kReady, j, by_text[j] ? busy[j] : kv_busy[j]});
+        pq.push({ready[j], seq++, kReady, j, rescued_kv[j] ? -1.0 : by_text[j] ? busy[j] : kv_busy[j]});
       }
   };
   auto answer = [&](size_t j, double t, int kind) {  // 0 planned, 1 hedge, 2 upgrade
@@ -338,6 +363,9 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
       if (predicted < 0 && pol.kind == PolicyKind::kAdaptive) predicted = dec.predicted_ttft_s;
       served[dec.chunk] = dec.option;
       has_text[dec.chunk] = dec.option == kText;
+      rescue_at[dec.chunk] = dec.rescue_s;
+      rescue_latest[dec.chunk] = dec.rescue_latest_s;
+      refresh();  // a rescue time can settle a ready time
       pq.push({now + d + ta, seq++, kAnswer, dec.chunk});
     }
     if (ctl.next_chunk() >= n) {
@@ -391,12 +419,13 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   std::vector<int> options, content;  // what the controller chose; what the cache holds
   for (const auto& dd : ctl.decisions()) {
     options.push_back(dd.option);
-    const bool up = up_opt[dd.chunk] != -2 && t_up[dd.chunk] <= finish;
+    const bool up = up_opt[dd.chunk] != -2 && t_up[dd.chunk] <= finish && !rescued_kv[dd.chunk];
     content.push_back(up ? up_opt[dd.chunk] : by_text[dd.chunk] ? kText : kv_opt[dd.chunk]);
   }
   for (auto& c : r.chunks) {
     if (c.index < n && hedge_opt[c.index] != -2) c.served_by = by_text[c.index] ? "text" : "hedge";
     if (c.index < n && up_opt[c.index] != -2) c.served_by = t_up[c.index] <= finish ? "upgrade" : "base";
+    if (c.index < n && rescued[c.index]) c.served_by = "rescue";
     if (c.served_by == "hedge" || c.served_by == "upgrade") c.served_level = spec.levels[size_t(content[c.index])].name;
   }
   ladder_quality(spec, content, r.greedy_agreement, r.ppl_delta_pct);

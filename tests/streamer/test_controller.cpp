@@ -183,13 +183,17 @@ SimInputs synthetic_inputs() {
   return in;
 }
 
-StreamResult sim(const SimInputs& in, const kvstream::netsim::Trace& t, const std::string& policy, double slo_s,
-                 double delay_s) {
+StreamResult sim_policy(const SimInputs& in, const kvstream::netsim::Trace& t, const Policy& policy, double slo_s,
+                        double delay_s) {
   SimOptions so;
   so.delay_s = delay_s;
   so.slo_s = slo_s;
-  so.policy = parse_policy(policy);
+  so.policy = policy;
   return simulate_stream(in, t, so);
+}
+StreamResult sim(const SimInputs& in, const kvstream::netsim::Trace& t, const std::string& policy, double slo_s,
+                 double delay_s) {
+  return sim_policy(in, t, parse_policy(policy), slo_s, delay_s);
 }
 
 }  // namespace
@@ -290,17 +294,37 @@ TEST_CASE("slow start: where the all-text plan meets the SLO, adaptive does not 
   CHECK(a.estimate_sources == "handshake");  // the handshake measured the slow link
 }
 
-TEST_CASE("an outage under the recompute chain: the hedged chunks' KV serves them", "[controller][sim]") {
+TEST_CASE("an outage under the recompute chain: rescues or the hedged chunks' KV serve them", "[controller][sim]") {
   // The link is fast, then dead until shortly before the SLO: the texts arrive too late for the
-  // recompute chain, the smallest level fetched as a hedge right behind them does not.
+  // recompute chain; rescues recompute them from the manifest's ids, or the smallest level fetched
+  // as a hedge right behind them serves them.
   const SimInputs in = synthetic_inputs();
   const auto t = kvstream::netsim::Trace::parse("0 50\n0.09 0\n0.45 50\n5 50\n", 1.0, "outage");
   const StreamResult mn = sim(in, t, "fixed:min", 1e9, 0.04);
   const StreamResult a = sim(in, t, "adaptive", (mn.ttft_ms + 5) / 1e3, 0.04);
   CHECK(a.slo_met);
   int hedged = 0;
-  for (const auto& c : a.chunks) hedged += c.served_by == "hedge";
+  for (const auto& c : a.chunks) hedged += c.served_by == "hedge" || c.served_by == "rescue";
   CHECK(hedged > 0);
+}
+
+TEST_CASE("a KV chunk stalled in a slow start is rescued: the fetch meets what all-text from there meets", "[controller][sim]") {
+  // Issue 14's slow-start miss: a `min` chunk taken early, then the link stalls behind it. Each
+  // chunk's rescue is the latest start of its recompute that still meets the SLO with every later
+  // chunk recomputed, so the chain of rescues ends by the SLO whatever the link does.
+  const SimInputs in = synthetic_inputs();
+  const auto t = kvstream::netsim::Trace::parse("0 0.05\n2 0\n30 10\n", 1.0, "stall");
+  const double text = sim(in, t, "text", 1e9, 0.005).ttft_ms;
+  Policy p = parse_policy("plan:text,min,text,text,text,text,text");
+  p.adaptive_pacing = true;  // replayed as adaptive: rescues on
+  const StreamResult a = sim_policy(in, t, p, text * 1.3 / 1e3, 0.005);
+  INFO("all-text " << text << " ms, rescued plan " << a.ttft_ms << " ms");
+  CHECK(a.slo_met);
+  size_t rescued = 0;
+  for (const auto& c : a.chunks) rescued += c.served_by == "rescue";
+  CHECK(rescued >= 1);
+  p.adaptive_pacing = false;  // a fixed plan has no rescue: it waits for the stalled chunk
+  CHECK_FALSE(sim_policy(in, t, p, text * 1.3 / 1e3, 0.005).slo_met);
 }
 
 TEST_CASE("pacing: a loose SLO waits for a sample, a tight one requests every chunk at once", "[controller]") {

@@ -157,3 +157,36 @@ TEST_CASE("a text blob whose ids differ from the manifest's fails the pipeline",
   REQUIRE_THAT(ev.errors[0], Catch::Contains("chunk 0 (text)") && Catch::Contains("differ from the manifest"));
   REQUIRE(ev.done.empty());
 }
+
+TEST_CASE("a rescue recomputes a chunk whose KV is late from the manifest's ids, and drops the KV", "[pipeline]") {
+  const auto& fx = StreamFixture::get();
+  auto s = setup();
+  REQUIRE(s.chunks.size() >= 3);
+  Events ev;
+  auto p = make_pipeline(s, ev, s.ids);
+  const int fp16 = s.reader.info().level_index("fp16");
+  const auto now = std::chrono::steady_clock::now();
+  // chunk 1's window is open now; chunk 2's closed before chunk 1 could be ready: no rescue there
+  p->rescue(1, now, now + std::chrono::hours(1));
+  p->rescue(2, now - std::chrono::hours(2), now - std::chrono::hours(1));
+  p->submit(0, false, blob_of(s, 0, fp16));
+  REQUIRE(ev.wait([&] { return ev.done.count(1) || !ev.errors.empty(); }));  // chunk 1's KV never came
+  REQUIRE(ev.errors.empty());
+  CHECK(p->rescued(1));
+  CHECK(p->served_by_text(1));
+  p->submit(1, false, blob_of(s, 1, fp16));  // the late KV: dropped, the chunk is not reported again
+  for (size_t c = 2; c < s.chunks.size(); ++c) p->submit(c, false, blob_of(s, uint32_t(c), fp16));
+  REQUIRE(ev.wait([&] { return ev.done.size() == s.chunks.size() || !ev.errors.empty(); }));
+  REQUIRE(ev.errors.empty());
+  CHECK_FALSE(p->rescued(2));
+  const KvCache kv = p->take();
+  KvCache want = kv.slice(0, s.chunks[1].token_begin);
+  const auto b = fx.kv.tokens.begin();
+  fx.model.recompute(want, std::vector<int32_t>(b + s.chunks[1].token_begin, b + s.chunks[2].token_begin));
+  const size_t kd = size_t(kv.shape.kv_dim());
+  size_t differ = 0;
+  for (int l = 0; l < kv.shape.n_layers; ++l)
+    for (size_t i = s.chunks[1].token_begin * kd; i < s.chunks[2].token_begin * kd; ++i)
+      differ += (kv.k[l][i] != want.k[l][i]) + (kv.v[l][i] != want.v[l][i]);
+  CHECK(differ == 0);  // chunk 1 is the recompute on chunk 0, not its fp16 decode
+}
