@@ -247,8 +247,7 @@ void Controller::on_served(size_t chunk, int option) {
 
 std::vector<Hedge> Controller::hedges(double now) {
   std::vector<Hedge> out;
-  const bool hedging = policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
-  if (hedged_ || next_ < spec_.chunks.size() || !hedging || spec_.levels.empty()) return out;
+  if (hedged_ || next_ < spec_.chunks.size() || !insured() || spec_.levels.empty()) return out;
   hedged_ = true;
   const size_t n = spec_.chunks.size();
   double chain = 0;  // recompute of this and every later text chunk
@@ -283,9 +282,12 @@ std::vector<Hedge> Controller::hedges(double now) {
   return out;
 }
 
+bool Controller::insured() const {
+  return policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
+}
+
 double Controller::rescue_deadline(double now) const {
-  const bool rescuing = policy_.kind == PolicyKind::kAdaptive || (policy_.kind == PolicyKind::kPlan && policy_.adaptive_pacing);
-  if (!rescuing || !cfg_.allow_text) return kInf;
+  if (!insured() || !cfg_.allow_text) return kInf;
   double chain = 0;  // the recompute of this chunk and every later one
   for (size_t j = next_; j < spec_.chunks.size(); ++j) chain += cfg_.cost.recompute_s(spec_, j);
   const double at = cfg_.slo_s - cfg_.cost.first_token_s - upgrade_margin(cfg_.slo_s) - chain;

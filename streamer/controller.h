@@ -198,6 +198,7 @@ class Controller {
   double required(const std::vector<int>& rest, double now) const;
   double tail_s() const;
   double rescue_deadline(double now) const;  // Decision::rescue_s of chunk next_
+  bool insured() const;  // hedges, upgrades and rescues: adaptive and plans replayed with its pacing
 
   StreamSpec spec_;
   Policy policy_;

@@ -26,9 +26,9 @@
 //
 // Rescues (controller, issue 14): a chunk may be given a rescue window (rescue(chunk, at, latest)).
 // If, at the first moment in [at, latest] when it is the first chunk not ready (every earlier one
-// is ready, so its recompute can start), nothing has claimed it yet (no KV blob of it decoded, no text job of it started), the compute thread
-// recomputes it from the context's token ids (which the pipeline then needs, with a model), and its
-// KV blob or text, whenever it comes, is dropped. rescued(chunk) says which path served it.
+// is ready, so its recompute can start), nothing has claimed it yet (no KV blob of it decoded, no
+// text job of it started), the compute thread recomputes it from the context's token ids (which
+// the pipeline then needs, with a model), and its KV blob or text, whenever it comes, is dropped. rescued(chunk) says which path served it.
 //
 // Upgrades (controller, issue 14): a KV chunk may also be fetched at a better level, after every
 // other request (upgrade(chunk)). Its blob is decoded into a held buffer (on_held is called), and

@@ -395,8 +395,10 @@ class Session {
     for (const Decision& d : ctl_->decisions()) register_rescue(d);
   }
   void register_rescue(const Decision& d) {
-    auto at = [this](double s) { return t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
     if (d.rescue_s < std::numeric_limits<double>::infinity()) pipeline_->rescue(d.chunk, at(d.rescue_s), at(d.rescue_latest_s));
+  }
+  Clock::time_point at(double s) const {  // seconds since the request -> this clock
+    return t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   }
 
   // A KV chunk's blob failed to decode: fetch it once more as text and recompute it.
@@ -537,7 +539,7 @@ class Session {
   }
   void register_extra(const Hedge& h) {
     if (h.upgrade) pipeline_->upgrade(h.chunk);
-    else pipeline_->hedge(h.chunk, t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(h.deadline_s)));
+    else pipeline_->hedge(h.chunk, at(h.deadline_s));
   }
   void on_upgrade_held() {
     ++upgrades_held_;

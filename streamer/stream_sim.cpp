@@ -189,7 +189,6 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   double up_deadline = kInf;
   std::vector<bool> reported(n, false), by_text(n, false), has_text(n, false), rescued(n, false);
   std::vector<double> rescue_at(n, kInf), rescue_latest(n, kInf);  // Decision::rescue_s, rescue_latest_s
-  std::vector<bool> rescued_kv(n, false);   // a KV chunk its rescue recomputed
   std::vector<double> ready(n, kInf);
   double profile_ready = in.fetch_profile ? kInf : hs.man_arr;
   if (in.fetch_profile) pq.push({hs.man_arr + d + ta, seq++, kProfile, 0});
@@ -260,7 +259,6 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
         }
         by_text[j] = rescued[j];
       }
-      rescued_kv[j] = rescued[j] && !has_text[j];
       ready[j] = r;
       final_out[j] = r < kInf;
       prefix = std::max(prefix, r);
@@ -272,7 +270,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
     for (size_t j = 0; j < n; ++j)
       if (fin[j] && !reported[j]) {
         reported[j] = true;
-        pq.push({ready[j], seq++, kReady, j, rescued_kv[j] ? -1.0 : by_text[j] ? busy[j] : kv_busy[j]});
+        pq.push({ready[j], seq++, kReady, j, rescued[j] && !has_text[j] ? -1.0 : by_text[j] ? busy[j] : kv_busy[j]});
       }
   };
   auto answer = [&](size_t j, double t, int kind) {  // 0 planned, 1 hedge, 2 upgrade
@@ -419,7 +417,7 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   std::vector<int> options, content;  // what the controller chose; what the cache holds
   for (const auto& dd : ctl.decisions()) {
     options.push_back(dd.option);
-    const bool up = up_opt[dd.chunk] != -2 && t_up[dd.chunk] <= finish && !rescued_kv[dd.chunk];
+    const bool up = up_opt[dd.chunk] != -2 && t_up[dd.chunk] <= finish && !rescued[dd.chunk];
     content.push_back(up ? up_opt[dd.chunk] : by_text[dd.chunk] ? kText : kv_opt[dd.chunk]);
   }
   for (auto& c : r.chunks) {
