@@ -1,6 +1,6 @@
 // AVX2 + F16C kernels of the CPU decode engine (decode_engine_simd.h; algorithm in
-// decode_engine_kernel.inc): a group's 16 rANS states in two 8-lane registers, two groups
-// interleaved (32 states in flight: a round's critical path is a gather, a multiply and the refill,
+// decode_engine_kernel.inc): a group's 16 rANS states in two 8-lane registers, four groups
+// interleaved (64 states in flight: a round's critical path is a gather, a multiply and the refill,
 // about 40-50 cycles, so one group alone leaves the core idle most of the time). The refill turns
 // the 8-lane "needs a word" mask into one permutation of the next 8 words (a 256-entry table).
 // Every function is compiled for AVX2 through target attributes (this file itself is built for the
@@ -143,8 +143,13 @@ KV_INLINE void store_vals(uint8_t* d0, uint8_t* d1, Vals v) {
   store8<DT>(d1, v.hi);
 }
 
+struct Entries {
+  __m256i e0, e1;  // lanes 0-7, 8-15
+};
 struct Group;
-KV_INLINE Vals decode_round(Group& g);
+KV_INLINE Entries decode_entries(Group& g);
+KV_INLINE void refill(Group& g);
+KV_INLINE Vals round_values(Group& g, Entries e);
 
 #include "codec/decode_engine_kernel.inc"
 
@@ -157,14 +162,20 @@ KV_INLINE void fix_escapes(Group& g, uint32_t lanes, Vals& v) {
   v = Vals{_mm256_load_ps(val), _mm256_load_ps(val + 8)};
 }
 
-KV_INLINE Vals decode_round(Group& g) {
+KV_INLINE Entries decode_entries(Group& g) {
   Lanes& l = g.l;
-  const __m256i e0 = decode8(l.x0, g.slots, l.off0, l.mask, l.sb);
-  const __m256i e1 = decode8(l.x1, g.slots, l.off1, l.mask, l.sb);
-  refill8(l.x0, g.p);
-  refill8(l.x1, g.p);
-  Vals v{dequant8(l.mean0, l.step0, l.qmin0, e0), dequant8(l.mean1, l.step1, l.qmin1, e1)};
-  if (const uint32_t esc = escape_lanes8(e0, e1, l.esc0, l.esc1); __builtin_expect(esc != 0, 0)) fix_escapes(g, esc, v);
+  return Entries{decode8(l.x0, g.slots, l.off0, l.mask, l.sb), decode8(l.x1, g.slots, l.off1, l.mask, l.sb)};
+}
+
+KV_INLINE void refill(Group& g) {
+  refill8(g.l.x0, g.p);
+  refill8(g.l.x1, g.p);
+}
+
+KV_INLINE Vals round_values(Group& g, Entries e) {
+  const Lanes& l = g.l;
+  Vals v{dequant8(l.mean0, l.step0, l.qmin0, e.e0), dequant8(l.mean1, l.step1, l.qmin1, e.e1)};
+  if (const uint32_t esc = escape_lanes8(e.e0, e.e1, l.esc0, l.esc1); __builtin_expect(esc != 0, 0)) fix_escapes(g, esc, v);
   return v;
 }
 

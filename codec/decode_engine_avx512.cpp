@@ -1,5 +1,5 @@
 // AVX-512F kernels of the CPU decode engine (decode_engine_simd.h; algorithm in
-// decode_engine_kernel.inc): a group's 16 states in one 16-lane register, two groups interleaved;
+// decode_engine_kernel.inc): a group's 16 states in one 16-lane register, four groups side by side;
 // the refill is a mask compare and an expand of the next words into the lanes that need one.
 // Bit-identical to the AVX2 and scalar paths by construction (the same separately rounded
 // operations), and tested so. Every function is compiled for AVX-512F through target attributes,
@@ -116,8 +116,13 @@ KV_INLINE void store_vals(uint8_t* d0, uint8_t* d1, Vals x) {
   }
 }
 
+struct Entries {
+  __m512i e;
+};
 struct Group;
-KV_INLINE Vals decode_round(Group& g);
+KV_INLINE Entries decode_entries(Group& g);
+KV_INLINE void refill(Group& g);
+KV_INLINE Vals round_values(Group& g, Entries e);
 
 #include "codec/decode_engine_kernel.inc"
 
@@ -130,12 +135,18 @@ KV_INLINE void fix_escapes(Group& g, __mmask16 lanes, Vals& v) {
   v = Vals{_mm512_load_ps(val)};
 }
 
-KV_INLINE Vals decode_round(Group& g) {
+KV_INLINE Entries decode_entries(Group& g) {
   __m512i x;
   const __m512i e = decode16(g.l, g.slots, x);
-  refill16(g.l, x, g.p);
-  Vals v{dequant16(g.l, e)};
-  if (const __mmask16 esc = escape_lanes16(g.l, e); __builtin_expect(esc != 0, 0)) fix_escapes(g, esc, v);
+  g.l.x = x;  // before its refill
+  return Entries{e};
+}
+
+KV_INLINE void refill(Group& g) { refill16(g.l, g.l.x, g.p); }
+
+KV_INLINE Vals round_values(Group& g, Entries e) {
+  Vals v{dequant16(g.l, e.e)};
+  if (const __mmask16 esc = escape_lanes16(g.l, e.e); __builtin_expect(esc != 0, 0)) fix_escapes(g, esc, v);
   return v;
 }
 

@@ -60,7 +60,7 @@ struct TokenJob {
   const float* token_kv = nullptr;    // profile.h layout
 };
 
-// Decode every job (two at a time, interleaved, so that twice the rANS states are in flight).
+// Decode every job (four at a time, side by side, so that four times the rANS states are in flight).
 void decode_groups_avx2(GroupJob* jobs, size_t n);
 void decode_groups_avx512(GroupJob* jobs, size_t n);
 void fill_tokens_avx2(const TokenJob& job);
