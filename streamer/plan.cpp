@@ -131,14 +131,24 @@ struct Search {
   bool exhausted = false;
   std::vector<double> suffix_max_q;      // best possible quality of chunks [j, n)
   std::vector<uint64_t> suffix_min_bytes;  // fewest bytes of chunks [j, n)
+  std::vector<double> suffix_min_decode;   // sum over chunks [j, n) of their fastest KV decode (inf: no KV option)
+  std::vector<double> suffix_min_recompute;  // fastest recompute of one chunk in [j, n) (inf: no text)
+  double last_min_work = 0;                // the last chunk's fastest decode or recompute
   std::vector<int> cur;
 
   double quality(size_t j, int o) const { return double(s.chunks[j].tokens) * option_agreement(s, o); }
+  // No plan of chunks [j, n) from st ends sooner (advance() only ever waits): the last chunk is
+  // processed after the fewest bytes have crossed the link, and either every chunk left is KV,
+  // each decoded after the one before it on the decoder, or one is recomputed after the compute
+  // resource is free.
   double lower_bound_ttft(const PipelineState& st, size_t j) const {
     double lb = st.prefix_ready;
-    if (j < s.chunks.size())
-      lb = std::max(lb, tm.finish_cumulative ? tm.finish_cumulative(st.link_bytes + suffix_min_bytes[j])
-                                             : tm.finish(st.link_free, suffix_min_bytes[j]));
+    if (j < s.chunks.size()) {
+      const double link = tm.finish_cumulative ? tm.finish_cumulative(st.link_bytes + suffix_min_bytes[j])
+                                               : tm.finish(st.link_free, suffix_min_bytes[j]);
+      const double work = std::min(st.decode_free + suffix_min_decode[j], st.compute_free + suffix_min_recompute[j]);
+      lb = std::max({lb, link + last_min_work, work});
+    }
     return lb + c.first_token_s;
   }
   double start_of(size_t j) const { return j == first ? first_start : 0.0; }
@@ -146,9 +156,26 @@ struct Search {
   // Phase A: smallest TTFT.
   double best_ttft = std::numeric_limits<double>::infinity();
   std::vector<int> best_ttft_plan;
+  // States dfs_fast entered at each depth (at most kSeenPerDepth). advance() never makes a later
+  // state of a no-later one, so a state no earlier in every component than one whose subtree was
+  // already searched cannot lead to a strictly faster plan: pruning it is exact. (Without it a
+  // fast link, where the options' TTFTs differ by less than the bound's slack, makes the search
+  // visit every plan.)
+  static constexpr size_t kSeenPerDepth = 64;
+  std::vector<std::vector<PipelineState>> seen;
+  bool dominated(size_t j, const PipelineState& b) {
+    auto& v = seen[j];
+    for (const PipelineState& a : v)
+      if (a.link_free <= b.link_free && a.decode_free <= b.decode_free && a.compute_free <= b.compute_free &&
+          a.prefix_ready <= b.prefix_ready && a.now <= b.now && a.link_bytes <= b.link_bytes)
+        return true;
+    if (v.size() < kSeenPerDepth) v.push_back(b);
+    return false;
+  }
   void dfs_fast(size_t j, const PipelineState& st) {
     if (exhausted) return;
     if (++nodes > budget) { exhausted = true; return; }
+    if (j < s.chunks.size() && dominated(j, st)) return;
     if (j == s.chunks.size()) {
       const double t = st.prefix_ready + c.first_token_s;
       if (t < best_ttft) { best_ttft = t; best_ttft_plan = cur; }
@@ -245,17 +272,25 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
   for (int o : x.by_bytes)
     if (std::find(first_allowed.begin(), first_allowed.end(), o) != first_allowed.end()) x.first_bytes.push_back(o);
   if (!first_allowed.empty() && x.first_bytes.empty()) throw std::invalid_argument("PlanSearch: first_allowed is not a subset of allowed");
+  const double inf = std::numeric_limits<double>::infinity();
   x.suffix_max_q.assign(n + 1, 0.0);
   x.suffix_min_bytes.assign(n + 1, 0);
+  x.suffix_min_decode.assign(n + 1, 0.0);
+  x.suffix_min_recompute.assign(n + 1, inf);
+  const bool text_allowed = std::find(allowed.begin(), allowed.end(), kText) != allowed.end();
   for (size_t j = n; j-- > first;) {
-    double mq = 0;
+    double mq = 0, md = inf;
     uint64_t mb = std::numeric_limits<uint64_t>::max();
     for (int o : allowed) {
       mq = std::max(mq, x.quality(j, o));
       mb = std::min(mb, wire_bytes(s, j, o));
+      if (o != kText) md = std::min(md, cost->decode_s(s, j, o));
     }
     x.suffix_max_q[j] = x.suffix_max_q[j + 1] + mq;
     x.suffix_min_bytes[j] = x.suffix_min_bytes[j + 1] + mb;
+    x.suffix_min_decode[j] = x.suffix_min_decode[j + 1] + md;
+    x.suffix_min_recompute[j] = std::min(x.suffix_min_recompute[j + 1], text_allowed ? cost->recompute_s(s, j) : inf);
+    if (j == n - 1) x.last_min_work = std::min(md, text_allowed ? cost->recompute_s(s, j) : inf);
   }
 
   // Greedy fastest plan as the incumbent, then exact search within the budget.
@@ -277,6 +312,7 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
     x.best_ttft_plan = plan;
     x.best_ttft = g.prefix_ready + cost->first_token_s;
   }
+  x.seen.assign(n, {});
   x.dfs_fast(first, st);
   const size_t nodes_a = x.nodes;
   if (x.best_ttft > deadline) {

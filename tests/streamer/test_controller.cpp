@@ -58,6 +58,17 @@ std::vector<Decision> drive(Controller& c, const std::function<double(size_t)>& 
   return c.decisions();
 }
 
+// n chunks of 16-79 tokens over four levels halving their bytes, 2-22 kB at the smallest.
+StreamSpec random_ladder(std::mt19937& rng, size_t n) {
+  StreamSpec s;
+  s.levels = {{0, "a", 0.99, 0}, {1, "b", 0.96, 0}, {2, "c", 0.9, 0}, {3, "d", 0.7, 0}};
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t base = 2000 + rng() % 20000;
+    s.chunks.push_back({uint32_t(16 + rng() % 64), 100, {base * 4, base * 2, base, base / 2}});
+  }
+  return s;
+}
+
 ControllerConfig config(double slo_s, double prefill_rate) {
   ControllerConfig cfg;
   cfg.slo_s = slo_s;
@@ -86,13 +97,8 @@ TEST_CASE("text recompute overlaps later transfers in the pipeline model", "[con
 TEST_CASE("the plan search is exact against brute force", "[controller]") {
   std::mt19937 rng(42);
   for (int trial = 0; trial < 40; ++trial) {
-    StreamSpec s;
-    s.levels = {{0, "a", 0.99, 0}, {1, "b", 0.96, 0}, {2, "c", 0.9, 0}, {3, "d", 0.7, 0}};
     const size_t n = 2 + rng() % 4;
-    for (size_t i = 0; i < n; ++i) {
-      const uint64_t base = 2000 + rng() % 20000;
-      s.chunks.push_back({uint32_t(16 + rng() % 64), 100, {base * 4, base * 2, base, base / 2}});
-    }
+    const StreamSpec s = random_ladder(rng, n);
     CostModel cost;
     cost.prefill_rate = 100 + rng() % 2000;
     cost.default_decode_s_per_token = 1e-4;
@@ -132,6 +138,45 @@ TEST_CASE("the plan search is exact against brute force", "[controller]") {
       REQUIRE(r.quality == Approx(best_q));
       REQUIRE(r.predicted_ttft <= deadline + 1e-12);
     }
+  }
+}
+
+TEST_CASE("the fastest-plan search is exact with per-level decode costs, and a fast link does not make it visit every plan",
+          "[controller]") {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 40; ++trial) {
+    const size_t n = 2 + rng() % 5;
+    const StreamSpec s = random_ladder(rng, n);
+    CostModel cost;
+    cost.prefill_rate = 100 + rng() % 20000;
+    // fewer bytes cost more decode here, so no option dominates another
+    cost.decode_s_per_token = {1e-5, 2e-5 + (rng() % 100) * 1e-7, 4e-5, 8e-5 + (rng() % 100) * 1e-7};
+    // from a slow link to one where every plan's transfer is negligible against its decode
+    const double bps = trial < 20 ? 1e4 + rng() % 400000 : 1e9 + rng() % 1000000000;
+    TransferModel tm = constant_rate_model(bps, 0.02);
+    const std::vector<int> allowed = {0, 1, 2, 3, kText};
+    PlanSearch ps;
+    ps.spec = &s;
+    ps.cost = &cost;
+    ps.transfer = &tm;
+    ps.allowed = allowed;
+    const PlanResult r = ps.run(PipelineState{}, 0, 0.02, 0.0);  // deadline 0: the fastest plan
+    double best_t = 1e18;
+    std::vector<int> plan(n);
+    std::function<void(size_t)> rec = [&](size_t j) {
+      if (j == n) return void(best_t = std::min(best_t, evaluate_plan(s, cost, tm, plan, 0.02).ttft));
+      for (int o : allowed) {
+        plan[j] = o;
+        rec(j + 1);
+      }
+    };
+    rec(0);
+    REQUIRE_FALSE(r.feasible);
+    REQUIRE(r.predicted_ttft == Approx(best_t).epsilon(1e-12));
+    REQUIRE(evaluate_plan(s, cost, tm, r.options, 0.02).ttft == Approx(best_t).epsilon(1e-12));
+    size_t plans = 1;
+    for (size_t j = 0; j < n; ++j) plans *= allowed.size();
+    if (bps >= 1e9 && n >= 5) REQUIRE(r.nodes * 20 < plans);  // 5^n plans; the search visits a few
   }
 }
 
