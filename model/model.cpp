@@ -96,6 +96,13 @@ KvCache Model::new_cache(bool pre_rope) const {
   return KvCache(kv_shape(), name_, config_.rope_theta, pre_rope);
 }
 
+void Model::check_tokens(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens)
+    if (t < 0 || t >= config_.vocab_size)
+      throw std::invalid_argument("token id " + std::to_string(t) + " outside the vocabulary of " +
+                                  std::to_string(config_.vocab_size));
+}
+
 void Model::check_cache(const KvCache& kv) const {
   if (!(kv.shape == kv_shape()))
     throw std::invalid_argument(
@@ -248,10 +255,7 @@ void Model::forward(const KvCache& past, size_t P, std::span<const int32_t> toke
 
 std::vector<float> Model::prefill(KvCache& kv, std::span<const int32_t> tokens, LogitsMode mode) const {
   check_cache(kv);
-  for (int32_t t : tokens)
-    if (t < 0 || t >= config_.vocab_size)
-      throw std::invalid_argument("token id " + std::to_string(t) + " outside the vocabulary of " +
-                                  std::to_string(config_.vocab_size));
+  check_tokens(tokens);
   std::vector<float> logits;
   if (tokens.empty()) return logits;
   const size_t P = kv.num_tokens(), n = tokens.size(), kvd = config_.kv_dim();
@@ -270,6 +274,21 @@ std::vector<float> Model::prefill(KvCache& kv, std::span<const int32_t> tokens, 
 
 std::vector<float> Model::step(KvCache& kv, int32_t token) const {
   return prefill(kv, std::span<const int32_t>(&token, 1), LogitsMode::Last);
+}
+
+std::vector<float> Model::next_logits(const KvCache& kv, int32_t token) const {
+  check_cache(kv);
+  check_tokens(std::span<const int32_t>(&token, 1));
+  const size_t kvd = config_.kv_dim();
+  Workspace& ws = tl_ws;
+  Workspace::need(ws.kscratch, kvd);
+  Workspace::need(ws.vscratch, kvd);
+  // The new rows live in per-thread scratch, reused by every layer (only that layer reads them).
+  std::vector<float*> nk(config_.n_layers, ws.kscratch.data()), nv(config_.n_layers, ws.vscratch.data());
+  std::vector<float> logits(config_.vocab_size);
+  forward(kv, kv.num_tokens(), std::span<const int32_t>(&token, 1), nk.data(), nv.data(), kv.keys_pre_rope,
+          LogitsMode::Last, logits.data(), nullptr);
+  return logits;
 }
 
 void Model::recompute(KvCache& kv, std::span<const int32_t> tokens) const {
@@ -292,10 +311,7 @@ ScoreResult Model::score_continuation(const KvCache& kv, std::span<const int32_t
 
 ScoreResult Model::score_impl(const KvCache& kv, size_t past, std::span<const int32_t> tokens) const {
   check_cache(kv);
-  for (int32_t t : tokens)
-    if (t < 0 || t >= config_.vocab_size)
-      throw std::invalid_argument("token id " + std::to_string(t) + " outside the vocabulary of " +
-                                  std::to_string(config_.vocab_size));
+  check_tokens(tokens);
   ScoreResult r;
   if (tokens.size() >= 2) {
     const size_t n = tokens.size(), kvd = config_.kv_dim();

@@ -77,6 +77,9 @@ class Model {
                              LogitsMode mode = LogitsMode::Last) const;
   // One token: prefill(kv, {token}) returning its vocab logits.
   std::vector<float> step(KvCache& kv, int32_t token) const;
+  // The logits step(kv, token) returns, bit for bit, without modifying or copying kv (the token's
+  // K/V rows go to per-thread scratch): a receiver's first token over the cache it just filled.
+  std::vector<float> next_logits(const KvCache& kv, int32_t token) const;
   // prefill() without logits: rebuilds the KV of a text chunk given the KV of earlier chunks.
   void recompute(KvCache& kv, std::span<const int32_t> tokens) const;
   // Teacher-forced scoring of `tokens` fed at positions kv.num_tokens()...; kv is not modified.
@@ -108,6 +111,7 @@ class Model {
     std::vector<float> rms_att, wqkv_t, wo_t, rms_ffn, w13_t, w2_t;
   };
   ScoreResult score_impl(const KvCache& kv, size_t past_tokens, std::span<const int32_t> tokens) const;
+  void check_tokens(std::span<const int32_t> tokens) const;  // every id inside the vocabulary
   void forward(const KvCache& past, size_t past_tokens, std::span<const int32_t> tokens,
                float* const* new_k, float* const* new_v, bool store_pre_rope, LogitsMode mode, float* logits,
                ScoreResult* score) const;

@@ -62,6 +62,8 @@ class Session {
     // Before the clock starts: a node keeps its profiles in memory (one cache for all fetches when
     // the caller shares one).
     profiles_ = opt_.profiles ? opt_.profiles : std::make_shared<ProfileCache>(opt_.profile_dir);
+    // and draws the HELLO's nonce (a process's first draw initializes OpenSSL's generator: ~2 ms).
+    client_nonce_ = random_nonce();
     connect();
     if (!error_) {
       t0_ = Clock::now();  // time 0: the TCP connection is up (TLS and the handshake count)
@@ -121,7 +123,7 @@ class Session {
     Hello h;
     h.agent = "kvstream-recv/3";
     h.tenant = opt_.key.empty() ? std::string() : opt_.tenant;
-    client_nonce_ = h.client_nonce = random_nonce();
+    h.client_nonce = client_nonce_;
     hello_sent_s_ = now();
     send(encode(h));
     if (opt_.key.empty()) send_request();
@@ -337,15 +339,19 @@ class Session {
     // controller (issue 14): the first estimate from the answer to REQUEST and the sender's TCP state
     ctl_->on_handshake(bytes_rx_ - hs_base_bytes_, hs_first_bytes_, hs_first_t_, now());
     ctl_->on_link_report(manifest_->link);
-    if (auto cached = profiles_->find(manifest_->profile_hash)) {
-      profile_ = std::move(cached->profile);
-      tables_ = std::move(cached->tables);
-      start_pipeline();
-    } else {
+    auto cached = profiles_->find(manifest_->profile_hash);
+    if (!cached) {  // asked for before any chunk: the sender answers in order, and decoding needs it
       profile_pending_ = true;
       send(encode(ProfileGet{manifest_->profile_hash}));
     }
+    // The first requests leave before the pipeline is built (the KV cache's allocation, its
+    // threads): that work overlaps their round trip instead of delaying it.
     request_more(0);
+    if (cached) {
+      profile_ = std::move(cached->profile);
+      tables_ = std::move(cached->tables);
+      start_pipeline();
+    }
   }
 
   void on_profile(ProfileData p) {
@@ -611,8 +617,7 @@ class Session {
     double first_token_s = 0;
     if (opt_.model) {
       const auto t1 = Clock::now();
-      KvCache q = kv;
-      const auto logits = opt_.model->step(q, opt_.query_token);
+      const auto logits = opt_.model->next_logits(kv, opt_.query_token);
       outcome_.result.first_token = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
       if (opt_.prefill_rate > 0) {
         const double left = 1.0 / opt_.prefill_rate - std::chrono::duration<double>(Clock::now() - t1).count();

@@ -110,6 +110,21 @@ TEST_CASE("pre-RoPE export plus rope_apply equals post-RoPE keys", "[model]") {
   CHECK(stories().step(pre, 13) == stories().step(post, 13));
 }
 
+TEST_CASE("next_logits equals step bit for bit and leaves the cache untouched", "[model]") {
+  const auto ids = passage(200);
+  for (bool pre_rope : {false, true}) {
+    KvCache kv = stories().new_cache(pre_rope);
+    stories().prefill(kv, ids, LogitsMode::None);
+    const KvCache before = kv;
+    const auto fast = stories().next_logits(kv, 13);
+    require_same_cache(kv, before);
+    KvCache stepped = kv;
+    CHECK(fast == stories().step(stepped, 13));
+  }
+  KvCache kv = stories().new_cache(false);
+  CHECK_THROWS_AS(stories().next_logits(kv, -1), std::invalid_argument);
+}
+
 TEST_CASE("score agrees with prefill logits and leaves the cache untouched", "[model]") {
   const auto ids = passage(320);
   const size_t ctx = 256;
