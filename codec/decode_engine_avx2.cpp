@@ -1,7 +1,7 @@
 // AVX2 + F16C kernels of the CPU decode engine (decode_engine_simd.h; algorithm in
 // decode_engine_kernel.inc): a group's 16 rANS states in two 8-lane registers, four groups
-// interleaved (64 states in flight: a round's critical path is a gather, a multiply and the refill,
-// about 40-50 cycles, so one group alone leaves the core idle most of the time). The refill turns
+// interleaved (64 states in flight: a round's critical path is the table lookups, a multiply and
+// the refill, about 40-50 cycles, so one group alone leaves the core idle most of the time). The refill turns
 // the 8-lane "needs a word" mask into one permutation of the next 8 words (a 256-entry table).
 // Every function is compiled for AVX2 through target attributes (this file itself is built for the
 // baseline ISA), and only called after a CPU check (decode_engine.cpp).
@@ -71,7 +71,14 @@ KV_INLINE Vals load_vals(const float* p) { return Vals{_mm256_loadu_ps(p), _mm25
 // One decode step of 8 lanes: the table entry e and x before the refill.
 KV_INLINE __m256i decode8(__m256i& x, const int* slots, __m256i lane_off, __m256i mask, __m128i sb) {
   const __m256i idx = _mm256_or_si256(_mm256_and_si256(x, mask), lane_off);
-  const __m256i e = _mm256_i32gather_epi32(slots, idx, 4);
+  // The 8 table entries by scalar loads, not vpgatherdd: on Zen 3 the gather bound the kernel (half
+  // its samples sat on the instruction after each one) and the loads run 7-8 % faster overall
+  // (RESULTS.md, issue 17). (Indices leave the register by vpextrd, which GCC picks; forcing them
+  // through memory was 11 % slower.)
+  alignas(32) uint32_t ix[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(ix), idx);
+  const __m256i e = _mm256_setr_epi32(slots[ix[0]], slots[ix[1]], slots[ix[2]], slots[ix[3]], slots[ix[4]], slots[ix[5]],
+                                      slots[ix[6]], slots[ix[7]]);
   const __m256i m12 = _mm256_set1_epi32(0xFFF);
   x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(e, m12), _mm256_srl_epi32(x, sb)),
                        _mm256_and_si256(_mm256_srli_epi32(e, 12), m12));
