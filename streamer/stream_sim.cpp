@@ -191,7 +191,11 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
   std::vector<double> rescue_at(n, kInf), rescue_latest(n, kInf);  // Decision::rescue_s, rescue_latest_s
   std::vector<double> ready(n, kInf);
   double profile_ready = in.fetch_profile ? kInf : hs.man_arr;
-  if (in.fetch_profile) pq.push({hs.man_arr + d + ta, seq++, kProfile, 0});
+  // The sender serves a connection's requests one at a time in the order they reach it (one
+  // worker-pool task per connection, sender.cpp), each turnaround_s: an answer is ready then.
+  double sender_free = 0;
+  auto answer_at = [&](double sent) { return sender_free = std::max(sent + d, sender_free) + ta; };
+  if (in.fetch_profile) pq.push({answer_at(hs.man_arr), seq++, kProfile, 0});
   // Ready times given the arrivals known so far (unknown = +inf); a chunk's time is final once it
   // no longer depends on an unknown (see DecodePipeline for the rules this follows).
   auto timeline = [&](std::vector<bool>& final_out) {
@@ -364,19 +368,19 @@ StreamResult simulate_stream(const SimInputs& in, const netsim::Trace& trace, co
       rescue_at[dec.chunk] = dec.rescue_s;
       rescue_latest[dec.chunk] = dec.rescue_latest_s;
       refresh();  // a rescue time can settle a ready time
-      pq.push({now + d + ta, seq++, kAnswer, dec.chunk});
+      pq.push({answer_at(now), seq++, kAnswer, dec.chunk});
     }
     if (ctl.next_chunk() >= n) {
       for (const Hedge& h : ctl.hedges(now)) {  // after every planned request
         if (h.upgrade) {
           up_opt[h.chunk] = h.option;
           up_deadline = h.deadline_s;
-          pq.push({now + d + ta, seq++, kUpgrade, h.chunk});
+          pq.push({answer_at(now), seq++, kUpgrade, h.chunk});
           continue;
         }
         hedge_opt[h.chunk] = kv_opt[h.chunk] = h.option;
         deadline[h.chunk] = h.deadline_s;
-        pq.push({now + d + ta, seq++, kHedge, h.chunk});
+        pq.push({answer_at(now), seq++, kHedge, h.chunk});
       }
       break;
     }

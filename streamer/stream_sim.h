@@ -5,9 +5,10 @@
 // Contract: simulate_stream() is deterministic for given inputs. Time 0 = the request is sent
 // (HELLO and REQUEST leave together), at trace time start_s. The link model is netsim::Simulator
 // (the relay's LinkModel): sender -> receiver bytes are shaped by the trace and delayed by delay_s
-// (plus the trace's own path delay); requests and CANCELs are only delayed. The sender answers a
-// request turnaround_s after it arrives (queued FIFO behind earlier data): the time a real sender
-// and relay take to read a request and put the answer on the link; a CANCEL that reaches it before
+// (plus the trace's own path delay); requests and CANCELs are only delayed. The sender serves a
+// connection's requests one at a time in arrival order, each answer turnaround_s after the later
+// of its request's arrival and the previous answer (queued FIFO behind earlier data): the time a
+// real sender and relay take to read a request and put the answer on the link; a CANCEL that reaches it before
 // then replaces the answer, one that comes later changes nothing (the live sender behaves the
 // same: it cannot recall bytes it has written). What the receiver sees is modelled as it sees it
 // live: a read holds every byte that arrived within read_burst_s of its first (the relay releases

@@ -309,6 +309,25 @@ TEST_CASE("fast link, SLO = q8's TTFT: every chunk is requested at once, as KV",
   }
 }
 
+TEST_CASE("the simulated sender serves one request at a time: answers are a turnaround apart", "[controller][sim]") {
+  // The live sender runs one worker-pool task per connection at a time (sender.cpp), so requests
+  // sent together are answered one turnaround after another, not all one turnaround after arrival.
+  const SimInputs in = synthetic_inputs();
+  const auto t = kvstream::netsim::Trace::load("const:10gbit");
+  SimOptions so;
+  so.delay_s = 0.005;
+  so.slo_s = 1e9;
+  so.policy = parse_policy("fixed:q8");
+  so.turnaround_s = 1e-3;  // far above a q8 chunk's 17 us on this link
+  const StreamResult r = simulate_stream(in, t, so);
+  REQUIRE(r.chunks.size() == 7);
+  for (size_t k = 0; k < r.chunks.size(); ++k) {
+    CHECK(r.chunks[k].request_ms == Approx(r.chunks.front().request_ms));  // sent together
+    CHECK(r.chunks[k].start_ms >= r.chunks[k].request_ms + 5.0 + 5.0 + 1.0 * double(k + 1) - 1e-6);
+  }
+  CHECK(r.chunks.back().start_ms - r.chunks.front().start_ms == Approx(6.0).margin(0.05));
+}
+
 TEST_CASE("upgrades fetched last bring quality when they arrive in time, and cost no SLO", "[controller][sim]") {
   const SimInputs in = synthetic_inputs();
   const auto fast = kvstream::netsim::Trace::load("const:100mbit");
