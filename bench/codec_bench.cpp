@@ -1,9 +1,13 @@
 #include "bench/codec_bench.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "bench/bench_reference.h"
 #include "codec/decode_engine.h"
@@ -43,6 +47,34 @@ Stats blob_set_stats(const std::vector<std::vector<uint8_t>>& blobs, const Profi
   }
   s.efficiency = coded > 0 ? ideal / coded : 1.0;
   s.side_fraction = double(side) / double(s.bytes);
+  return s;
+}
+
+// The first n CPUs this process may run on (fewer when it may run on fewer).
+std::vector<int> allowed_cpus(size_t n) {
+  std::vector<int> out;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return out;
+  for (int c = 0; c < CPU_SETSIZE && out.size() < n; ++c)
+    if (CPU_ISSET(c, &set)) out.push_back(c);
+  return out;
+}
+
+// Seconds `work` takes on a thread pinned to `cpu` (negative when it cannot be pinned).
+template <class Work>
+double seconds_on_cpu(int cpu, Work&& work) {
+  double s = -1;
+  std::thread t([&] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) return;
+    const auto t0 = Clock::now();
+    work();
+    s = seconds_since(t0);
+  });
+  t.join();
   return s;
 }
 
@@ -116,6 +148,10 @@ BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chun
       });
     };
     double best_new = 1e30, best_ref = 1e30, best_all = 1e30;
+    const std::vector<int> cpus = current && rep.threads > 1 ? allowed_cpus(size_t(rep.threads)) : std::vector<int>{};
+    std::vector<double> best_core(cpus.size(), 1e30);
+    CpuDecoder pinned;
+    pinned.set_profile(profile);
     for (int r = 0; r < repeats; ++r) {
       if (with_ref) {
         const auto t0 = Clock::now();
@@ -129,7 +165,13 @@ BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chun
       t0 = Clock::now();
       decode_all();
       best_all = std::min(best_all, seconds_since(t0));
+      for (size_t c = 0; c < cpus.size(); ++c) {
+        const double s = seconds_on_cpu(cpus[c], [&] { pinned.submit(spans, out.dest); });
+        if (s >= 0) best_core[c] = std::min(best_core[c], s);
+      }
     }
+    for (double b : best_core)
+      if (b < 1e30) e.decode_mbps_1t_per_core.push_back(fp16_mb / b);
     if (!current) dec.submit(spans, out.dest);  // for the comparison below
     e.decode_mbps_1t = current ? fp16_mb / best_new : 0;
     e.decode_mbps_all = current ? fp16_mb / best_all : 0;

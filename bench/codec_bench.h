@@ -27,6 +27,10 @@ struct BenchEntry {
   double coder_efficiency = 1;    // ideal bits (-sum log2 p under the tables used) / coded bits
   double side_info_fraction = 0;  // header, group directory, CRC / total bytes
   double encode_mbps_1t = 0, decode_mbps_1t = 0, decode_mbps_all = 0;
+  // One thread pinned to each of the first `threads` CPUs this process may run on, in turn, in the
+  // same repetitions (empty when pinning is not possible): a VM's cores can run at different
+  // speeds, and decode_mbps_1t is on whichever core the scheduler gave the calling thread.
+  std::vector<double> decode_mbps_1t_per_core;
   // levels only: the previous format and decoder, measured alongside (0 for baselines)
   size_t ref_bytes = 0;                // the same chunks in blob format 2
   double ref_coder_efficiency = 0;

@@ -1,5 +1,6 @@
 // `kvstream bench codec`: size and speed of every level and baseline on one KV file (bench/codec_bench.h),
 // the current decoder side by side with the previous one (format 2, bench/bench_reference.h).
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 
@@ -52,6 +53,11 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
                             {"encode_mbps_1t", e.encode_mbps_1t}, {"decode_mbps_1t", e.decode_mbps_1t},
                             {"decode_mbps_all", e.decode_mbps_all},
                             {"decode_scaling_all", e.decode_mbps_1t > 0 ? e.decode_mbps_all / e.decode_mbps_1t : 0.0}};
+        if (!e.decode_mbps_1t_per_core.empty()) {
+          const double fastest = *std::max_element(e.decode_mbps_1t_per_core.begin(), e.decode_mbps_1t_per_core.end());
+          x["decode_mbps_1t_per_core"] = e.decode_mbps_1t_per_core;
+          x["decode_scaling_vs_fastest_core"] = e.decode_mbps_all / fastest;
+        }
         if (e.ref_bytes) {
           x["reference"] = {{"blob_version", 2}, {"bytes", e.ref_bytes},
                             {"size_change_pct", 100.0 * (double(e.bytes) / double(e.ref_bytes) - 1.0)},
