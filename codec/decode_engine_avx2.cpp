@@ -1,8 +1,9 @@
 // AVX2 + F16C kernels of the CPU decode engine (decode_engine_simd.h; algorithm in
 // decode_engine_kernel.inc): a group's 16 rANS states in two 8-lane registers, four groups
 // interleaved (64 states in flight: a round's critical path is the table lookups, a multiply and
-// the refill, about 40-50 cycles, so one group alone leaves the core idle most of the time). The refill turns
-// the 8-lane "needs a word" mask into one permutation of the next 8 words (a 256-entry table).
+// the refill, about 40-50 cycles, so one group alone leaves the core idle most of the time). The
+// refill turns the 8-lane "needs a word" mask into one permutation of the next 8 words (a 256-entry
+// table).
 // Every function is compiled for AVX2 through target attributes (this file itself is built for the
 // baseline ISA), and only called after a CPU check (decode_engine.cpp).
 #include <immintrin.h>

@@ -276,17 +276,20 @@ std::vector<float> Model::step(KvCache& kv, int32_t token) const {
   return prefill(kv, std::span<const int32_t>(&token, 1), LogitsMode::Last);
 }
 
+Model::ScratchRows Model::scratch_rows(size_t n) const {
+  const size_t kvd = config_.kv_dim();
+  Workspace& ws = tl_ws;
+  Workspace::need(ws.kscratch, n * kvd);
+  Workspace::need(ws.vscratch, n * kvd);
+  return {std::vector<float*>(config_.n_layers, ws.kscratch.data()), std::vector<float*>(config_.n_layers, ws.vscratch.data())};
+}
+
 std::vector<float> Model::next_logits(const KvCache& kv, int32_t token) const {
   check_cache(kv);
   check_tokens(std::span<const int32_t>(&token, 1));
-  const size_t kvd = config_.kv_dim();
-  Workspace& ws = tl_ws;
-  Workspace::need(ws.kscratch, kvd);
-  Workspace::need(ws.vscratch, kvd);
-  // The new rows live in per-thread scratch, reused by every layer (only that layer reads them).
-  std::vector<float*> nk(config_.n_layers, ws.kscratch.data()), nv(config_.n_layers, ws.vscratch.data());
+  const ScratchRows rows = scratch_rows(1);
   std::vector<float> logits(config_.vocab_size);
-  forward(kv, kv.num_tokens(), std::span<const int32_t>(&token, 1), nk.data(), nv.data(), kv.keys_pre_rope,
+  forward(kv, kv.num_tokens(), std::span<const int32_t>(&token, 1), rows.k.data(), rows.v.data(), kv.keys_pre_rope,
           LogitsMode::Last, logits.data(), nullptr);
   return logits;
 }
@@ -314,15 +317,11 @@ ScoreResult Model::score_impl(const KvCache& kv, size_t past, std::span<const in
   check_tokens(tokens);
   ScoreResult r;
   if (tokens.size() >= 2) {
-    const size_t n = tokens.size(), kvd = config_.kv_dim();
-    Workspace& ws = tl_ws;
-    Workspace::need(ws.kscratch, n * kvd);
-    Workspace::need(ws.vscratch, n * kvd);
-    // The new rows live in per-thread scratch, reused by every layer (only that layer reads them).
-    std::vector<float*> nk(config_.n_layers, ws.kscratch.data()), nv(config_.n_layers, ws.vscratch.data());
+    const size_t n = tokens.size();
+    const ScratchRows rows = scratch_rows(n);
     r.logprob.reserve(n - 1);
     r.top1.reserve(n - 1);
-    forward(kv, past, tokens, nk.data(), nv.data(), false, LogitsMode::None, nullptr, &r);
+    forward(kv, past, tokens, rows.k.data(), rows.v.data(), false, LogitsMode::None, nullptr, &r);
   }
   r.perplexity = r.count() ? std::exp(-r.sum_logprob / double(r.count())) : 1.0;
   return r;

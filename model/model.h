@@ -112,6 +112,12 @@ class Model {
   };
   ScoreResult score_impl(const KvCache& kv, size_t past_tokens, std::span<const int32_t> tokens) const;
   void check_tokens(std::span<const int32_t> tokens) const;  // every id inside the vocabulary
+  // forward()'s new_k/new_v for n tokens whose K/V rows are not kept: per-thread scratch, one
+  // buffer reused by every layer (only the layer being computed reads its rows).
+  struct ScratchRows {
+    std::vector<float*> k, v;
+  };
+  ScratchRows scratch_rows(size_t n) const;
   void forward(const KvCache& past, size_t past_tokens, std::span<const int32_t> tokens,
                float* const* new_k, float* const* new_v, bool store_pre_rope, LogitsMode mode, float* logits,
                ScoreResult* score) const;

@@ -133,7 +133,6 @@ struct Search {
   std::vector<uint64_t> suffix_min_bytes;  // fewest bytes of chunks [j, n)
   std::vector<double> suffix_min_decode;   // sum over chunks [j, n) of their fastest KV decode (inf: no KV option)
   std::vector<double> suffix_min_recompute;  // fastest recompute of one chunk in [j, n) (inf: no text)
-  double last_min_work = 0;                // the last chunk's fastest decode or recompute
   std::vector<int> cur;
 
   double quality(size_t j, int o) const { return double(s.chunks[j].tokens) * option_agreement(s, o); }
@@ -147,7 +146,8 @@ struct Search {
       const double link = tm.finish_cumulative ? tm.finish_cumulative(st.link_bytes + suffix_min_bytes[j])
                                                : tm.finish(st.link_free, suffix_min_bytes[j]);
       const double work = std::min(st.decode_free + suffix_min_decode[j], st.compute_free + suffix_min_recompute[j]);
-      lb = std::max({lb, link + last_min_work, work});
+      const size_t last = s.chunks.size() - 1;  // its fastest decode or recompute
+      lb = std::max({lb, link + std::min(suffix_min_decode[last], suffix_min_recompute[last]), work});
     }
     return lb + c.first_token_s;
   }
@@ -290,7 +290,6 @@ PlanResult PlanSearch::run(const PipelineState& st, size_t first, double first_s
     x.suffix_min_bytes[j] = x.suffix_min_bytes[j + 1] + mb;
     x.suffix_min_decode[j] = x.suffix_min_decode[j + 1] + md;
     x.suffix_min_recompute[j] = std::min(x.suffix_min_recompute[j + 1], text_allowed ? cost->recompute_s(s, j) : inf);
-    if (j == n - 1) x.last_min_work = std::min(md, text_allowed ? cost->recompute_s(s, j) : inf);
   }
 
   // Greedy fastest plan as the incumbent, then exact search within the budget.
