@@ -4,8 +4,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -50,6 +52,12 @@ Stats blob_set_stats(const std::vector<std::vector<uint8_t>>& blobs, const Profi
   return s;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 // The first n CPUs this process may run on (fewer when it may run on fewer).
 std::vector<int> allowed_cpus(size_t n) {
   std::vector<int> out;
@@ -77,6 +85,101 @@ double seconds_on_cpu(int cpu, Work&& work) {
   t.join();
   return s;
 }
+
+// Seconds from a common start until each of threads pinned to `cpus` has run work(k) (k = its
+// index): what the machine gives independent work on all cores at once (negative when a thread
+// cannot be pinned).
+template <class Work>
+double seconds_on_cpus_together(const std::vector<int>& cpus, Work&& work) {
+  std::atomic<size_t> ready{0};
+  std::atomic<bool> go{false}, failed{false};
+  std::vector<std::thread> ts;
+  for (size_t k = 0; k < cpus.size(); ++k)
+    ts.emplace_back([&, k] {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpus[k], &set);
+      if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) failed.store(true);
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      if (!failed.load()) work(k);
+    });
+  while (ready.load() < cpus.size()) std::this_thread::yield();
+  const auto t0 = Clock::now();
+  go.store(true);
+  for (auto& t : ts) t.join();
+  return failed.load() ? -1 : seconds_since(t0);
+}
+
+// What the current decoder's timing loop measures (seconds, best of the repetitions).
+struct DecodeTimes {
+  double one = 1e30, all = 1e30, all_cold = 1e30, together = 1e30;
+  std::vector<double> core;  // per allowed CPU (threads > 1)
+  std::vector<double> scaling, efficiency, vs_together;  // per repetition
+};
+
+// One repetition of the current decoder with threads > 1: the pool parked, one pinned thread per
+// core in turn, the same decode on every core at once (own decoders and outputs), one thread
+// (the caller), then all threads twice (cold: workers asleep; warm: right after).
+class MultiCoreTimer {
+ public:
+  MultiCoreTimer(const Profile& profile, const KvCache& kv, size_t n_chunks, int threads, std::vector<int> cpus)
+      : n_chunks_(n_chunks), cpus_(std::move(cpus)), workers_(std::min<size_t>(n_chunks, size_t(threads))),
+        solo_(std::max<size_t>(1, cpus_.size())) {
+    for (auto& w : workers_) w.set_profile(profile);
+    for (auto& d : solo_) {
+      d.set_profile(profile);
+      outs_.push_back(d.allocate(kv.shape, Dtype::F16, uint32_t(kv.num_tokens()), 0, false, profile.rope_theta));
+    }
+  }
+  void repetition(std::span<const std::span<const uint8_t>> spans, CpuDecoder& dec, const KvDest& out, DecodeTimes& t) {
+    park_workers();
+    double fastest = 1e30, rate_sum = 0;
+    t.core.resize(cpus_.size(), 1e30);
+    for (size_t c = 0; c < cpus_.size(); ++c) {
+      const double s = seconds_on_cpu(cpus_[c], [&] { solo_[0].submit(spans, outs_[0].dest); });
+      if (s < 0) continue;
+      t.core[c] = std::min(t.core[c], s);
+      fastest = std::min(fastest, s);
+      rate_sum += 1 / s;
+    }
+    const double together = cpus_.size() > 1 ? seconds_on_cpus_together(cpus_, [&](size_t k) {
+      solo_[k].submit(spans, outs_[k].dest);
+    }) : -1;
+    if (together > 0) t.together = std::min(t.together, together);
+    auto t0 = Clock::now();
+    dec.submit(spans, out);
+    t.one = std::min(t.one, seconds_since(t0));
+    t0 = Clock::now();
+    decode_all(spans, out);
+    t.all_cold = std::min(t.all_cold, seconds_since(t0));
+    t0 = Clock::now();
+    decode_all(spans, out);
+    const double warm = seconds_since(t0);
+    t.all = std::min(t.all, warm);
+    if (fastest < 1e30) {
+      t.scaling.push_back(fastest / warm);
+      t.efficiency.push_back(1 / warm / rate_sum);
+    }
+    // together decodes cpus_.size() contexts; all threads one
+    if (together > 0) t.vs_together.push_back(together / double(cpus_.size()) / warm);
+  }
+
+ private:
+  // Each thread decodes a contiguous share of the chunks in one submit: the kernel decodes up to
+  // 4 chunks' groups side by side, so one chunk per call would halve its speed.
+  void decode_all(std::span<const std::span<const uint8_t>> spans, const KvDest& out) {
+    const size_t shares = workers_.size();
+    parallel_for(shares, int(shares), [&](size_t w) {
+      const size_t a = w * n_chunks_ / shares, b = (w + 1) * n_chunks_ / shares;
+      workers_[w].submit(spans.subspan(a, b - a), out);
+    });
+  }
+  size_t n_chunks_;
+  std::vector<int> cpus_;
+  std::vector<CpuDecoder> workers_, solo_;
+  std::vector<KvBuffer> outs_;
+};
 
 }  // namespace
 
@@ -137,44 +240,37 @@ BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chun
     eo2.blob_version = 2;
     eo2.symbols_per_stream = 4096;
     const auto ref_blobs = with_ref ? encode_set(eo2, 0) : std::vector<std::vector<uint8_t>>{};
-    // Decode, alternating the previous decoder, the current one and the current one on all threads.
-    const size_t shares = std::min<size_t>(n_chunks, size_t(rep.threads));
-    std::vector<CpuDecoder> workers(shares);
-    for (auto& w : workers) w.set_profile(profile);
-    auto decode_all = [&] {
-      parallel_for(shares, int(shares), [&](size_t w) {
-        const size_t a = w * n_chunks / shares, b = (w + 1) * n_chunks / shares;
-        workers[w].submit(std::span(spans).subspan(a, b - a), out.dest);
-      });
-    };
-    double best_new = 1e30, best_ref = 1e30, best_all = 1e30;
-    const std::vector<int> cpus = current && rep.threads > 1 ? allowed_cpus(size_t(rep.threads)) : std::vector<int>{};
-    std::vector<double> best_core(cpus.size(), 1e30);
-    CpuDecoder pinned;
-    pinned.set_profile(profile);
+    // Decode, alternating the previous decoder, the current one on one thread and on all threads.
+    DecodeTimes t;
+    std::unique_ptr<MultiCoreTimer> multi;
+    if (current && rep.threads > 1)
+      multi = std::make_unique<MultiCoreTimer>(profile, kv, n_chunks, rep.threads, allowed_cpus(size_t(rep.threads)));
+    double best_ref = 1e30;
     for (int r = 0; r < repeats; ++r) {
       if (with_ref) {
         const auto t0 = Clock::now();
         for (const auto& b : ref_blobs) ref_dec.decode(b, ref_out.dest);
         best_ref = std::min(best_ref, seconds_since(t0));
       }
-      if (!current) continue;
-      auto t0 = Clock::now();
-      dec.submit(spans, out.dest);
-      best_new = std::min(best_new, seconds_since(t0));
-      t0 = Clock::now();
-      decode_all();
-      best_all = std::min(best_all, seconds_since(t0));
-      for (size_t c = 0; c < cpus.size(); ++c) {
-        const double s = seconds_on_cpu(cpus[c], [&] { pinned.submit(spans, out.dest); });
-        if (s >= 0) best_core[c] = std::min(best_core[c], s);
+      if (multi) {
+        multi->repetition(spans, dec, out.dest, t);
+      } else if (current) {
+        const auto t0 = Clock::now();
+        dec.submit(spans, out.dest);
+        t.one = std::min(t.one, seconds_since(t0));
       }
     }
-    for (double b : best_core)
+    for (double b : t.core)
       if (b < 1e30) e.decode_mbps_1t_per_core.push_back(fp16_mb / b);
     if (!current) dec.submit(spans, out.dest);  // for the comparison below
-    e.decode_mbps_1t = current ? fp16_mb / best_new : 0;
-    e.decode_mbps_all = current ? fp16_mb / best_all : 0;
+    const auto mbps = [&](double s) { return current && s < 1e30 ? fp16_mb / s : 0.0; };
+    e.decode_mbps_1t = mbps(t.one);
+    e.decode_mbps_all = multi ? mbps(t.all) : e.decode_mbps_1t;
+    e.decode_mbps_all_cold = multi ? mbps(t.all_cold) : e.decode_mbps_1t;
+    e.decode_mbps_together = t.together < 1e30 ? fp16_mb * double(t.core.size()) / t.together : 0;
+    e.scaling_vs_fastest_core_median = median(t.scaling);
+    e.efficiency_vs_cores_median = median(t.efficiency);
+    e.vs_together_median = median(t.vs_together);
     LevelDecodeTables tables;
     if (sp.m == Method::Quant) tables = build_decode_tables(profile, sp.level);
     const Stats st = blob_set_stats(blobs, profile, sp.m == Method::Quant ? &tables : nullptr);

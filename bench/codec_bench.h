@@ -31,6 +31,17 @@ struct BenchEntry {
   // same repetitions (empty when pinning is not possible): a VM's cores can run at different
   // speeds, and decode_mbps_1t is on whichever core the scheduler gave the calling thread.
   std::vector<double> decode_mbps_1t_per_core;
+  // decode_mbps_all is the second of two back-to-back all-threads passes (the pool's workers still
+  // spinning); decode_mbps_all_cold the first, which wakes them from sleep. The median over the
+  // repetitions of (fastest pinned core's time / warm all-threads time) in the same repetition:
+  // robust to a VM's cores changing speed between repetitions (0 when not measured).
+  // efficiency_vs_cores_median: the median of (warm all-threads rate / the sum of the pinned cores'
+  // rates) in the same repetition: 1 is perfect use of cores of any speeds (0 when not measured).
+  double decode_mbps_all_cold = 0, scaling_vs_fastest_core_median = 0, efficiency_vs_cores_median = 0;
+  // The control: one pinned thread per core, all at once, each decoding the whole context with its
+  // own decoder and output (total MB/s: what the machine gives independent work on every core);
+  // vs_together_median: the median of (warm all-threads rate / that rate) per repetition.
+  double decode_mbps_together = 0, vs_together_median = 0;
   // levels only: the previous format and decoder, measured alongside (0 for baselines)
   size_t ref_bytes = 0;                // the same chunks in blob format 2
   double ref_coder_efficiency = 0;

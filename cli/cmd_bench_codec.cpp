@@ -57,6 +57,11 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
           const double fastest = *std::max_element(e.decode_mbps_1t_per_core.begin(), e.decode_mbps_1t_per_core.end());
           x["decode_mbps_1t_per_core"] = e.decode_mbps_1t_per_core;
           x["decode_scaling_vs_fastest_core"] = e.decode_mbps_all / fastest;
+          x["decode_scaling_vs_fastest_core_median"] = e.scaling_vs_fastest_core_median;
+          x["decode_efficiency_vs_cores_median"] = e.efficiency_vs_cores_median;
+          x["decode_mbps_all_cold"] = e.decode_mbps_all_cold;
+          x["decode_mbps_all_cores_at_once"] = e.decode_mbps_together;
+          x["decode_all_vs_all_cores_at_once_median"] = e.vs_together_median;
         }
         if (e.ref_bytes) {
           x["reference"] = {{"blob_version", 2}, {"bytes", e.ref_bytes},

@@ -63,6 +63,13 @@ class Pool {
   }
   size_t helpers() const { return threads_.size(); }
   bool try_acquire() { return !busy_.test_and_set(); }
+  void release() { busy_.clear(); }
+
+  // Tells spinning workers to sleep now and waits until all do; the caller must hold the pool.
+  void park() {
+    park_seq_.fetch_add(1);
+    while (size_t(sleepers_.load()) < threads_.size()) std::this_thread::yield();
+  }
 
   // Runs job on the caller and up to `helpers` workers; the caller must hold the pool.
   void run(Job& job, size_t helpers) {
@@ -96,8 +103,9 @@ class Pool {
   }
   void wait_for_change(uint64_t seen) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+    const uint64_t park = park_seq_.load();
     for (unsigned k = 0; gen_.load() == seen; ++k) {
-      if ((k & 63u) == 0 && std::chrono::steady_clock::now() > until) {
+      if (park_seq_.load() != park || ((k & 63u) == 0 && std::chrono::steady_clock::now() > until)) {
         std::unique_lock<std::mutex> lock(mu_);
         sleepers_.fetch_add(1);
         cv_.wait(lock, [&] { return gen_.load() != seen; });
@@ -118,6 +126,7 @@ class Pool {
   bool stop_ = false;                 // under mu_
   std::atomic<uint64_t> gen_{0};      // changed under mu_
   std::atomic<int> sleepers_{0};
+  std::atomic<uint64_t> park_seq_{0};  // bumped by park(): spinning workers go to sleep
   std::atomic_flag busy_ = ATOMIC_FLAG_INIT;
   std::atomic<Job*> job_{nullptr};    // valid while the job is open
   std::atomic<int> slots_{0};
@@ -135,6 +144,13 @@ Pool& pool() {
 int resolve_threads(int threads) {
   if (threads > 0) return threads;
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+void park_workers() {
+  Pool& p = pool();
+  if (p.helpers() == 0 || !p.try_acquire()) return;
+  p.park();
+  p.release();
 }
 
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn) {

@@ -22,4 +22,10 @@ inline constexpr int kSpinMicros = 2000;
 int resolve_threads(int threads);
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn);
 
+// Stops the pool's spinning workers now instead of after kSpinMicros, and returns once all of
+// them sleep (they wake for the next parallel_for), within about kSpinMicros. For a caller about
+// to run single-threaded work that a spinning worker would share a core with (a benchmark's
+// one-core pass). Returns at once when the pool is serving a parallel_for.
+void park_workers();
+
 }  // namespace kvstream::codec

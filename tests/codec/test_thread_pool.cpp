@@ -76,3 +76,25 @@ TEST_CASE("parallel_for nested and from several threads at once completes every 
   for (auto& c : callers) c.join();
   REQUIRE(total.load() == 4 * 50 * 16);
 }
+
+TEST_CASE("park_workers returns, also while the pool is busy, and the pool still serves every index") {
+  for (int round = 0; round < 50; ++round) {
+    const auto before = call_counts(64, 0);  // workers spinning after this
+    park_workers();
+    park_workers();  // already asleep: returns at once
+    const auto after = call_counts(64, 0);
+    for (size_t i = 0; i < 64; ++i) REQUIRE((before[i] == 1 && after[i] == 1));
+  }
+  std::atomic<bool> inside{false}, release{false};
+  std::thread busy([&] {
+    parallel_for(2, 2, [&](size_t) {
+      inside.store(true);
+      while (!release.load()) std::this_thread::yield();
+    });
+  });
+  while (!inside.load()) std::this_thread::yield();
+  park_workers();  // the pool is serving `busy`'s job: must not wait for it
+  release.store(true);
+  busy.join();
+  for (int c : call_counts(100, 0)) REQUIRE(c == 1);
+}
