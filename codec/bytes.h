@@ -59,7 +59,28 @@ struct ByteReader {
   }
   uint64_t u64(const char* f) { uint64_t lo = u32(f); return lo | uint64_t(u32(f)) << 32; }
   float f32(const char* f) { return std::bit_cast<float>(u32(f)); }
+  // Inline for the one- and two-byte varints the formats mostly hold; longer ones and every
+  // check-failing case go to varint_long (out of line, so this stays small enough to inline).
   uint64_t varint(const char* f) {
+    if (left() >= 2) {
+      const uint8_t* p = data.data() + pos;
+      if (p[0] < 0x80) return pos += 1, p[0];
+      if (p[1] < 0x80) return pos += 2, uint64_t(p[0] & 0x7F) | uint64_t(p[1]) << 7;
+    }
+    return varint_long(f);
+  }
+  [[gnu::noinline]] uint64_t varint_long(const char* f) {
+    if (left() >= 10) {  // the longest varint fits: no bounds check per byte
+      const uint8_t* p = data.data() + pos;
+      uint64_t v = 0;
+      for (int i = 0; i < 9; ++i) {
+        v |= uint64_t(p[i] & 0x7F) << (7 * i);
+        if (p[i] < 0x80) return pos += size_t(i) + 1, v;
+      }
+      if (p[9] > 1) fail(std::string("varint overflow in ") + f);  // bit 63 is the last one
+      pos += 10;
+      return v | uint64_t(p[9]) << 63;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       const uint8_t b = u8(f);

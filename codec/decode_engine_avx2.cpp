@@ -161,13 +161,18 @@ KV_INLINE Vals round_values(Group& g, Entries e);
 
 #include "codec/decode_engine_kernel.inc"
 
-// Escape lanes of a round (rare): their values from the escape list.
+// Escape lanes of a round: their values from the escape list, blended into the registers (an
+// array round trip would stall on forwarding 4-byte stores to a 32-byte load: at the max level
+// about half the rounds have an escape).
 KV_INLINE void fix_escapes(Group& g, uint32_t lanes, Vals& v) {
-  alignas(32) float val[16];
-  _mm256_store_ps(val, v.lo), _mm256_store_ps(val + 8, v.hi);
-  for (uint32_t k = 0; k < kLanes; ++k)
-    if (lanes >> k & 1u) val[k] = fix_escape_lane(g, k);
-  v = Vals{_mm256_load_ps(val), _mm256_load_ps(val + 8)};
+  const __m256i lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; lanes; lanes &= lanes - 1) {  // set lanes in increasing order, as the escape list runs
+    const uint32_t k = uint32_t(__builtin_ctz(lanes));
+    const __m256 x = _mm256_set1_ps(fix_escape_lane(g, k));
+    const __m256 at = _mm256_castsi256_ps(_mm256_cmpeq_epi32(lane_ids, _mm256_set1_epi32(int(k & 7u))));
+    if (k < 8) v.lo = _mm256_blendv_ps(v.lo, x, at);
+    else v.hi = _mm256_blendv_ps(v.hi, x, at);
+  }
 }
 
 KV_INLINE Entries decode_entries(Group& g) {

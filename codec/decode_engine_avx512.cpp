@@ -126,13 +126,13 @@ KV_INLINE Vals round_values(Group& g, Entries e);
 
 #include "codec/decode_engine_kernel.inc"
 
-// Escape lanes of a round (rare): their values from the escape list.
+// Escape lanes of a round: their values from the escape list, merged into the register (an array
+// round trip would stall on forwarding 4-byte stores to a 64-byte load).
 KV_INLINE void fix_escapes(Group& g, __mmask16 lanes, Vals& v) {
-  alignas(64) float val[16];
-  _mm512_store_ps(val, v.v);
-  for (uint32_t k = 0; k < kLanes; ++k)
-    if (lanes >> k & 1u) val[k] = fix_escape_lane(g, k);
-  v = Vals{_mm512_load_ps(val)};
+  for (uint32_t m = lanes; m; m &= m - 1) {  // set lanes in increasing order, as the escape list runs
+    const uint32_t k = uint32_t(__builtin_ctz(m));
+    v.v = _mm512_mask_mov_ps(v.v, __mmask16(1u << k), _mm512_set1_ps(fix_escape_lane(g, k)));
+  }
 }
 
 KV_INLINE Entries decode_entries(Group& g) {
