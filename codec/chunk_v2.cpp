@@ -2,6 +2,7 @@
 #include "codec/chunk_v2.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -33,12 +34,32 @@ void encode_quant_v2(std::vector<uint8_t>& out, const QuantSymbols& qs, const Pr
   for (auto& dd : data) w.bytes(dd.data(), dd.size());
 }
 
+namespace {
+
+// Bytes taken by the first `count` varints of `b` (each ends at its first byte below 0x80): whole
+// 8-byte words while the count stays ahead of their end bytes, then byte by byte. Only the
+// length: the values (and over-long varints) are checked where they are read (parse_escapes).
+size_t varints_length(std::span<const uint8_t> b, uint64_t count, const char* what) {
+  size_t i = 0;
+  for (uint64_t w; i + 8 <= b.size(); i += 8) {
+    std::memcpy(&w, b.data() + i, 8);
+    const uint64_t ends = uint64_t(std::popcount(~w & 0x8080808080808080ull));
+    if (ends >= count) break;
+    count -= ends;
+  }
+  for (; count && i < b.size(); ++i) count -= b[i] < 0x80;
+  if (count) throw CorruptBlob(std::string("chunk blob: truncated reading ") + what);
+  return i;
+}
+
+}  // namespace
+
 void read_escapes_and_data(ByteReader<CorruptBlob>& r, QuantLayout& lay, uint64_t data_bytes) {
   const uint64_t esc = r.varint("escape count");
   if (esc > lay.values) r.fail("escape count exceeds values");
   lay.escapes = uint32_t(esc);
   lay.escape_offset = r.pos;
-  for (uint32_t e = 0; e < lay.escapes; ++e) r.varint("escape index"), r.varint("escape value");
+  r.pos += varints_length(r.data.subspan(r.pos), 2 * uint64_t(lay.escapes), "escape list");
   lay.escape_end = r.pos;
   if (data_bytes != r.left())
     r.fail("stream data is " + std::to_string(r.left()) + " bytes, directory says " + std::to_string(data_bytes));
