@@ -74,12 +74,13 @@ KV_INLINE __m256i decode8(__m256i& x, const int* slots, __m256i lane_off, __m256
   const __m256i idx = _mm256_or_si256(_mm256_and_si256(x, mask), lane_off);
   // The 8 table entries by scalar loads, not vpgatherdd: on Zen 3 the gather bound the kernel (half
   // its samples sat on the instruction after each one) and the loads run 7-8 % faster overall
-  // (RESULTS.md, issue 17). (Indices leave the register by vpextrd, which GCC picks; forcing them
-  // through memory was 11 % slower.)
-  alignas(32) uint32_t ix[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(ix), idx);
-  const __m256i e = _mm256_setr_epi32(slots[ix[0]], slots[ix[1]], slots[ix[2]], slots[ix[3]], slots[ix[4]], slots[ix[5]],
-                                      slots[ix[6]], slots[ix[7]]);
+  // (RESULTS.md, issue 17). The indices leave the register two at a time (vmovq / vpextrq, split
+  // in general registers: +2-6 % over one vpextrd each); through memory was 11 % slower.
+  const __m128i lo = _mm256_castsi256_si128(idx), hi = _mm256_extracti128_si256(idx, 1);
+  const uint64_t a = uint64_t(_mm_cvtsi128_si64(lo)), b = uint64_t(_mm_extract_epi64(lo, 1));
+  const uint64_t c = uint64_t(_mm_cvtsi128_si64(hi)), d = uint64_t(_mm_extract_epi64(hi, 1));
+  const __m256i e = _mm256_setr_epi32(slots[uint32_t(a)], slots[a >> 32], slots[uint32_t(b)], slots[b >> 32],
+                                      slots[uint32_t(c)], slots[c >> 32], slots[uint32_t(d)], slots[d >> 32]);
   const __m256i m12 = _mm256_set1_epi32(0xFFF);
   x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(e, m12), _mm256_srl_epi32(x, sb)),
                        _mm256_and_si256(_mm256_srli_epi32(e, 12), m12));
