@@ -86,13 +86,15 @@ double seconds_on_cpu(int cpu, Work&& work) {
   return s;
 }
 
-// Seconds from a common start until each of threads pinned to `cpus` has run work(k) (k = its
-// index): what the machine gives independent work on all cores at once (negative when a thread
-// cannot be pinned).
+// Threads pinned to `cpus`, released together, each timing its own work(k) (k = its index): the
+// seconds each took while the others ran, i.e. what the machine gives independent work on all
+// cores at once (empty when a thread cannot be pinned). Thread start, exit and join are outside
+// the timings.
 template <class Work>
-double seconds_on_cpus_together(const std::vector<int>& cpus, Work&& work) {
+std::vector<double> seconds_on_cpus_together(const std::vector<int>& cpus, Work&& work) {
   std::atomic<size_t> ready{0};
   std::atomic<bool> go{false}, failed{false};
+  std::vector<double> took(cpus.size());
   std::vector<std::thread> ts;
   for (size_t k = 0; k < cpus.size(); ++k)
     ts.emplace_back([&, k] {
@@ -102,13 +104,14 @@ double seconds_on_cpus_together(const std::vector<int>& cpus, Work&& work) {
       if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) failed.store(true);
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();
+      const auto t0 = Clock::now();
       if (!failed.load()) work(k);
+      took[k] = seconds_since(t0);
     });
   while (ready.load() < cpus.size()) std::this_thread::yield();
-  const auto t0 = Clock::now();
   go.store(true);
   for (auto& t : ts) t.join();
-  return failed.load() ? -1 : seconds_since(t0);
+  return failed.load() ? std::vector<double>{} : took;
 }
 
 // What the current decoder's timing loop measures (seconds, best of the repetitions).
@@ -143,9 +146,14 @@ class MultiCoreTimer {
       fastest = std::min(fastest, s);
       rate_sum += 1 / s;
     }
-    const double together = cpus_.size() > 1 ? seconds_on_cpus_together(cpus_, [&](size_t k) {
-      solo_[k].submit(spans, outs_[k].dest);
-    }) : -1;
+    // the contexts decoded at once, as one context's seconds at their summed rate
+    double together = -1;
+    if (cpus_.size() > 1) {
+      double rate = 0;
+      for (double s : seconds_on_cpus_together(cpus_, [&](size_t k) { solo_[k].submit(spans, outs_[k].dest); }))
+        rate += 1 / s;
+      if (rate > 0) together = 1 / rate;
+    }
     if (together > 0) t.together = std::min(t.together, together);
     auto t0 = Clock::now();
     dec.submit(spans, out);
@@ -161,8 +169,7 @@ class MultiCoreTimer {
       t.scaling.push_back(fastest / warm);
       t.efficiency.push_back(1 / warm / rate_sum);
     }
-    // together decodes cpus_.size() contexts; all threads one
-    if (together > 0) t.vs_together.push_back(together / double(cpus_.size()) / warm);
+    if (together > 0) t.vs_together.push_back(together / warm);
   }
 
  private:
@@ -267,7 +274,7 @@ BenchReport bench_codec(const KvCache& kv, const Profile& profile, uint32_t chun
     e.decode_mbps_1t = mbps(t.one);
     e.decode_mbps_all = multi ? mbps(t.all) : e.decode_mbps_1t;
     e.decode_mbps_all_cold = multi ? mbps(t.all_cold) : e.decode_mbps_1t;
-    e.decode_mbps_together = t.together < 1e30 ? fp16_mb * double(t.core.size()) / t.together : 0;
+    e.decode_mbps_together = t.together < 1e30 ? fp16_mb / t.together : 0;
     e.scaling_vs_fastest_core_median = median(t.scaling);
     e.efficiency_vs_cores_median = median(t.efficiency);
     e.vs_together_median = median(t.vs_together);

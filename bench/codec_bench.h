@@ -38,9 +38,10 @@ struct BenchEntry {
   // efficiency_vs_cores_median: the median of (warm all-threads rate / the sum of the pinned cores'
   // rates) in the same repetition: 1 is perfect use of cores of any speeds (0 when not measured).
   double decode_mbps_all_cold = 0, scaling_vs_fastest_core_median = 0, efficiency_vs_cores_median = 0;
-  // The control: one pinned thread per core, all at once, each decoding the whole context with its
-  // own decoder and output (total MB/s: what the machine gives independent work on every core);
-  // vs_together_median: the median of (warm all-threads rate / that rate) per repetition.
+  // The control: one pinned thread per core, released at once, each decoding the whole context
+  // with its own decoder and output and timing itself; MB/s = the sum of their rates (what the
+  // machine gives independent work on every core at once). vs_together_median: the median of
+  // (warm all-threads rate / that rate) per repetition (1 = as good as independent work).
   double decode_mbps_together = 0, vs_together_median = 0;
   // levels only: the previous format and decoder, measured alongside (0 for baselines)
   size_t ref_bytes = 0;                // the same chunks in blob format 2
