@@ -27,6 +27,9 @@ struct BenchEntry {
   double coder_efficiency = 1;    // ideal bits (-sum log2 p under the tables used) / coded bits
   double side_info_fraction = 0;  // header, group directory, CRC / total bytes
   double encode_mbps_1t = 0, decode_mbps_1t = 0, decode_mbps_all = 0;
+  // One thread into rows out of cache (each repetition the next rows of a 64 MB destination),
+  // where decode_mbps_1t writes the same cache-resident rows every time.
+  double decode_mbps_1t_far_rows = 0;
   // One thread pinned to each of the first `threads` CPUs this process may run on, in turn, in the
   // same repetitions (empty when pinning is not possible): a VM's cores can run at different
   // speeds, and decode_mbps_1t is on whichever core the scheduler gave the calling thread.

@@ -52,6 +52,7 @@ KVSTREAM_COMMAND("bench codec", "Bytes, ratios, coder efficiency and throughput 
                             {"side_info_fraction", e.side_info_fraction},
                             {"encode_mbps_1t", e.encode_mbps_1t}, {"decode_mbps_1t", e.decode_mbps_1t},
                             {"decode_mbps_all", e.decode_mbps_all},
+                            {"decode_mbps_1t_far_rows", e.decode_mbps_1t_far_rows},
                             {"decode_scaling_all", e.decode_mbps_1t > 0 ? e.decode_mbps_all / e.decode_mbps_1t : 0.0}};
         if (!e.decode_mbps_1t_per_core.empty()) {
           const double fastest = *std::max_element(e.decode_mbps_1t_per_core.begin(), e.decode_mbps_1t_per_core.end());

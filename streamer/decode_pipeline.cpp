@@ -237,6 +237,11 @@ bool DecodePipeline::rows_final(size_t chunk, const KvCache& src, uint32_t src_r
 void DecodePipeline::decode_loop() {
   lower_worker_priority();
   if (profile_) tables_.resize(profile_->levels.size());
+  // One chunk's rows, reused from chunk to chunk (allocating and zero-filling every layer's rows
+  // per chunk was a large share of a small chunk's decode); it is moved out only where a decoded
+  // chunk is held (hedge, upgrade), and then made anew.
+  const auto fresh_rows = [this] { return KvCache(full_.shape, full_.model_name, full_.rope_theta, false); };
+  KvCache tmp = fresh_rows();
   while (true) {
     Job job;
     bool hedged = false, upgrading = false;
@@ -253,7 +258,6 @@ void DecodePipeline::decode_loop() {
       upgrading = up;
     }
     const auto t0 = Clock::now();
-    KvCache tmp(full_.shape, full_.model_name, full_.rope_theta, false);
     try {
       if (job.chunk >= chunks_.size()) throw std::runtime_error("chunk index out of range");
       const auto& c = chunks_[job.chunk];
@@ -264,6 +268,7 @@ void DecodePipeline::decode_loop() {
                                  std::to_string(h.tokens) + ", expected " + std::to_string(c.token_begin) + "+" +
                                  std::to_string(c.tokens));
       tmp.resize(c.tokens);
+      std::fill(tmp.tokens.begin(), tmp.tokens.end(), 0);  // a blob without ids leaves them 0
       const codec::LevelDecodeTables* tables = nullptr;
       if (h.method == codec::Method::Quant && h.level < tables_.size()) {
         // built once per level, on first use (a level never fetched costs nothing)
@@ -284,16 +289,22 @@ void DecodePipeline::decode_loop() {
           upgraded_[job.chunk] = std::make_unique<KvCache>(std::move(tmp));
           cb = on_held_;
         }
+        tmp = fresh_rows();
         if (cb) cb(job.chunk, true);
         continue;
       }
       if (hedged) {  // held until its deadline; the text path may still win
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!claimed_[job.chunk]) {
-          held_[job.chunk] = std::make_unique<KvCache>(std::move(tmp));
-          held_busy_[job.chunk] = since(t0);
+        bool held = false;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!claimed_[job.chunk]) {
+            held_[job.chunk] = std::make_unique<KvCache>(std::move(tmp));
+            held_busy_[job.chunk] = since(t0);
+            held = true;
+          }
+          cv_.notify_all();
         }
-        cv_.notify_all();
+        if (held) tmp = fresh_rows();
         continue;
       }
       {

@@ -27,6 +27,7 @@ TEST_CASE("bench codec times one pinned thread on each allowed core and all core
   CHECK(e.decode_mbps_1t_per_core.size() == size_t(std::min(2, allowed)));
   for (double v : e.decode_mbps_1t_per_core) CHECK(v > 0);
   CHECK(e.decode_mbps_all_cold > 0);
+  CHECK(e.decode_mbps_1t_far_rows > 0);
   CHECK(e.scaling_vs_fastest_core_median > 0);
   CHECK(e.efficiency_vs_cores_median > 0);
   if (allowed >= 2) {  // the control: both cores at once
