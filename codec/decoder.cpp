@@ -12,7 +12,14 @@ namespace kvstream::codec {
 
 // ---- CPU decoder ----
 
-CpuDecoder::CpuDecoder() : ws_(std::make_unique<DecodeWorkspace>()) {}
+struct CpuDecoder::CallScratch {
+  std::vector<BlobHeader> hs;          // [blob of the call]
+  std::vector<uint32_t> rows;          // [blob of the call] first destination row
+  std::vector<size_t> batch;           // blobs of the batch being gathered
+  std::vector<QuantChunkInput> in;     // the batch's kernel inputs
+};
+
+CpuDecoder::CpuDecoder() : ws_(std::make_unique<DecodeWorkspace>()), call_(std::make_unique<CallScratch>()) {}
 CpuDecoder::~CpuDecoder() = default;
 
 void CpuDecoder::set_profile(const Profile& p) {
@@ -31,10 +38,11 @@ const LevelDecodeTables* CpuDecoder::tables_for(const BlobHeader& h) {
 }
 
 // Format-3 Quant blobs idx of one submit, decoded together (decode_quant_chunks).
-void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, std::span<const size_t> idx,
-                              const std::vector<BlobHeader>& hs, const std::vector<uint32_t>& rows, const KvDest& dst) {
-  std::vector<QuantChunkInput> in;
-  in.reserve(idx.size());
+void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) {
+  const std::vector<size_t>& idx = call_->batch;
+  const std::vector<BlobHeader>& hs = call_->hs;
+  std::vector<QuantChunkInput>& in = call_->in;
+  in.clear();
   for (size_t i : idx) {
     const BlobHeader& h = hs[i];
     const LevelDecodeTables* t = tables_for(h);
@@ -45,7 +53,7 @@ void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, s
     } catch (const CorruptBlob& e) {
       throw CorruptBlob("blob " + std::to_string(i) + ": " + e.what());
     }
-    in.push_back(QuantChunkInput{blobs[i], &h, profile_.get(), t, &dst, rows[i], nullptr});
+    in.push_back(QuantChunkInput{blobs[i], &h, profile_.get(), t, &dst, call_->rows[i], nullptr});
   }
   size_t failed = 0;
   try {
@@ -60,11 +68,14 @@ void CpuDecoder::submit(std::span<const std::span<const uint8_t>> blobs, const K
   if (dst.on_device) throw std::invalid_argument("cpu decoder: destination is device memory");
   const auto t0 = std::chrono::steady_clock::now();
   constexpr size_t kBatch = 8;  // chunks decoded together (bounded scratch)
-  std::vector<BlobHeader> hs(blobs.size());
-  std::vector<uint32_t> rows(blobs.size());
-  std::vector<size_t> batch;
+  std::vector<BlobHeader>& hs = call_->hs;
+  std::vector<uint32_t>& rows = call_->rows;
+  std::vector<size_t>& batch = call_->batch;
+  hs.resize(blobs.size());
+  rows.resize(blobs.size());
+  batch.clear();
   auto flush = [&] {
-    if (!batch.empty()) decode_batch(blobs, batch, hs, rows, dst);
+    if (!batch.empty()) decode_batch(blobs, dst);
     batch.clear();
   };
   for (size_t i = 0; i < blobs.size(); ++i) {

@@ -119,12 +119,13 @@ class CpuDecoder final : public Decoder {
 
  private:
   const LevelDecodeTables* tables_for(const BlobHeader& h);
-  void decode_batch(std::span<const std::span<const uint8_t>> blobs, std::span<const size_t> idx,
-                    const std::vector<BlobHeader>& hs, const std::vector<uint32_t>& rows, const KvDest& dst);
+  void decode_batch(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst);
 
   std::unique_ptr<Profile> profile_;
   std::vector<std::unique_ptr<LevelDecodeTables>> tables_;  // [level], built on first use
   std::unique_ptr<DecodeWorkspace> ws_;
+  struct CallScratch;                    // submit()'s per-call vectors, kept so a warm call allocates nothing
+  std::unique_ptr<CallScratch> call_;
 };
 
 // ---- choosing a decoder ----
