@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "bench/stats.h"
 #include "codec/container.h"
 #include "kvstream/kvstream.h"
 #include "netsim/relay.h"
@@ -21,12 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using kvstream::bench::median;
 
 double decode_ms_total(const nlohmann::json& report) {
   double s = 0;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "bench/bench_reference.h"
+#include "bench/stats.h"
 #include "codec/decode_engine.h"
 #include "codec/decoder.h"
 #include "codec/thread_pool.h"
@@ -53,11 +54,7 @@ Stats blob_set_stats(const std::vector<std::vector<uint8_t>>& blobs, const Profi
   return s;
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
-  return v[v.size() / 2];
-}
+using kvstream::bench::median;
 
 // The first n CPUs this process may run on (fewer when it may run on fewer).
 std::vector<int> allowed_cpus(size_t n) {
@@ -70,21 +67,12 @@ std::vector<int> allowed_cpus(size_t n) {
   return out;
 }
 
-// Seconds `work` takes on a thread pinned to `cpu` (negative when it cannot be pinned).
-template <class Work>
-double seconds_on_cpu(int cpu, Work&& work) {
-  double s = -1;
-  std::thread t([&] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) return;
-    const auto t0 = Clock::now();
-    work();
-    s = seconds_since(t0);
-  });
-  t.join();
-  return s;
+// Pins the calling thread to one CPU; false when it cannot be pinned.
+bool pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
 // Threads pinned to `cpus`, released together, each timing its own work(k) (k = its index): the
@@ -99,10 +87,7 @@ std::vector<double> seconds_on_cpus_together(const std::vector<int>& cpus, Work&
   std::vector<std::thread> ts;
   for (size_t k = 0; k < cpus.size(); ++k)
     ts.emplace_back([&, k] {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(cpus[k], &set);
-      if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) failed.store(true);
+      if (!pin_to_cpu(cpus[k])) failed.store(true);
       ready.fetch_add(1);
       while (!go.load()) std::this_thread::yield();
       const auto t0 = Clock::now();
@@ -113,6 +98,13 @@ std::vector<double> seconds_on_cpus_together(const std::vector<int>& cpus, Work&
   go.store(true);
   for (auto& t : ts) t.join();
   return failed.load() ? std::vector<double>{} : took;
+}
+
+// Seconds `work` takes on a thread pinned to `cpu` (negative when it cannot be pinned).
+template <class Work>
+double seconds_on_cpu(int cpu, Work&& work) {
+  const std::vector<double> s = seconds_on_cpus_together({cpu}, [&](size_t) { work(); });
+  return s.empty() ? -1 : s[0];
 }
 
 // What the current decoder's timing loop measures (seconds, best of the repetitions).

@@ -21,6 +21,7 @@
 #include "netsim/relay.h"
 #include "streamer/auth.h"
 #include "bench/hostile.h"
+#include "bench/stats.h"
 #include "bench/verify.h"
 #include "streamer/context_source.h"
 #include "streamer/profile_cache.h"
@@ -38,12 +39,7 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using kvstream::bench::median;
 double quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

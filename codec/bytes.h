@@ -70,17 +70,6 @@ struct ByteReader {
     return varint_long(f);
   }
   [[gnu::noinline]] uint64_t varint_long(const char* f) {
-    if (left() >= 10) {  // the longest varint fits: no bounds check per byte
-      const uint8_t* p = data.data() + pos;
-      uint64_t v = 0;
-      for (int i = 0; i < 9; ++i) {
-        v |= uint64_t(p[i] & 0x7F) << (7 * i);
-        if (p[i] < 0x80) return pos += size_t(i) + 1, v;
-      }
-      if (p[9] > 1) fail(std::string("varint overflow in ") + f);  // bit 63 is the last one
-      pos += 10;
-      return v | uint64_t(p[9]) << 63;
-    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       const uint8_t b = u8(f);

@@ -41,6 +41,7 @@ const LevelDecodeTables* CpuDecoder::tables_for(const BlobHeader& h) {
 void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, const KvDest& dst) {
   const std::vector<size_t>& idx = call_->batch;
   const std::vector<BlobHeader>& hs = call_->hs;
+  const std::vector<uint32_t>& rows = call_->rows;
   std::vector<QuantChunkInput>& in = call_->in;
   in.clear();
   for (size_t i : idx) {
@@ -53,7 +54,7 @@ void CpuDecoder::decode_batch(std::span<const std::span<const uint8_t>> blobs, c
     } catch (const CorruptBlob& e) {
       throw CorruptBlob("blob " + std::to_string(i) + ": " + e.what());
     }
-    in.push_back(QuantChunkInput{blobs[i], &h, profile_.get(), t, &dst, call_->rows[i], nullptr});
+    in.push_back(QuantChunkInput{blobs[i], &h, profile_.get(), t, &dst, rows[i], nullptr});
   }
   size_t failed = 0;
   try {

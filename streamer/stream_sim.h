@@ -8,9 +8,9 @@
 // (plus the trace's own path delay); requests and CANCELs are only delayed. The sender serves a
 // connection's requests one at a time in arrival order, each answer turnaround_s after the later
 // of its request's arrival and the previous answer (queued FIFO behind earlier data): the time a
-// real sender and relay take to read a request and put the answer on the link; a CANCEL that reaches it before
-// then replaces the answer, one that comes later changes nothing (the live sender behaves the
-// same: it cannot recall bytes it has written). What the receiver sees is modelled as it sees it
+// real sender and relay take to read a request and put the answer on the link; a CANCEL that
+// reaches it before then replaces the answer, one that comes later changes nothing (the live
+// sender behaves the same: it cannot recall bytes it has written). What the receiver sees is modelled as it sees it
 // live: a read holds every byte that arrived within read_burst_s of its first (the relay releases
 // bytes on a 0.25 ms tick), the handshake is measured on HELLO_ACK + MANIFEST, and every MANIFEST
 // and CHUNK_DATA carries sender_report, what the sender's TCP_INFO says behind the relay. The true

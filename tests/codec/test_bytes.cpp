@@ -1,5 +1,5 @@
-// ByteReader's varint (codec/bytes.h): the fast path (10 or more bytes left) and the checked one
-// read the same values and reject the same inputs.
+// ByteReader's varint (codec/bytes.h): the inline path (one- and two-byte varints with 2 bytes
+// left) and the checked one read the same values and reject the same inputs.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -12,7 +12,8 @@ using namespace kvstream::codec;
 
 namespace {
 
-// Reads one varint from `bytes`, followed by `pad` extra bytes (pad >= 10 - size: the fast path).
+// Reads one varint from `bytes`, followed by `pad` extra bytes (pad 0: a one-byte varint takes the
+// checked path; pad > 0: one- and two-byte varints take the inline one).
 // Returns the value and how many bytes it took; throws CorruptBlob like the reader.
 std::pair<uint64_t, size_t> read_one(std::vector<uint8_t> bytes, size_t pad) {
   bytes.resize(bytes.size() + pad, 0xFF);
